@@ -1,0 +1,213 @@
+// The Fabric seam: a small runtime interface shaped like verbs, with two backends (loopback:
+// N nodes in one process; rdma: rdma-core). Code above verbs/ sees only this header.
+//
+// One Fabric object is one node's view of the network, like an ibv_context + PD + CQ: it
+// registers memory, connects reliable queue pairs to peers, and reports completions and events.
+//
+// The datapath follows verbs (ibv_post_send.3, ibv_poll_cq.3):
+// - Post* returns only local, immediate failures (a full send queue, too many SGEs, a QP that was
+//   never connected). Everything that depends on the remote side arrives later as a Completion.
+// - A completion never appears inside the post call; it appears after a progress step
+//   (PollCompletions) of the posting node.
+// - Work requests on one queue pair execute in post order (RC); a WRITE posted before a SEND on the
+//   same QP has landed when the SEND's receive completes.
+// - An unsignaled request produces no completion when it succeeds; every failure produces one.
+//   Its send-queue slot is freed when a later signaled request of the same QP is polled.
+// - The first failure on a QP moves it to the error state: the failed request reports why, every
+//   request after it reports kFlushed (like IBV_WC_WR_FLUSH_ERR).
+// - An error Completion carries only wr_id, qp and status; bytes are meaningful only on success.
+//
+// Thread-safety: a Fabric and its QueuePairs may be used from several threads at once; posting
+// on one QP from two threads at once is allowed but their relative order is unspecified.
+// Memory: registered memory must outlive its MemoryRegion; memory named by an SGE or a remote
+// address must stay valid until the request's completion (or a later signaled one) is polled.
+#ifndef FT_VERBS_FABRIC_H_
+#define FT_VERBS_FABRIC_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "ftengine/status.h"
+
+namespace ft::verbs {
+
+using NodeId = uint32_t;
+inline constexpr NodeId kInvalidNode = UINT32_MAX;
+
+// Access rights of a registration (bit set, as IBV_ACCESS_*). Local read is always allowed.
+enum Access : uint32_t {
+  kAccessLocalWrite = 1u << 0,
+  kAccessRemoteWrite = 1u << 1,
+  kAccessRemoteRead = 1u << 2,
+};
+
+// A registration. Destroying it deregisters the memory (ibv_dereg_mr); later remote access with
+// its rkey fails with kRemoteAccessError.
+class MemoryRegion {
+ public:
+  virtual ~MemoryRegion() = default;
+  virtual void* addr() const = 0;
+  virtual size_t length() const = 0;
+  virtual uint32_t lkey() const = 0;
+  virtual uint32_t rkey() const = 0;
+  // True when [p, p + bytes) lies inside this region.
+  bool Contains(const void* p, size_t bytes) const {
+    const auto* begin = static_cast<const std::byte*>(addr());
+    const auto* at = static_cast<const std::byte*>(p);
+    return at >= begin && bytes <= length() && static_cast<size_t>(at - begin) <= length() - bytes;
+  }
+};
+
+// What a peer needs to address our memory: published in connection private data.
+struct RemoteRegion {
+  uint64_t addr = 0;
+  uint64_t length = 0;
+  uint32_t rkey = 0;
+};
+
+// One scatter-gather element of local, registered memory.
+struct Sge {
+  uint64_t addr = 0;
+  uint32_t length = 0;
+  uint32_t lkey = 0;
+};
+
+inline constexpr int kMaxSge = 4;  // per work request, on every backend
+
+enum class Opcode : uint8_t { kWrite, kRead, kSend, kRecv };
+const char* OpcodeName(Opcode opcode);
+
+// Outcome of a work request (IBV_WC_* in verbs/rdma/errors.cc maps onto these).
+enum class WcStatus : uint8_t {
+  kSuccess,
+  kLocalLengthError,      // a received message was longer than the posted buffer
+  kLocalProtectionError,  // an SGE named memory outside the region of its lkey
+  kRemoteAccessError,     // bad rkey, range, or access rights at the target; nothing written
+  kRemoteInvalidRequest,  // the peer's receive buffer was too small for our SEND
+  kRetryExceeded,         // the peer did not answer (dead, partitioned or fenced)
+  kRnrRetryExceeded,      // SEND found no posted receive at the peer, retries ran out
+  kFlushed,               // the QP was already in the error state
+  kFatal,                 // anything else (a bug or a device error)
+};
+const char* WcStatusName(WcStatus status);
+
+struct Completion {
+  uint64_t wr_id = 0;
+  uint32_t qp = 0;      // QueuePair::id() of the queue pair it was posted on
+  WcStatus status = WcStatus::kSuccess;
+  Opcode opcode = Opcode::kWrite;  // valid on success only (as ibv_wc.opcode)
+  uint32_t bytes = 0;   // received bytes for kRecv; valid on success only
+};
+
+// A WRITE, READ or SEND. WRITE/READ name remote memory; SEND goes to the peer's next posted
+// receive. inline_data copies the payload at post time (bytes <= Limits::max_inline_bytes), after
+// which the SGE memory may be reused at once.
+struct SendRequest {
+  uint64_t wr_id = 0;
+  Opcode opcode = Opcode::kWrite;
+  Sge sge[kMaxSge] = {};
+  int num_sge = 0;
+  uint64_t remote_addr = 0;  // WRITE/READ only
+  uint32_t rkey = 0;         // WRITE/READ only
+  bool signaled = true;
+  bool inline_data = false;
+};
+
+struct RecvRequest {
+  uint64_t wr_id = 0;
+  Sge sge{};
+};
+
+enum class QpState : uint8_t { kConnected, kError };
+
+class QueuePair {
+ public:
+  virtual ~QueuePair() = default;  // destroys the QP; unpolled completions of it are discarded
+  virtual uint32_t id() const = 0;  // unique among this Fabric's QPs (like qp_num)
+  virtual NodeId peer() const = 0;
+  // What the peer passed to Connect (≤ Limits::max_private_data bytes).
+  virtual std::span<const std::byte> peer_private_data() const = 0;
+  virtual QpState state() const = 0;
+
+  // Posts requests in order. On an immediate failure (InvalidArgument, ResourceExhausted when the
+  // send queue would overflow, FailedPrecondition), requests before the failing one are posted
+  // and *posted is their count; nothing after is.
+  virtual Status PostSend(std::span<const SendRequest> requests, size_t* posted = nullptr) = 0;
+  virtual Status PostRecv(std::span<const RecvRequest> requests, size_t* posted = nullptr) = 0;
+
+  // Fencing: moves the QP to the error state. Our outstanding requests complete kFlushed; nothing
+  // the peer posts on its end lands in our memory afterwards (its requests fail kRetryExceeded).
+  virtual void ToError() = 0;
+};
+
+// Asynchronous events (rdma_cm events and ibv async events map onto these).
+enum class EventType : uint8_t {
+  kDisconnected,  // the peer closed, died or became unreachable
+  kQpError,       // a QP entered the error state because of a failed request
+  kDeviceError,   // the device is gone (DEVICE_REMOVAL) or a CQ overran
+};
+const char* EventTypeName(EventType type);
+
+struct Event {
+  EventType type = EventType::kDisconnected;
+  NodeId peer = kInvalidNode;
+  uint32_t qp = 0;
+  std::string detail;
+};
+
+struct Limits {
+  int max_send_wr = 0;           // outstanding send requests per QP
+  int max_recv_wr = 0;           // posted receives per QP
+  int cq_depth = 0;              // completions the node's CQ holds before it overruns
+  uint32_t max_inline_bytes = 0;
+  uint32_t max_message_bytes = 0;  // largest single WRITE/READ/SEND
+  size_t max_private_data = 0;
+};
+
+struct ConnectRequest {
+  NodeId peer = kInvalidNode;
+  std::vector<std::byte> private_data;  // ≤ Limits::max_private_data
+};
+
+class Fabric {
+ public:
+  virtual ~Fabric() = default;
+
+  virtual NodeId node() const = 0;
+  virtual const Limits& limits() const = 0;
+  // "loopback", "rdma", ...
+  virtual std::string name() const = 0;
+
+  // Registers [addr, addr + bytes) with the given access (a bit set of Access).
+  virtual Result<std::unique_ptr<MemoryRegion>> RegisterMemory(void* addr, size_t bytes,
+                                                               uint32_t access) = 0;
+
+  // Connects one RC queue pair to each requested peer (each peer must call Connect for us too,
+  // in any order; a batch never deadlocks against another batch). Blocks until every QP is
+  // connected or `timeout` ran out (DeadlineExceeded naming the missing peers); a dead peer gives
+  // Unavailable. On failure no QP of the batch is returned.
+  virtual Result<std::vector<std::unique_ptr<QueuePair>>> Connect(
+      std::span<const ConnectRequest> requests, Nanos timeout) = 0;
+
+  // A progress step: executes work this node posted, as far as the backend models it, then moves
+  // up to out.size() completions into `out`. Returns how many.
+  virtual size_t PollCompletions(std::span<Completion> out) = 0;
+  // Moves up to out.size() pending events into `out`. Returns how many.
+  virtual size_t PollEvents(std::span<Event> out) = 0;
+
+  // Blocks until a completion or event may be ready, Interrupt() was called, or `timeout` ran out.
+  // Spurious returns are allowed: callers poll and wait again.
+  virtual void WaitForActivity(Nanos timeout) = 0;
+  // Makes a current or the next WaitForActivity return early. Callable from any thread.
+  virtual void Interrupt() = 0;
+};
+
+}  // namespace ft::verbs
+
+#endif  // FT_VERBS_FABRIC_H_
