@@ -1,0 +1,88 @@
+// Placement: which nodes hold which owner's fragments, and where in their stores.
+//
+// A deterministic function of (the nodes' failure domains, store capacities and footprints, k, m):
+// every node computing it from the same input gets the same answer. For each owner it picks
+// k + m distinct holders, never the owner itself:
+// - spread: no two holders of one owner share a failure domain while there are enough domains
+//   (other than the owner's own, which is used last); when domains run short they are reused as
+//   evenly as possible;
+// - balance: with equal footprints and capacities every node hosts k + m fragments;
+// - capacity: a holder gives each hosted fragment a contiguous extent of its store of `footprint`
+//   bytes (the owner's two slots); a node whose store is full is skipped and the fragment goes to
+//   the next node with room ("borrowing" checkpoint memory from others). When the world cannot fit
+//   an owner, the error says how many bytes are missing.
+#ifndef FT_RECOVERY_PLACEMENT_H_
+#define FT_RECOVERY_PLACEMENT_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ftengine/status.h"
+
+namespace ft::recovery {
+
+using NodeId = uint32_t;
+
+struct NodeSpec {
+  uint32_t domain = 0;          // failure domain (rack, switch); any numbering
+  uint64_t capacity_bytes = 0;  // store bytes this node offers to others
+  uint64_t footprint_bytes = 0; // store bytes each holder needs for this node's fragment (0: none)
+};
+
+struct FragmentSlot {
+  NodeId holder = 0;
+  uint64_t store_offset = 0;  // extent [store_offset, store_offset + owner's footprint)
+  bool operator==(const FragmentSlot&) const = default;
+};
+
+struct HostedFragment {
+  NodeId owner = 0;
+  int column = 0;
+  uint64_t store_offset = 0;
+  bool operator==(const HostedFragment&) const = default;
+};
+
+class Placement {
+ public:
+  int k() const { return k_; }
+  int m() const { return m_; }
+  int width() const { return k_ + m_; }
+  size_t nodes() const { return used_bytes_.size(); }
+
+  // holders(owner)[column]: column j of the owner's stripes goes to that slot.
+  std::span<const FragmentSlot> HoldersOf(NodeId owner) const {
+    return {&slots_[static_cast<size_t>(owner) * width()], static_cast<size_t>(width())};
+  }
+  // Fragments a node hosts, in (owner, column) order. O(hosted).
+  std::span<const HostedFragment> HostedBy(NodeId holder) const {
+    return {hosted_.data() + hosted_begin_[holder], hosted_begin_[holder + 1] - hosted_begin_[holder]};
+  }
+  uint64_t used_bytes(NodeId holder) const { return used_bytes_[holder]; }
+  // Bytes of this owner's fragments that went to a later candidate because a preferred holder's
+  // store was full: what the owner borrows from nodes that have room.
+  uint64_t borrowed_bytes(NodeId owner) const { return borrowed_bytes_[owner]; }
+  // One line of counts: fragments per node (min/max), domains reused, borrowed bytes.
+  std::string Describe() const;
+
+  bool operator==(const Placement&) const = default;
+
+ private:
+  friend Result<Placement> ComputePlacement(std::span<const NodeSpec>, int, int);
+  int k_ = 0;
+  int m_ = 0;
+  std::vector<FragmentSlot> slots_;       // nodes x width
+  std::vector<HostedFragment> hosted_;    // grouped by holder
+  std::vector<size_t> hosted_begin_;      // nodes + 1 offsets into hosted_
+  std::vector<uint64_t> used_bytes_;      // per holder
+  std::vector<uint64_t> borrowed_bytes_;  // per owner
+};
+
+// k >= 1, m >= 1, k + m < nodes.size() (else InvalidArgument naming the largest k + m allowed).
+// Fails with ResourceExhausted naming the owner that does not fit and the missing bytes.
+Result<Placement> ComputePlacement(std::span<const NodeSpec> nodes, int k, int m);
+
+}  // namespace ft::recovery
+
+#endif  // FT_RECOVERY_PLACEMENT_H_
