@@ -1,0 +1,154 @@
+#include "recovery/coordinator.h"
+
+#include <algorithm>
+
+namespace ft::recovery {
+
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(const Options& options) {
+  if (options.world_size < 2) {
+    return Status::InvalidArgument("world_size = ", options.world_size,
+                                   ": a checkpoint needs at least 2 nodes");
+  }
+  if (options.k < 1 || options.m < 1) {
+    return Status::InvalidArgument("k = ", options.k, ", m = ", options.m, ": both must be >= 1");
+  }
+  if (static_cast<uint64_t>(options.k) + options.m >= options.world_size) {
+    return Status::InvalidArgument("k + m = ", options.k + options.m, " needs at least ",
+                                   options.k + options.m + 1, " nodes; ", options.world_size,
+                                   " nodes allow k + m <= ", options.world_size - 1);
+  }
+  return std::make_unique<Coordinator>(PrivateTag{}, options);
+}
+
+Coordinator::Coordinator(PrivateTag, const Options& options)
+    : options_(options),
+      prepares_(options.world_size),
+      prepared_(options.world_size, 0),
+      done_(options.world_size, 0),
+      lost_(options.world_size, 0) {}
+
+void Coordinator::OnPrepare(const PrepareMessage& message, Outbox* outbox) {
+  if (message.epoch != options_.epoch || message.node >= options_.world_size ||
+      phase_ != Phase::kCollectingPrepare || prepared_[message.node]) {
+    ++ignored_messages_;
+    return;
+  }
+  prepared_[message.node] = 1;
+  prepares_[message.node] = message;
+  if (++prepared_count_ == options_.world_size) StartRound(outbox);
+}
+
+void Coordinator::StartRound(Outbox* outbox) {
+  std::fill(prepared_.begin(), prepared_.end(), 0);
+  prepared_count_ = 0;
+  const uint64_t version = committed_version_ + 1;
+  const uint32_t n = options_.world_size;
+  version_in_flight_ = version;
+  for (NodeId node = 0; node < n; ++node) {
+    if (lost_[node]) {
+      Abort(node, StatusCode::kUnavailable, lost_reason_, outbox);
+      return;
+    }
+  }
+
+  bool changed = !placement_.has_value();
+  if (!changed) {
+    for (NodeId node = 0; node < n && !changed; ++node) {
+      const NodeSpec& old_spec = placed_specs_[node];
+      const PrepareMessage& p = prepares_[node];
+      changed = old_spec.domain != p.domain || old_spec.capacity_bytes != p.capacity_bytes ||
+                old_spec.footprint_bytes != p.footprint_bytes;
+    }
+  }
+  if (changed) {
+    std::vector<NodeSpec> specs(n);
+    for (NodeId node = 0; node < n; ++node) {
+      specs[node] = NodeSpec{prepares_[node].domain, prepares_[node].capacity_bytes,
+                             prepares_[node].footprint_bytes};
+    }
+    Result<Placement> placement = ComputePlacement(specs, options_.k, options_.m);
+    if (!placement.ok()) {
+      Abort(UINT32_MAX, placement.status().code(), std::string(placement.status().message()),
+            outbox);
+      return;
+    }
+    placement_ = std::move(placement).value();
+    placed_specs_ = std::move(specs);
+    ++placement_id_;
+  }
+
+  phase_ = Phase::kCollectingDone;
+  std::fill(done_.begin(), done_.end(), 0);
+  done_count_ = 0;
+  outbox->reserve(outbox->size() + n);
+  for (NodeId node = 0; node < n; ++node) {
+    GoMessage go;
+    go.epoch = options_.epoch;
+    go.version = version;
+    go.placement_id = placement_id_;
+    go.has_placement = changed;
+    if (changed) {
+      auto holders = placement_->HoldersOf(node);
+      go.holders.assign(holders.begin(), holders.end());
+      for (const HostedFragment& hosted : placement_->HostedBy(node)) {
+        if (go.hosted_owners.empty() || go.hosted_owners.back() != hosted.owner) {
+          go.hosted_owners.push_back(hosted.owner);
+        }
+      }
+    }
+    outbox->emplace_back(node, std::move(go));
+  }
+}
+
+void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
+  if (message.epoch != options_.epoch || message.node >= options_.world_size ||
+      phase_ != Phase::kCollectingDone || message.version != version_in_flight_ ||
+      done_[message.node]) {
+    ++ignored_messages_;
+    return;
+  }
+  if (message.code != StatusCode::kOk) {
+    std::string reason = StrCat("node ", message.node, " could not place its fragments of version ",
+                                message.version);
+    if (message.failed_peer != UINT32_MAX) reason += StrCat(" (peer ", message.failed_peer, ")");
+    Abort(message.failed_peer != UINT32_MAX ? message.failed_peer : message.node, message.code,
+          std::move(reason), outbox);
+    return;
+  }
+  done_[message.node] = 1;
+  if (++done_count_ < options_.world_size) return;
+  committed_version_ = version_in_flight_;
+  phase_ = Phase::kCollectingPrepare;
+  outbox->reserve(outbox->size() + options_.world_size);
+  for (NodeId node = 0; node < options_.world_size; ++node) {
+    outbox->emplace_back(node, CommitMessage{options_.epoch, committed_version_});
+  }
+}
+
+void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbox) {
+  if (node >= options_.world_size || lost_[node]) return;
+  lost_[node] = 1;
+  lost_reason_ = StrCat("node ", node, " was lost: ", reason);
+  if (phase_ == Phase::kCollectingDone) {
+    Abort(node, StatusCode::kUnavailable, lost_reason_, outbox);
+  }
+}
+
+void Coordinator::Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox) {
+  phase_ = Phase::kCollectingPrepare;
+  std::fill(prepared_.begin(), prepared_.end(), 0);
+  prepared_count_ = 0;
+  for (NodeId node = 0; node < options_.world_size; ++node) {
+    if (lost_[node]) continue;
+    AbortMessage abort;
+    abort.epoch = options_.epoch;
+    abort.version = version_in_flight_;
+    abort.failed_node = failed_node;
+    abort.code = code;
+    abort.reason = reason;
+    outbox->emplace_back(node, std::move(abort));
+  }
+  version_in_flight_ = 0;
+}
+
+}  // namespace ft::recovery

@@ -1,0 +1,82 @@
+// The coordinator's commit protocol as a pure state machine: messages in, messages out. The
+// engine of the coordinator node feeds it what arrives and sends what it returns; tests and
+// benchmarks drive it directly.
+//
+// Rounds: collect PREPARE from every node; (re)compute the placement when any node's footprint,
+// capacity or domain changed; send GO(v) with v = last committed + 1; collect DONE(v); COMMIT(v)
+// when every node reported success, ABORT(v) as soon as one failed or a node was lost. An aborted
+// version number is reused by the next round: slot v % 2 was dirtied, slot (v-1) % 2 still holds
+// the committed version, and v + 1 would overwrite it.
+//
+// Thread-safety: none; one thread (the coordinator node's worker) owns it.
+#ifndef FT_RECOVERY_COORDINATOR_H_
+#define FT_RECOVERY_COORDINATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ftengine/status.h"
+#include "recovery/placement.h"
+#include "recovery/protocol.h"
+
+namespace ft::recovery {
+
+class Coordinator {
+ public:
+  struct Options {
+    uint32_t world_size = 0;
+    int k = 0;
+    int m = 0;
+    uint64_t epoch = 1;
+  };
+  using Outbox = std::vector<std::pair<NodeId, Message>>;
+
+  static Result<std::unique_ptr<Coordinator>> Create(const Options& options);
+
+  // Appends the messages to send to *outbox. Messages of another epoch, from unknown nodes or
+  // for a version not in flight are ignored (and counted in ignored_messages()).
+  void OnPrepare(const PrepareMessage& message, Outbox* outbox);
+  void OnDone(const DoneMessage& message, Outbox* outbox);
+  // A node is gone (disconnect, error completion, missed heartbeats): aborts the round in flight.
+  // Until recovery exists (a later view), every later round aborts naming the lost node.
+  void OnNodeLost(NodeId node, std::string_view reason, Outbox* outbox);
+
+  uint64_t committed_version() const { return committed_version_; }
+  bool round_in_flight() const { return phase_ == Phase::kCollectingDone; }
+  const Placement* placement() const { return placement_ ? &*placement_ : nullptr; }
+  uint64_t placement_id() const { return placement_id_; }
+  uint64_t ignored_messages() const { return ignored_messages_; }
+  uint64_t epoch() const { return options_.epoch; }
+
+  struct PrivateTag {};
+  Coordinator(PrivateTag, const Options& options);
+
+ private:
+  enum class Phase { kCollectingPrepare, kCollectingDone };
+  void StartRound(Outbox* outbox);
+  void Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox);
+
+  Options options_;
+  Phase phase_ = Phase::kCollectingPrepare;
+  uint64_t committed_version_ = 0;
+  uint64_t version_in_flight_ = 0;
+  std::vector<PrepareMessage> prepares_;
+  std::vector<uint8_t> prepared_;
+  uint32_t prepared_count_ = 0;
+  std::vector<uint8_t> done_;
+  uint32_t done_count_ = 0;
+  std::vector<NodeSpec> placed_specs_;  // the input of the current placement
+  std::optional<Placement> placement_;
+  uint64_t placement_id_ = 0;
+  std::vector<uint8_t> lost_;
+  std::string lost_reason_;
+  uint64_t ignored_messages_ = 0;
+};
+
+}  // namespace ft::recovery
+
+#endif  // FT_RECOVERY_COORDINATOR_H_

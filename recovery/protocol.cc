@@ -1,0 +1,220 @@
+#include "recovery/protocol.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+namespace ft::recovery {
+namespace {
+
+class Writer {
+ public:
+  explicit Writer(std::span<std::byte> out) : out_(out) {}
+  template <typename T>
+  void Put(T value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    if (overflow_ || out_.size() - used_ < sizeof(T)) {
+      overflow_ = true;
+      return;
+    }
+    std::memcpy(out_.data() + used_, &value, sizeof(T));
+    used_ += sizeof(T);
+  }
+  void PutBytes(const void* data, size_t bytes) {
+    if (overflow_ || out_.size() - used_ < bytes) {
+      overflow_ = true;
+      return;
+    }
+    std::memcpy(out_.data() + used_, data, bytes);
+    used_ += bytes;
+  }
+  bool overflow() const { return overflow_; }
+  size_t used() const { return used_; }
+
+ private:
+  std::span<std::byte> out_;
+  size_t used_ = 0;
+  bool overflow_ = false;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::span<const std::byte> in) : in_(in) {}
+  template <typename T>
+  bool Get(T* value) {
+    if (in_.size() - used_ < sizeof(T)) return false;
+    std::memcpy(value, in_.data() + used_, sizeof(T));
+    used_ += sizeof(T);
+    return true;
+  }
+  bool GetBytes(void* data, size_t bytes) {
+    if (in_.size() - used_ < bytes) return false;
+    std::memcpy(data, in_.data() + used_, bytes);
+    used_ += bytes;
+    return true;
+  }
+  size_t remaining() const { return in_.size() - used_; }
+
+ private:
+  std::span<const std::byte> in_;
+  size_t used_ = 0;
+};
+
+void PutHeader(Writer& w, MessageType type, uint64_t epoch) {
+  w.Put(static_cast<uint8_t>(type));
+  w.Put(uint8_t{0});
+  w.Put(uint16_t{0});
+  w.Put(uint32_t{0});
+  w.Put(epoch);
+}
+
+void Write(Writer& w, const PrepareMessage& m) {
+  PutHeader(w, MessageType::kPrepare, m.epoch);
+  w.Put(m.node);
+  w.Put(m.domain);
+  w.Put(m.image_bytes);
+  w.Put(m.footprint_bytes);
+  w.Put(m.capacity_bytes);
+}
+
+void Write(Writer& w, const GoMessage& m) {
+  PutHeader(w, MessageType::kGo, m.epoch);
+  w.Put(m.version);
+  w.Put(m.placement_id);
+  w.Put(static_cast<uint32_t>(m.has_placement));
+  w.Put(static_cast<uint32_t>(m.holders.size()));
+  w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
+  w.Put(uint32_t{0});
+  for (const FragmentSlot& slot : m.holders) {
+    w.Put(slot.holder);
+    w.Put(uint32_t{0});
+    w.Put(slot.store_offset);
+  }
+  for (NodeId owner : m.hosted_owners) w.Put(owner);
+}
+
+void Write(Writer& w, const DoneMessage& m) {
+  PutHeader(w, MessageType::kDone, m.epoch);
+  w.Put(m.version);
+  w.Put(m.node);
+  w.Put(static_cast<int32_t>(m.code));
+  w.Put(m.failed_peer);
+}
+
+void Write(Writer& w, const CommitMessage& m) {
+  PutHeader(w, MessageType::kCommit, m.epoch);
+  w.Put(m.version);
+}
+
+void Write(Writer& w, const AbortMessage& m) {
+  PutHeader(w, MessageType::kAbort, m.epoch);
+  w.Put(m.version);
+  w.Put(m.failed_node);
+  w.Put(static_cast<int32_t>(m.code));
+  const size_t reason_bytes = std::min(m.reason.size(), kMaxReasonBytes);
+  w.Put(static_cast<uint32_t>(reason_bytes));
+  w.PutBytes(m.reason.data(), reason_bytes);
+}
+
+bool ValidCode(int32_t code) {
+  return code >= static_cast<int32_t>(StatusCode::kOk) &&
+         code <= static_cast<int32_t>(StatusCode::kInternal);
+}
+
+Status Truncated(const char* what) {
+  return Status::InvalidArgument("control message ", what, " is truncated or malformed");
+}
+
+}  // namespace
+
+Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out) {
+  Writer writer(out);
+  std::visit([&](const auto& m) { Write(writer, m); }, message);
+  if (writer.overflow()) {
+    return Status::ResourceExhausted("control message does not fit in ", out.size(), " bytes");
+  }
+  return writer.used();
+}
+
+Result<Message> DecodeMessage(std::span<const std::byte> in) {
+  Reader r(in);
+  uint8_t type = 0, pad8 = 0;
+  uint16_t pad16 = 0;
+  uint32_t pad32 = 0;
+  uint64_t epoch = 0;
+  if (!r.Get(&type) || !r.Get(&pad8) || !r.Get(&pad16) || !r.Get(&pad32) || !r.Get(&epoch)) {
+    return Truncated("header");
+  }
+  switch (static_cast<MessageType>(type)) {
+    case MessageType::kPrepare: {
+      PrepareMessage m;
+      m.epoch = epoch;
+      if (!r.Get(&m.node) || !r.Get(&m.domain) || !r.Get(&m.image_bytes) ||
+          !r.Get(&m.footprint_bytes) || !r.Get(&m.capacity_bytes)) {
+        return Truncated("PREPARE");
+      }
+      return Message(m);
+    }
+    case MessageType::kGo: {
+      GoMessage m;
+      m.epoch = epoch;
+      uint32_t has_placement = 0, holders = 0, hosted = 0, pad = 0;
+      if (!r.Get(&m.version) || !r.Get(&m.placement_id) || !r.Get(&has_placement) ||
+          !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&pad) || has_placement > 1) {
+        return Truncated("GO");
+      }
+      if (holders > 64 || static_cast<size_t>(hosted) * 4 + static_cast<size_t>(holders) * 16 >
+                              r.remaining()) {
+        return Truncated("GO");
+      }
+      m.has_placement = has_placement != 0;
+      m.holders.resize(holders);
+      for (FragmentSlot& slot : m.holders) {
+        uint32_t pad_slot = 0;
+        if (!r.Get(&slot.holder) || !r.Get(&pad_slot) || !r.Get(&slot.store_offset)) {
+          return Truncated("GO");
+        }
+      }
+      m.hosted_owners.resize(hosted);
+      for (NodeId& owner : m.hosted_owners) {
+        if (!r.Get(&owner)) return Truncated("GO");
+      }
+      return Message(std::move(m));
+    }
+    case MessageType::kDone: {
+      DoneMessage m;
+      m.epoch = epoch;
+      int32_t code = 0;
+      if (!r.Get(&m.version) || !r.Get(&m.node) || !r.Get(&code) || !r.Get(&m.failed_peer) ||
+          !ValidCode(code)) {
+        return Truncated("DONE");
+      }
+      m.code = static_cast<StatusCode>(code);
+      return Message(m);
+    }
+    case MessageType::kCommit: {
+      CommitMessage m;
+      m.epoch = epoch;
+      if (!r.Get(&m.version)) return Truncated("COMMIT");
+      return Message(m);
+    }
+    case MessageType::kAbort: {
+      AbortMessage m;
+      m.epoch = epoch;
+      int32_t code = 0;
+      uint32_t reason_bytes = 0;
+      if (!r.Get(&m.version) || !r.Get(&m.failed_node) || !r.Get(&code) || !ValidCode(code) ||
+          !r.Get(&reason_bytes) || reason_bytes > kMaxReasonBytes ||
+          reason_bytes > r.remaining()) {
+        return Truncated("ABORT");
+      }
+      m.code = static_cast<StatusCode>(code);
+      m.reason.resize(reason_bytes);
+      if (!r.GetBytes(m.reason.data(), reason_bytes)) return Truncated("ABORT");
+      return Message(std::move(m));
+    }
+  }
+  return Status::InvalidArgument("control message type ", static_cast<int>(type), " is unknown");
+}
+
+}  // namespace ft::recovery

@@ -1,0 +1,86 @@
+// Control messages between nodes and the coordinator, and their wire format.
+//
+// Every message starts with {type u8, pad, epoch u64}; integers are little-endian (all supported
+// hosts are). A message is at most kMaxControlMessageBytes, the size of the posted receive
+// buffers. Decode checks every length against the buffer and rejects anything malformed.
+//
+// One checkpoint round (version v, epoch e):
+//   node -> coordinator   PREPARE(e, node, image bytes, footprint, capacity, domain)
+//   coordinator -> node   GO(e, v, placement if it changed: this node's holders, hosted owners)
+//   node -> coordinator   DONE(e, v, node, status)     after all its WRITEs completed
+//   coordinator -> node   COMMIT(e, v)                 when every node reported DONE(v) OK
+//                         ABORT(e, v, node, reason)    when one failed; v-1 stays committed
+#ifndef FT_RECOVERY_PROTOCOL_H_
+#define FT_RECOVERY_PROTOCOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ftengine/status.h"
+#include "recovery/placement.h"
+
+namespace ft::recovery {
+
+inline constexpr size_t kMaxControlMessageBytes = 4096;
+inline constexpr size_t kMaxReasonBytes = 256;
+
+enum class MessageType : uint8_t { kPrepare = 1, kGo = 2, kDone = 3, kCommit = 4, kAbort = 5 };
+
+struct PrepareMessage {
+  uint64_t epoch = 0;
+  NodeId node = 0;
+  uint64_t image_bytes = 0;
+  uint64_t footprint_bytes = 0;  // store bytes each holder needs for this node's fragment
+  uint64_t capacity_bytes = 0;   // store bytes this node offers
+  uint32_t domain = 0;
+  bool operator==(const PrepareMessage&) const = default;
+};
+
+struct GoMessage {
+  uint64_t epoch = 0;
+  uint64_t version = 0;
+  uint64_t placement_id = 0;   // increases whenever the placement changes
+  bool has_placement = false;  // when false the node keeps the placement it has
+  std::vector<FragmentSlot> holders;  // this node's k + m holders, by column
+  std::vector<NodeId> hosted_owners;  // owners whose fragments this node hosts (to connect)
+  bool operator==(const GoMessage&) const = default;
+};
+
+struct DoneMessage {
+  uint64_t epoch = 0;
+  uint64_t version = 0;
+  NodeId node = 0;
+  StatusCode code = StatusCode::kOk;  // not OK: this node could not place its fragments
+  NodeId failed_peer = UINT32_MAX;    // the peer that failed it, when known
+  bool operator==(const DoneMessage&) const = default;
+};
+
+struct CommitMessage {
+  uint64_t epoch = 0;
+  uint64_t version = 0;
+  bool operator==(const CommitMessage&) const = default;
+};
+
+struct AbortMessage {
+  uint64_t epoch = 0;
+  uint64_t version = 0;
+  NodeId failed_node = UINT32_MAX;
+  StatusCode code = StatusCode::kAborted;
+  std::string reason;  // truncated to kMaxReasonBytes
+  bool operator==(const AbortMessage&) const = default;
+};
+
+using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage>;
+
+// Writes `message` into `out`; returns the bytes used, or ResourceExhausted when it does not fit.
+Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out);
+// Parses one message; InvalidArgument for anything truncated, unknown or inconsistent.
+Result<Message> DecodeMessage(std::span<const std::byte> in);
+
+}  // namespace ft::recovery
+
+#endif  // FT_RECOVERY_PROTOCOL_H_
