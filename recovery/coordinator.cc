@@ -52,13 +52,12 @@ void Coordinator::StartRound(Outbox* outbox) {
   }
 
   bool changed = !placement_.has_value();
-  if (!changed) {
-    for (NodeId node = 0; node < n && !changed; ++node) {
-      const NodeSpec& old_spec = placed_specs_[node];
-      const PrepareMessage& p = prepares_[node];
-      changed = old_spec.domain != p.domain || old_spec.capacity_bytes != p.capacity_bytes ||
-                old_spec.footprint_bytes != p.footprint_bytes;
-    }
+  for (NodeId node = 0; node < n && !changed; ++node) {
+    const PrepareMessage& old_prepare = placed_prepares_[node];
+    const PrepareMessage& p = prepares_[node];
+    changed = old_prepare.domain != p.domain || old_prepare.capacity_bytes != p.capacity_bytes ||
+              old_prepare.footprint_bytes != p.footprint_bytes ||
+              old_prepare.store_addr != p.store_addr || old_prepare.store_rkey != p.store_rkey;
   }
   if (changed) {
     std::vector<NodeSpec> specs(n);
@@ -73,7 +72,7 @@ void Coordinator::StartRound(Outbox* outbox) {
       return;
     }
     placement_ = std::move(placement).value();
-    placed_specs_ = std::move(specs);
+    placed_prepares_ = prepares_;
     ++placement_id_;
   }
 
@@ -88,8 +87,10 @@ void Coordinator::StartRound(Outbox* outbox) {
     go.placement_id = placement_id_;
     go.has_placement = changed;
     if (changed) {
-      auto holders = placement_->HoldersOf(node);
-      go.holders.assign(holders.begin(), holders.end());
+      for (const FragmentSlot& slot : placement_->HoldersOf(node)) {
+        go.holders.push_back(HolderAddress{slot, prepares_[slot.holder].store_addr,
+                                           prepares_[slot.holder].store_rkey});
+      }
       for (const HostedFragment& hosted : placement_->HostedBy(node)) {
         if (go.hosted_owners.empty() || go.hosted_owners.back() != hosted.owner) {
           go.hosted_owners.push_back(hosted.owner);

@@ -3,7 +3,7 @@
 // benchmarks drive it directly.
 //
 // Rounds: collect PREPARE from every node; (re)compute the placement when any node's footprint,
-// capacity or domain changed; send GO(v) with v = last committed + 1; collect DONE(v); COMMIT(v)
+// capacity, domain or store registration changed; send GO(v) with v = last committed + 1; collect DONE(v); COMMIT(v)
 // when every node reported success, ABORT(v) as soon as one failed or a node was lost. An aborted
 // version number is reused by the next round: slot v % 2 was dirtied, slot (v-1) % 2 still holds
 // the committed version, and v + 1 would overwrite it.
@@ -69,7 +69,7 @@ class Coordinator {
   uint32_t prepared_count_ = 0;
   std::vector<uint8_t> done_;
   uint32_t done_count_ = 0;
-  std::vector<NodeSpec> placed_specs_;  // the input of the current placement
+  std::vector<PrepareMessage> placed_prepares_;  // the input of the current placement
   std::optional<Placement> placement_;
   uint64_t placement_id_ = 0;
   std::vector<uint8_t> lost_;

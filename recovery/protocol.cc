@@ -75,6 +75,8 @@ void Write(Writer& w, const PrepareMessage& m) {
   w.Put(m.image_bytes);
   w.Put(m.footprint_bytes);
   w.Put(m.capacity_bytes);
+  w.Put(m.store_addr);
+  w.Put(m.store_rkey);
 }
 
 void Write(Writer& w, const GoMessage& m) {
@@ -85,10 +87,11 @@ void Write(Writer& w, const GoMessage& m) {
   w.Put(static_cast<uint32_t>(m.holders.size()));
   w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
   w.Put(uint32_t{0});
-  for (const FragmentSlot& slot : m.holders) {
-    w.Put(slot.holder);
-    w.Put(uint32_t{0});
-    w.Put(slot.store_offset);
+  for (const HolderAddress& holder : m.holders) {
+    w.Put(holder.slot.holder);
+    w.Put(holder.store_rkey);
+    w.Put(holder.slot.store_offset);
+    w.Put(holder.store_addr);
   }
   for (NodeId owner : m.hosted_owners) w.Put(owner);
 }
@@ -150,7 +153,8 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
       PrepareMessage m;
       m.epoch = epoch;
       if (!r.Get(&m.node) || !r.Get(&m.domain) || !r.Get(&m.image_bytes) ||
-          !r.Get(&m.footprint_bytes) || !r.Get(&m.capacity_bytes)) {
+          !r.Get(&m.footprint_bytes) || !r.Get(&m.capacity_bytes) || !r.Get(&m.store_addr) ||
+          !r.Get(&m.store_rkey)) {
         return Truncated("PREPARE");
       }
       return Message(m);
@@ -163,15 +167,15 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
           !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&pad) || has_placement > 1) {
         return Truncated("GO");
       }
-      if (holders > 64 || static_cast<size_t>(hosted) * 4 + static_cast<size_t>(holders) * 16 >
+      if (holders > 64 || static_cast<size_t>(hosted) * 4 + static_cast<size_t>(holders) * 24 >
                               r.remaining()) {
         return Truncated("GO");
       }
       m.has_placement = has_placement != 0;
       m.holders.resize(holders);
-      for (FragmentSlot& slot : m.holders) {
-        uint32_t pad_slot = 0;
-        if (!r.Get(&slot.holder) || !r.Get(&pad_slot) || !r.Get(&slot.store_offset)) {
+      for (HolderAddress& holder : m.holders) {
+        if (!r.Get(&holder.slot.holder) || !r.Get(&holder.store_rkey) ||
+            !r.Get(&holder.slot.store_offset) || !r.Get(&holder.store_addr)) {
           return Truncated("GO");
         }
       }

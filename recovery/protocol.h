@@ -37,7 +37,17 @@ struct PrepareMessage {
   uint64_t footprint_bytes = 0;  // store bytes each holder needs for this node's fragment
   uint64_t capacity_bytes = 0;   // store bytes this node offers
   uint32_t domain = 0;
+  uint64_t store_addr = 0;  // this node's store: where holders' fragments are WRITTEN
+  uint32_t store_rkey = 0;
   bool operator==(const PrepareMessage&) const = default;
+};
+
+// A holder as an owner needs it: where its fragment extent starts, and the key to WRITE there.
+struct HolderAddress {
+  FragmentSlot slot;
+  uint64_t store_addr = 0;
+  uint32_t store_rkey = 0;
+  bool operator==(const HolderAddress&) const = default;
 };
 
 struct GoMessage {
@@ -45,7 +55,7 @@ struct GoMessage {
   uint64_t version = 0;
   uint64_t placement_id = 0;   // increases whenever the placement changes
   bool has_placement = false;  // when false the node keeps the placement it has
-  std::vector<FragmentSlot> holders;  // this node's k + m holders, by column
+  std::vector<HolderAddress> holders;  // this node's k + m holders, by column
   std::vector<NodeId> hosted_owners;  // owners whose fragments this node hosts (to connect)
   bool operator==(const GoMessage&) const = default;
 };

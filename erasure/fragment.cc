@@ -1,0 +1,60 @@
+#include "erasure/fragment.h"
+
+#include <cstring>
+
+#include "common/check.h"
+#include "erasure/codec.h"
+
+namespace ft::erasure {
+namespace {
+
+uint64_t ComputeHeaderCrc(std::span<const std::byte> area, const FragmentHeader& header) {
+  FragmentHeader zeroed = header;
+  zeroed.header_crc = 0;
+  const uint64_t crc = Crc64(&zeroed, sizeof(zeroed));
+  return Crc64(area.data() + sizeof(FragmentHeader), header.stripes * sizeof(uint64_t), crc);
+}
+
+}  // namespace
+
+void SealHeader(std::span<std::byte> area) {
+  FragmentHeader header;
+  FT_CHECK(area.size() >= sizeof(header));
+  std::memcpy(&header, area.data(), sizeof(header));
+  FT_CHECK(area.size() >= HeaderAreaBytes(header.stripes));
+  header.header_crc = ComputeHeaderCrc(area, header);
+  std::memcpy(area.data(), &header, sizeof(header));
+}
+
+Status CheckHeader(std::span<const std::byte> area, const FragmentHeader& expected) {
+  FragmentHeader header;
+  if (area.size() < sizeof(header)) return Status::DataLoss("header area too short");
+  std::memcpy(&header, area.data(), sizeof(header));
+  if (header.magic != kFragmentMagic) {
+    return Status::DataLoss("fragment ", expected.column, " of owner ", expected.owner,
+                            ": no header (magic 0x", std::hex, header.magic, ")");
+  }
+  if (header.stripes != expected.stripes || area.size() < HeaderAreaBytes(header.stripes)) {
+    return Status::DataLoss("fragment ", expected.column, " of owner ", expected.owner, ": ",
+                            header.stripes, " stripes, expected ", expected.stripes);
+  }
+  if (header.header_crc != ComputeHeaderCrc(area, header)) {
+    return Status::DataLoss("fragment ", expected.column, " of owner ", expected.owner,
+                            ": header CRC mismatch (torn or overwritten header)");
+  }
+  if (header.version != expected.version) {
+    return Status::DataLoss("fragment ", expected.column, " of owner ", expected.owner,
+                            " holds version ", header.version, ", expected ", expected.version);
+  }
+  if (header.owner != expected.owner || header.column != expected.column ||
+      header.k != expected.k || header.m != expected.m ||
+      header.cell_bytes != expected.cell_bytes || header.image_bytes != expected.image_bytes) {
+    return Status::DataLoss("fragment ", expected.column, " of owner ", expected.owner,
+                            ": header describes owner ", header.owner, " column ", header.column,
+                            " RS(", header.k, ",", header.m, ") cell ", header.cell_bytes,
+                            " image ", header.image_bytes);
+  }
+  return Status();
+}
+
+}  // namespace ft::erasure

@@ -1,0 +1,156 @@
+// ft::Engine: one node's checkpoint engine.
+//
+// An application registers the memory that holds its state with Protect() and calls Checkpoint()
+// on every node (a collective). Each checkpoint cuts the node's image (its protected regions
+// concatenated in id order) into stripes of k data cells + m parity cells (Reed-Solomon, ISA-L),
+// and WRITEs every cell one-sidedly into registered memory of k + m partner nodes. A version is
+// committed when every node's fragments are in place; the committed version is never overwritten
+// by the one in flight (two slots per fragment, version v uses slot v % 2).
+//
+//   auto engine = ft::Engine::Create(options, world, std::move(fabric));  // Result<...>
+//   FT_RETURN_IF_ERROR((*engine)->Protect(0, state.data(), state.size()));
+//   ft::Result<uint64_t> version = (*engine)->Checkpoint();
+//
+// Thread-safety: all methods may be called from any thread; one background progress thread per
+// engine drives the fabric. Protect/Unprotect/Checkpoint* from several threads at once are
+// serialised; the calls are meant for the application's main thread.
+//
+// Errors: bad input returns InvalidArgument/FailedPrecondition and changes nothing. A failed
+// checkpoint (a lost peer: Unavailable; the world cannot fit the images: ResourceExhausted; a
+// deadline: DeadlineExceeded; the coordinator aborted it: Aborted) leaves the last committed
+// version intact and the engine usable for the next attempt.
+#ifndef FTENGINE_ENGINE_H_
+#define FTENGINE_ENGINE_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "ftengine/status.h"
+
+namespace ft {
+
+namespace verbs {
+class Fabric;
+}  // namespace verbs
+
+struct EngineOptions {
+  int k = 4;  // data cells per stripe
+  int m = 2;  // parity cells per stripe: up to m lost holders per owner are survivable
+  uint64_t cell_bytes = 1 << 20;
+  // Store bytes this node offers for others' fragments. 0: sized at the first checkpoint to this
+  // node's fair share, 2 slots x (k+m)/k x its own image (plus headers).
+  uint64_t store_capacity = 0;
+  // Failure domain (rack, switch, chassis). kOwnDomain: every node is its own domain.
+  static constexpr uint32_t kOwnDomain = UINT32_MAX;
+  uint32_t failure_domain = kOwnDomain;
+  // Stripes encoded and in flight at once: bounds the pipeline's memory to
+  // pipeline_depth x (k + m) x cell_bytes, whatever the image size.
+  int pipeline_depth = 4;
+  // Keep the last committed image in local memory too (fast rollback of a process that did not
+  // lose its node). Costs one image of memory and one memcpy per checkpoint.
+  bool keep_local_copy = false;
+  // Bound on every collective wait (connecting, waiting for the coordinator, a checkpoint).
+  std::chrono::milliseconds timeout{60'000};
+};
+
+struct WorldInfo {
+  uint32_t rank = 0;
+  uint32_t size = 0;
+  uint32_t coordinator = 0;  // the rank that commits versions
+};
+
+struct EngineMetrics {
+  uint64_t committed_version = 0;   // 0: none yet
+  uint64_t checkpoints_committed = 0;
+  uint64_t checkpoints_failed = 0;
+  uint64_t image_bytes = 0;          // of the last checkpoint
+  uint64_t bytes_written = 0;        // cells + headers WRITTEN to holders, all checkpoints
+  uint64_t bounce_bytes = 0;         // data bytes copied because a cell straddled regions / tail
+  uint64_t store_bytes = 0;          // registered store memory on this node
+  uint64_t store_used_bytes = 0;     // of which hosts others' fragments
+  // The last checkpoint, in seconds: from the call to GO (coordinator round trip + connects),
+  // encoding + CRC, WRITEs in flight after the last stripe was encoded, commit wait, total.
+  double last_prepare_seconds = 0;
+  double last_encode_seconds = 0;
+  double last_write_seconds = 0;
+  double last_commit_seconds = 0;
+  double last_total_seconds = 0;
+};
+
+class Engine;
+
+// The outcome of CheckpointAsync. Wait() may be called once or several times (same answer).
+class CheckpointHandle {
+ public:
+  CheckpointHandle() = default;
+  // The committed version, or why the checkpoint failed.
+  Result<uint64_t> Wait();
+  // True when Wait() would not block.
+  bool Ready() const;
+  bool valid() const { return state_ != nullptr; }
+
+  struct State;  // internal
+
+ private:
+  friend class Engine;
+  explicit CheckpointHandle(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+class Engine {
+ public:
+  // Creates the engine of node world.rank and connects it to the coordinator (blocks until the
+  // coordinator's engine exists too, bounded by options.timeout). Takes ownership of the fabric.
+  // Bad options: InvalidArgument naming the value (k + m >= world.size says the largest k + m the
+  // world allows).
+  static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
+                                                const WorldInfo& world,
+                                                std::unique_ptr<verbs::Fabric> fabric);
+  ~Engine();  // waits for a checkpoint in flight to end (bounded by options.timeout)
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Adds [ptr, ptr + bytes) to this node's image under `id` (regions are ordered by id). The
+  // memory must stay valid until Unprotect(id) or the engine's destruction. Fails, changing
+  // nothing, on a null pointer, 0 bytes, a duplicate id, an overlap with another region, or while
+  // a checkpoint is in flight (FailedPrecondition).
+  Status Protect(uint64_t id, void* ptr, size_t bytes);
+  Status Unprotect(uint64_t id);
+
+  // Collective: every node calls it. Returns the committed version.
+  Result<uint64_t> Checkpoint();
+  // Starts a checkpoint and returns at once. CONTRACT: the application must not write its
+  // protected memory until the handle is Ready() (cells are sent zero-copy from it); reading is
+  // fine. Only one checkpoint may be in flight (FailedPrecondition otherwise).
+  Result<CheckpointHandle> CheckpointAsync();
+
+  // Reads this node's image of the last committed version back from its holders (one-sided
+  // READs), checks every header and cell CRC, treats the fragments of `skip_columns` as lost and
+  // rebuilds them by decoding (at most m), and writes the image into `out` (exactly image bytes).
+  // DataLoss when CRCs fail on too many fragments. Not collective; no checkpoint may be in flight.
+  Status ReadCommitted(std::span<std::byte> out, std::span<const int> skip_columns = {});
+
+  // Bytes of the image as protected now.
+  uint64_t image_bytes() const;
+  EngineMetrics Metrics() const;
+  const WorldInfo& world() const;
+  const EngineOptions& options() const;
+
+  // The store capacity a node needs to host k + m fragments of an image of `image_bytes`.
+  static uint64_t StoreBytesFor(uint64_t image_bytes, const EngineOptions& options);
+
+  struct PrivateTag {};
+  class Impl;
+  Engine(PrivateTag, std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ft
+
+#endif  // FTENGINE_ENGINE_H_
