@@ -71,7 +71,6 @@ struct EngineMetrics {
   uint64_t bytes_written = 0;        // cells + headers WRITTEN to holders, all checkpoints
   uint64_t bounce_bytes = 0;         // data bytes copied because a cell straddled regions / tail
   uint64_t store_bytes = 0;          // registered store memory on this node
-  uint64_t store_used_bytes = 0;     // of which hosts others' fragments
   // The last checkpoint, in seconds: from the call to GO (coordinator round trip + connects),
   // encoding + CRC, WRITEs in flight after the last stripe was encoded, commit wait, total.
   double last_prepare_seconds = 0;
@@ -133,6 +132,10 @@ class Engine {
   // rebuilds them by decoding (at most m), and writes the image into `out` (exactly image bytes).
   // DataLoss when CRCs fail on too many fragments. Not collective; no checkpoint may be in flight.
   Status ReadCommitted(std::span<std::byte> out, std::span<const int> skip_columns = {});
+
+  // Copies the last committed image from the local copy back into the protected regions
+  // (keep_local_copy only; the regions must have the committed sizes). Not collective.
+  Status RestoreLocalCopy();
 
   // Bytes of the image as protected now.
   uint64_t image_bytes() const;

@@ -1,0 +1,209 @@
+// The C API over ft::Engine. Nothing throws across it: allocation failures become
+// FT_RESOURCE_EXHAUSTED, anything else unexpected FT_INTERNAL.
+#include "ftengine/ftengine.h"
+
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "engine/loopback_world.h"
+#include "ftengine/engine.h"
+
+struct ft_engine {
+  ft::Engine* engine;
+};
+struct ft_checkpoint_handle {
+  ft::CheckpointHandle handle;
+};
+struct ft_loopback_world {
+  std::unique_ptr<ft::LoopbackWorld> world;
+  std::vector<ft_engine> engines;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+int Fail(const ft::Status& status) {
+  last_error = status.ToString();
+  return static_cast<int>(status.code());
+}
+
+int Report(const ft::Status& status) {
+  if (status.ok()) {
+    last_error.clear();
+    return FT_OK;
+  }
+  return Fail(status);
+}
+
+int NullArgument(const char* call, const char* name) {
+  return Fail(ft::Status::InvalidArgument(call, ": ", name, " is NULL"));
+}
+
+// Runs `body`, turning any exception into a code (the C API must not throw).
+template <typename Body>
+int Guard(Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(ft::Status::ResourceExhausted("out of memory"));
+  } catch (const std::exception& e) {
+    return Fail(ft::Status::Internal("unexpected exception: ", e.what()));
+  } catch (...) {
+    return Fail(ft::Status::Internal("unexpected exception"));
+  }
+}
+
+ft::EngineOptions ToEngineOptions(const ft_options& o) {
+  ft::EngineOptions options;
+  options.k = o.k;
+  options.m = o.m;
+  options.cell_bytes = o.cell_bytes;
+  options.store_capacity = o.store_capacity;
+  options.failure_domain = o.failure_domain;
+  options.pipeline_depth = o.pipeline_depth;
+  options.keep_local_copy = o.keep_local_copy != 0;
+  options.timeout = std::chrono::milliseconds(o.timeout_ms);
+  return options;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* ft_strerror(int code) {
+  if (code < 0 || code > FT_INTERNAL) return "Unknown";
+  return ft::StatusCodeName(static_cast<ft::StatusCode>(code));
+}
+
+const char* ft_last_error(void) { return last_error.c_str(); }
+
+void ft_options_init(ft_options* options) {
+  if (options == nullptr) return;
+  const ft::EngineOptions defaults;
+  options->k = defaults.k;
+  options->m = defaults.m;
+  options->cell_bytes = defaults.cell_bytes;
+  options->store_capacity = defaults.store_capacity;
+  options->failure_domain = defaults.failure_domain;
+  options->pipeline_depth = defaults.pipeline_depth;
+  options->keep_local_copy = defaults.keep_local_copy ? 1 : 0;
+  options->timeout_ms = defaults.timeout.count();
+}
+
+int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopback_world** world) {
+  if (options == nullptr) return NullArgument("ft_loopback_world_create", "options");
+  if (world == nullptr) return NullArgument("ft_loopback_world_create", "world");
+  return Guard([&] {
+    ft::LoopbackWorldOptions world_options;
+    world_options.nodes = nodes;
+    world_options.engine = ToEngineOptions(*options);
+    auto created = ft::LoopbackWorld::Create(world_options);
+    if (!created.ok()) return Fail(created.status());
+    auto result = std::make_unique<ft_loopback_world>();
+    result->world = std::move(created).value();
+    for (uint32_t rank = 0; rank < nodes; ++rank) {
+      result->engines.push_back(ft_engine{&result->world->engine(rank)});
+    }
+    *world = result.release();  // ownership passes to the caller: ft_loopback_world_destroy
+    return Report(ft::Status());
+  });
+}
+
+void ft_loopback_world_destroy(ft_loopback_world* world) {
+  std::unique_ptr<ft_loopback_world> owned(world);
+}
+
+int ft_loopback_world_engine(ft_loopback_world* world, uint32_t rank, ft_engine** engine) {
+  if (world == nullptr) return NullArgument("ft_loopback_world_engine", "world");
+  if (engine == nullptr) return NullArgument("ft_loopback_world_engine", "engine");
+  if (rank >= world->engines.size()) {
+    return Fail(ft::Status::InvalidArgument("rank = ", rank, " is outside the world of ",
+                                            world->engines.size()));
+  }
+  *engine = &world->engines[rank];
+  return Report(ft::Status());
+}
+
+int ft_protect(ft_engine* engine, uint64_t id, void* ptr, uint64_t bytes) {
+  if (engine == nullptr) return NullArgument("ft_protect", "engine");
+  return Guard([&] { return Report(engine->engine->Protect(id, ptr, bytes)); });
+}
+
+int ft_unprotect(ft_engine* engine, uint64_t id) {
+  if (engine == nullptr) return NullArgument("ft_unprotect", "engine");
+  return Guard([&] { return Report(engine->engine->Unprotect(id)); });
+}
+
+int ft_checkpoint(ft_engine* engine, uint64_t* version) {
+  if (engine == nullptr) return NullArgument("ft_checkpoint", "engine");
+  return Guard([&] {
+    ft::Result<uint64_t> committed = engine->engine->Checkpoint();
+    if (!committed.ok()) return Fail(committed.status());
+    if (version != nullptr) *version = *committed;
+    return Report(ft::Status());
+  });
+}
+
+int ft_checkpoint_async(ft_engine* engine, ft_checkpoint_handle** checkpoint) {
+  if (engine == nullptr) return NullArgument("ft_checkpoint_async", "engine");
+  if (checkpoint == nullptr) return NullArgument("ft_checkpoint_async", "checkpoint");
+  return Guard([&] {
+    ft::Result<ft::CheckpointHandle> handle = engine->engine->CheckpointAsync();
+    if (!handle.ok()) return Fail(handle.status());
+    auto result = std::make_unique<ft_checkpoint_handle>();
+    result->handle = std::move(handle).value();
+    *checkpoint = result.release();  // freed by ft_checkpoint_wait
+    return Report(ft::Status());
+  });
+}
+
+int ft_checkpoint_ready(const ft_checkpoint_handle* checkpoint) {
+  return checkpoint != nullptr && checkpoint->handle.Ready() ? 1 : 0;
+}
+
+int ft_checkpoint_wait(ft_checkpoint_handle* checkpoint, uint64_t* version) {
+  if (checkpoint == nullptr) return NullArgument("ft_checkpoint_wait", "checkpoint");
+  std::unique_ptr<ft_checkpoint_handle> owned(checkpoint);
+  return Guard([&] {
+    ft::Result<uint64_t> committed = owned->handle.Wait();
+    if (!committed.ok()) return Fail(committed.status());
+    if (version != nullptr) *version = *committed;
+    return Report(ft::Status());
+  });
+}
+
+int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes, const int32_t* skip_columns,
+                      int32_t skip_count) {
+  if (engine == nullptr) return NullArgument("ft_read_committed", "engine");
+  if (out == nullptr) return NullArgument("ft_read_committed", "out");
+  if (skip_count < 0 || (skip_count > 0 && skip_columns == nullptr)) {
+    return Fail(ft::Status::InvalidArgument("ft_read_committed: skip_count = ", skip_count,
+                                            " with skip_columns = ",
+                                            static_cast<const void*>(skip_columns)));
+  }
+  return Guard([&] {
+    std::vector<int> skip(skip_columns, skip_columns + skip_count);
+    return Report(engine->engine->ReadCommitted({static_cast<std::byte*>(out), bytes}, skip));
+  });
+}
+
+int ft_metrics_get(const ft_engine* engine, ft_metrics* metrics) {
+  if (engine == nullptr) return NullArgument("ft_metrics_get", "engine");
+  if (metrics == nullptr) return NullArgument("ft_metrics_get", "metrics");
+  const ft::EngineMetrics m = engine->engine->Metrics();
+  metrics->committed_version = m.committed_version;
+  metrics->checkpoints_committed = m.checkpoints_committed;
+  metrics->checkpoints_failed = m.checkpoints_failed;
+  metrics->image_bytes = m.image_bytes;
+  metrics->bytes_written = m.bytes_written;
+  metrics->bounce_bytes = m.bounce_bytes;
+  metrics->store_bytes = m.store_bytes;
+  metrics->last_total_seconds = m.last_total_seconds;
+  return Report(ft::Status());
+}
+
+}  // extern "C"

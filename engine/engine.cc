@@ -1,0 +1,1342 @@
+// The checkpoint engine: API calls on application threads, one progress thread ("worker") that
+// owns the fabric's datapath, the checkpoint state machine and, on the coordinator rank, the
+// coordinator. See docs/architecture.md for the data flow and docs/NOTES.md for the invariants.
+#include "ftengine/engine.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "common/check.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "engine/buffer.h"
+#include "erasure/codec.h"
+#include "erasure/fragment.h"
+#include "erasure/geometry.h"
+#include "recovery/coordinator.h"
+#include "recovery/protocol.h"
+#include "verbs/fabric.h"
+
+namespace ft {
+
+using recovery::NodeId;
+using verbs::Completion;
+using verbs::WcStatus;
+
+// ---------------------------------------------------------------------------------------------
+// CheckpointHandle
+
+struct CheckpointHandle::State {
+  void Complete(Status status, uint64_t committed) {
+    {
+      std::lock_guard lock(mutex);
+      result = std::move(status);
+      version = committed;
+      done = true;
+    }
+    cv.notify_all();
+  }
+  mutable std::mutex mutex;
+  std::condition_variable cv;
+  bool done = false;
+  Status result;
+  uint64_t version = 0;
+};
+
+Result<uint64_t> CheckpointHandle::Wait() {
+  if (state_ == nullptr) return Status::FailedPrecondition("Wait() on an empty CheckpointHandle");
+  std::unique_lock lock(state_->mutex);
+  // The worker always completes a handle: on success, failure, deadline or engine destruction.
+  state_->cv.wait(lock, [&] { return state_->done; });
+  if (!state_->result.ok()) return state_->result;
+  return state_->version;
+}
+
+bool CheckpointHandle::Ready() const {
+  if (state_ == nullptr) return false;
+  std::lock_guard lock(state_->mutex);
+  return state_->done;
+}
+
+namespace {
+
+// Work request ids: [kind:8][a:24][b:32].
+enum class WrKind : uint8_t { kCell = 1, kHeader = 2, kSend = 3, kRecv = 4, kRead = 5 };
+constexpr uint64_t MakeWrId(WrKind kind, uint32_t a, uint32_t b) {
+  return (static_cast<uint64_t>(kind) << 56) | (static_cast<uint64_t>(a & 0xffffff) << 32) | b;
+}
+constexpr WrKind KindOf(uint64_t wr_id) { return static_cast<WrKind>(wr_id >> 56); }
+constexpr uint32_t FieldA(uint64_t wr_id) { return static_cast<uint32_t>(wr_id >> 32) & 0xffffff; }
+constexpr uint32_t FieldB(uint64_t wr_id) { return static_cast<uint32_t>(wr_id); }
+
+constexpr size_t kControlBytes = recovery::kMaxControlMessageBytes;
+// Each peer has at most one request and one reply in flight to the coordinator (PREPARE/GO,
+// DONE/COMMIT, plus an ABORT), so 4 posted receives per control QP never run dry.
+constexpr int kRecvPerPeer = 4;
+constexpr int kSendBuffers = 256;
+constexpr int kPollBatch = 64;
+// Connection private data: {magic, rank, epoch}.
+constexpr uint32_t kConnectMagic = 0x46544331;  // "FTC1"
+
+uint64_t StoreFootprint(const erasure::StripeGeometry& g) { return erasure::FootprintBytes(g); }
+
+std::vector<std::byte> ConnectData(uint32_t rank, uint64_t epoch) {
+  std::vector<std::byte> data(16);
+  std::memcpy(data.data(), &kConnectMagic, 4);
+  std::memcpy(data.data() + 4, &rank, 4);
+  std::memcpy(data.data() + 8, &epoch, 8);
+  return data;
+}
+
+Status CheckConnectData(std::span<const std::byte> data, NodeId expected_rank) {
+  uint32_t magic = 0, rank = 0;
+  if (data.size() < 16) return Status::Internal("peer sent ", data.size(), " bytes of private data");
+  std::memcpy(&magic, data.data(), 4);
+  std::memcpy(&rank, data.data() + 4, 4);
+  if (magic != kConnectMagic || rank != expected_rank) {
+    return Status::Internal("connection private data names rank ", rank, ", expected ",
+                            expected_rank);
+  }
+  return Status();
+}
+
+struct RegionRef {
+  std::byte* ptr = nullptr;
+  uint64_t bytes = 0;
+  uint32_t lkey = 0;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Engine::Impl
+
+class Engine::Impl {
+ public:
+  Impl(const EngineOptions& options, const WorldInfo& world,
+       std::unique_ptr<verbs::Fabric> fabric, std::unique_ptr<erasure::Codec> codec)
+      : options_(options), world_(world), fabric_(std::move(fabric)), codec_(std::move(codec)) {
+    domain_ = options_.failure_domain == EngineOptions::kOwnDomain ? world_.rank
+                                                                   : options_.failure_domain;
+  }
+  ~Impl() { Stop(); }
+
+  Status Start();
+  void Stop();
+
+  Status Protect(uint64_t id, void* ptr, size_t bytes);
+  Status Unprotect(uint64_t id);
+  Result<CheckpointHandle> CheckpointAsync();
+  Status ReadCommitted(std::span<std::byte> out, std::span<const int> skip_columns);
+  Status RestoreLocalCopy();
+  uint64_t image_bytes() const;
+  EngineMetrics Metrics() const {
+    std::lock_guard lock(mutex_);
+    return metrics_;
+  }
+  const WorldInfo& world() const { return world_; }
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct Region {
+    std::byte* ptr = nullptr;
+    size_t bytes = 0;
+    std::unique_ptr<verbs::MemoryRegion> mr;
+  };
+  struct Peer {
+    std::unique_ptr<verbs::QueuePair> qp;
+    int recv_base = -1;  // first control receive buffer, or -1 without control traffic
+    bool lost = false;
+  };
+  enum class Phase { kIdle, kAwaitGo, kConnecting, kWriting, kHeaders, kDraining, kAwaitCommit };
+
+  // Checkpoint round state: owned by the worker thread.
+  struct Round {
+    std::shared_ptr<CheckpointHandle::State> handle;
+    Phase phase = Phase::kIdle;
+    uint64_t version = 0;
+    std::optional<erasure::StripeGeometry> geometry;
+    std::optional<erasure::ImageLayout> layout;
+    std::vector<RegionRef> regions;
+    uint64_t next_stripe = 0;
+    int outstanding = 0;  // data WRITEs posted and not yet completed
+    Status failure;
+    NodeId failed_peer = UINT32_MAX;
+    std::optional<recovery::AbortMessage> abort;
+    std::optional<recovery::GoMessage> go;
+    Nanos started{0}, deadline{0}, writing_at{0}, encoded_at{0}, done_sent_at{0};
+    Nanos encode_time{0};
+  };
+  // A synchronous read-back request from an application thread.
+  struct ReadRequest {
+    std::span<std::byte> out;
+    std::vector<int> skip_columns;
+    Status result;
+    bool done = false;
+  };
+
+  // ---- worker ----
+  void WorkerLoop();
+  bool PollOnce();
+  void OnCompletion(const Completion& completion);
+  void OnEvent(const verbs::Event& event);
+  void OnControlMessage(NodeId from, recovery::Message message);
+  void OnPeerLost(NodeId peer, std::string_view why);
+  void SendControl(NodeId to, recovery::Message message);
+  void FlushPendingSends();
+  void RepostRecv(uint32_t buffer);
+  NodeId PeerOfQp(uint32_t qp) const {
+    auto it = qp_peer_.find(qp);
+    return it == qp_peer_.end() ? UINT32_MAX : it->second;
+  }
+
+  void StartRound(std::shared_ptr<CheckpointHandle::State> handle);
+  void StepRound();
+  Status PrepareBuffers();
+  Status ConnectPeers(const std::vector<NodeId>& peers);
+  Status IssueStripe(uint64_t stripe);
+  void PostHeaders();
+  void FailRound(Status status, NodeId peer);
+  void FinishRound(Status status);
+  Status PostWrite(NodeId holder_column_peer, uint64_t wr_id, const void* local, uint32_t lkey,
+                   uint64_t bytes, uint64_t remote_addr, uint32_t rkey);
+  uint64_t RemoteSlotAddr(int column) const;
+
+  Status DoReadCommitted(ReadRequest& request);
+  Status WaitReads(int* outstanding, Nanos deadline);
+
+  Nanos Now() const { return clock_.Now(); }
+
+  // ---- immutable after Start ----
+  const EngineOptions options_;
+  const WorldInfo world_;
+  uint32_t domain_ = 0;
+  uint64_t epoch_ = 1;
+  Clock& clock_ = SteadyClock::Default();
+  std::unique_ptr<verbs::Fabric> fabric_;
+  std::unique_ptr<erasure::Codec> codec_;
+
+  // ---- shared with application threads, guarded by mutex_ ----
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Region> regions_;
+  bool in_flight_ = false;
+  bool stop_ = false;
+  std::shared_ptr<CheckpointHandle::State> pending_checkpoint_;
+  ReadRequest* pending_read_ = nullptr;
+  bool read_in_flight_ = false;
+  EngineMetrics metrics_;
+  internal::AlignedBuffer local_copy_;  // the last committed image (keep_local_copy)
+  uint64_t local_copy_bytes_ = 0;
+
+  // ---- worker-owned ----
+  std::thread worker_;
+  std::unique_ptr<recovery::Coordinator> coordinator_;
+  std::map<NodeId, Peer> peers_;
+  std::unordered_map<uint32_t, NodeId> qp_peer_;
+  internal::AlignedBuffer control_buffer_;
+  std::unique_ptr<verbs::MemoryRegion> control_mr_;
+  int recv_buffers_ = 0;
+  std::vector<NodeId> recv_peer_;  // control receive buffer -> the peer whose QP it is posted on
+  std::vector<int> free_send_buffers_;
+  std::deque<std::pair<NodeId, recovery::Message>> pending_sends_;
+  std::deque<recovery::Message> local_inbox_;  // messages this node sent to itself
+  int sends_outstanding_ = 0;
+
+  internal::AlignedBuffer store_;
+  std::unique_ptr<verbs::MemoryRegion> store_mr_;
+  internal::AlignedBuffer pipeline_;  // depth x (k + m) cells: bounce data cells and parity
+  std::unique_ptr<verbs::MemoryRegion> pipeline_mr_;
+  int pipeline_slots_ = 0;
+  std::vector<int> slot_outstanding_;
+  internal::AlignedBuffer headers_;  // (k + m) header areas
+  std::unique_ptr<verbs::MemoryRegion> headers_mr_;
+  uint64_t header_area_bytes_ = 0;
+  internal::AlignedBuffer pending_copy_;
+
+  uint64_t placement_id_ = 0;
+  std::vector<recovery::HolderAddress> holders_;  // by column
+  std::vector<NodeId> hosted_owners_;
+  uint64_t committed_version_ = 0;
+  std::optional<erasure::StripeGeometry> committed_geometry_;
+  Round round_;
+  std::vector<erasure::RegionSlice> slices_;  // scratch
+  int reads_outstanding_ = 0;
+  Status read_failure_;
+  bool self_killed_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Start / stop
+
+Status Engine::Impl::Start() {
+  const bool is_coordinator = world_.rank == world_.coordinator;
+  const int control_peers = is_coordinator ? static_cast<int>(world_.size) - 1 : 1;
+  recv_buffers_ = control_peers * kRecvPerPeer;
+  FT_ASSIGN_OR_RETURN(control_buffer_, internal::AlignedBuffer::Allocate(
+                                           (recv_buffers_ + kSendBuffers) * kControlBytes));
+  FT_ASSIGN_OR_RETURN(control_mr_,
+                      fabric_->RegisterMemory(control_buffer_.data(), control_buffer_.size(),
+                                              verbs::kAccessLocalWrite));
+  for (int i = kSendBuffers - 1; i >= 0; --i) free_send_buffers_.push_back(i);
+
+  if (store_.size() == 0 && options_.store_capacity > 0) {
+    FT_ASSIGN_OR_RETURN(store_, internal::AlignedBuffer::Allocate(options_.store_capacity));
+    FT_ASSIGN_OR_RETURN(store_mr_, fabric_->RegisterMemory(
+                                       store_.data(), store_.size(),
+                                       verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
+                                           verbs::kAccessRemoteRead));
+  }
+
+  std::vector<verbs::ConnectRequest> requests;
+  if (is_coordinator) {
+    for (NodeId node = 0; node < world_.size; ++node) {
+      if (node != world_.rank) requests.push_back({node, ConnectData(world_.rank, epoch_)});
+    }
+    FT_ASSIGN_OR_RETURN(coordinator_, recovery::Coordinator::Create(
+                                          {world_.size, options_.k, options_.m, epoch_}));
+  } else {
+    requests.push_back({world_.coordinator, ConnectData(world_.rank, epoch_)});
+  }
+  auto connected = fabric_->Connect(requests, options_.timeout);
+  if (!connected.ok()) {
+    return connected.status().WithContext(
+        StrCat("node ", world_.rank, " connecting to the ",
+               is_coordinator ? "other nodes" : StrCat("coordinator (rank ", world_.coordinator, ")")));
+  }
+  int next_recv = 0;
+  for (auto& qp : *connected) {
+    const NodeId peer = qp->peer();
+    FT_RETURN_IF_ERROR(CheckConnectData(qp->peer_private_data(), peer));
+    Peer& entry = peers_[peer];
+    entry.recv_base = next_recv;
+    next_recv += kRecvPerPeer;
+    recv_peer_.resize(next_recv, peer);
+    qp_peer_[qp->id()] = peer;
+    entry.qp = std::move(qp);
+    for (int i = 0; i < kRecvPerPeer; ++i) RepostRecv(static_cast<uint32_t>(entry.recv_base + i));
+  }
+  metrics_.store_bytes = store_.size();
+  worker_ = std::thread([this] { WorkerLoop(); });
+  return Status();
+}
+
+void Engine::Impl::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  fabric_->Interrupt();
+  if (worker_.joinable()) worker_.join();
+  // Destruction order: QPs before memory regions before the fabric (verbs' order).
+  peers_.clear();
+  qp_peer_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, region] : regions_) region.mr.reset();
+  }
+  headers_mr_.reset();
+  pipeline_mr_.reset();
+  store_mr_.reset();
+  control_mr_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+Status Engine::Impl::Protect(uint64_t id, void* ptr, size_t bytes) {
+  if (ptr == nullptr) return Status::InvalidArgument("Protect(id = ", id, "): ptr is null");
+  if (bytes == 0) return Status::InvalidArgument("Protect(id = ", id, "): bytes = 0");
+  auto* begin = static_cast<std::byte*>(ptr);
+  if (reinterpret_cast<uintptr_t>(begin) > UINTPTR_MAX - bytes) {
+    return Status::InvalidArgument("Protect(id = ", id, "): [", ptr, ", +", bytes,
+                                   ") wraps around the address space");
+  }
+  std::lock_guard lock(mutex_);
+  if (in_flight_ || read_in_flight_) {
+    return Status::FailedPrecondition("Protect(id = ", id,
+                                      ") while a checkpoint is in flight: wait for it first");
+  }
+  if (regions_.contains(id)) {
+    return Status::InvalidArgument("Protect(id = ", id, "): id is already protected");
+  }
+  for (const auto& [other_id, region] : regions_) {
+    if (begin < region.ptr + region.bytes && region.ptr < begin + bytes) {
+      return Status::InvalidArgument("Protect(id = ", id, "): [", ptr, ", +", bytes,
+                                     ") overlaps region ", other_id, " [",
+                                     static_cast<void*>(region.ptr), ", +", region.bytes, ")");
+    }
+  }
+  auto mr = fabric_->RegisterMemory(ptr, bytes, verbs::kAccessLocalWrite);
+  if (!mr.ok()) return mr.status().WithContext(StrCat("Protect(id = ", id, ")"));
+  regions_.emplace(id, Region{begin, bytes, std::move(mr).value()});
+  return Status();
+}
+
+Status Engine::Impl::Unprotect(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  if (in_flight_ || read_in_flight_) {
+    return Status::FailedPrecondition("Unprotect(id = ", id,
+                                      ") while a checkpoint is in flight: wait for it first");
+  }
+  auto it = regions_.find(id);
+  if (it == regions_.end()) return Status::NotFound("Unprotect(id = ", id, "): no such region");
+  regions_.erase(it);
+  return Status();
+}
+
+uint64_t Engine::Impl::image_bytes() const {
+  std::lock_guard lock(mutex_);
+  uint64_t total = 0;
+  for (const auto& [id, region] : regions_) total += region.bytes;
+  return total;
+}
+
+Result<CheckpointHandle> Engine::Impl::CheckpointAsync() {
+  auto state = std::make_shared<CheckpointHandle::State>();
+  {
+    std::lock_guard lock(mutex_);
+    if (stop_) return Status::FailedPrecondition("the engine is shutting down");
+    if (in_flight_ || read_in_flight_) {
+      return Status::FailedPrecondition(
+          "a checkpoint is already in flight on node ", world_.rank,
+          ": Wait() for its handle before starting the next one");
+    }
+    if (regions_.empty()) {
+      return Status::FailedPrecondition("node ", world_.rank,
+                                        " has no protected memory: call Protect() first");
+    }
+    in_flight_ = true;
+    pending_checkpoint_ = state;
+  }
+  fabric_->Interrupt();
+  return CheckpointHandle(state);
+}
+
+Status Engine::Impl::ReadCommitted(std::span<std::byte> out, std::span<const int> skip_columns) {
+  ReadRequest request;
+  request.out = out;
+  request.skip_columns.assign(skip_columns.begin(), skip_columns.end());
+  {
+    std::unique_lock lock(mutex_);
+    if (in_flight_ || read_in_flight_) {
+      return Status::FailedPrecondition("ReadCommitted while a checkpoint is in flight");
+    }
+    if (stop_) return Status::FailedPrecondition("the engine is shutting down");
+    read_in_flight_ = true;
+    pending_read_ = &request;
+  }
+  fabric_->Interrupt();
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] { return request.done; });
+  return request.result;
+}
+
+Status Engine::Impl::RestoreLocalCopy() {
+  std::lock_guard lock(mutex_);
+  if (!options_.keep_local_copy) {
+    return Status::FailedPrecondition("keep_local_copy is off: there is no local copy");
+  }
+  if (in_flight_ || read_in_flight_) {
+    return Status::FailedPrecondition("RestoreLocalCopy while a checkpoint is in flight");
+  }
+  if (local_copy_bytes_ == 0) return Status::NotFound("no version has been committed yet");
+  uint64_t total = 0;
+  for (const auto& [id, region] : regions_) total += region.bytes;
+  if (total != local_copy_bytes_) {
+    return Status::FailedPrecondition("the protected regions hold ", total,
+                                      " bytes; the committed image has ", local_copy_bytes_);
+  }
+  uint64_t offset = 0;
+  for (auto& [id, region] : regions_) {
+    std::memcpy(region.ptr, local_copy_.data() + offset, region.bytes);
+    offset += region.bytes;
+  }
+  return Status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker: progress
+
+void Engine::Impl::WorkerLoop() {
+  while (true) {
+    std::shared_ptr<CheckpointHandle::State> new_checkpoint;
+    ReadRequest* new_read = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (stop_) break;
+      new_checkpoint = std::move(pending_checkpoint_);
+      pending_checkpoint_.reset();
+      new_read = pending_read_;
+      pending_read_ = nullptr;
+    }
+    bool progressed = PollOnce();
+    if (new_checkpoint) {
+      StartRound(std::move(new_checkpoint));
+      progressed = true;
+    }
+    if (new_read != nullptr) {
+      Status status = DoReadCommitted(*new_read);
+      std::lock_guard lock(mutex_);
+      new_read->result = std::move(status);
+      new_read->done = true;
+      read_in_flight_ = false;
+      cv_.notify_all();
+      progressed = true;
+    }
+    if (round_.phase != Phase::kIdle) {
+      const Phase before = round_.phase;
+      const uint64_t stripe_before = round_.next_stripe;
+      StepRound();
+      progressed |= round_.phase != before || round_.next_stripe != stripe_before;
+    }
+    if (!progressed) fabric_->WaitForActivity(std::chrono::milliseconds(5));
+  }
+  // Shutting down: fence every QP so nothing more lands, let the in-flight round fail.
+  if (round_.phase != Phase::kIdle) {
+    for (auto& [peer, entry] : peers_) entry.qp->ToError();
+    const Nanos deadline = Now() + options_.timeout;
+    while (round_.outstanding > 0 && Now() < deadline) {
+      if (!PollOnce()) fabric_->WaitForActivity(std::chrono::milliseconds(1));
+    }
+    FinishRound(Status::Aborted("the engine of node ", world_.rank, " was destroyed"));
+  }
+}
+
+bool Engine::Impl::PollOnce() {
+  Completion completions[kPollBatch];
+  const size_t n = fabric_->PollCompletions(completions);
+  for (size_t i = 0; i < n; ++i) OnCompletion(completions[i]);
+  verbs::Event events[8];
+  const size_t e = fabric_->PollEvents(events);
+  for (size_t i = 0; i < e; ++i) OnEvent(events[i]);
+  bool local = false;
+  while (!local_inbox_.empty()) {
+    recovery::Message message = std::move(local_inbox_.front());
+    local_inbox_.pop_front();
+    OnControlMessage(world_.rank, std::move(message));
+    local = true;
+  }
+  FlushPendingSends();
+  return n > 0 || e > 0 || local;
+}
+
+void Engine::Impl::OnCompletion(const Completion& completion) {
+  const NodeId peer = PeerOfQp(completion.qp);
+  const bool ok = completion.status == WcStatus::kSuccess;
+  switch (KindOf(completion.wr_id)) {
+    case WrKind::kCell:
+    case WrKind::kHeader: {
+      // A round that gave up on an unflushed fabric may leave late completions behind.
+      if (round_.outstanding > 0) --round_.outstanding;
+      const uint32_t slot = FieldA(completion.wr_id);
+      if (KindOf(completion.wr_id) == WrKind::kCell && slot < slot_outstanding_.size() &&
+          slot_outstanding_[slot] > 0) {
+        --slot_outstanding_[slot];
+      }
+      if (!ok) {
+        FailRound(Status::Unavailable("WRITE of fragment ", FieldB(completion.wr_id), " to node ",
+                                      peer, " failed: ", verbs::WcStatusName(completion.status)),
+                  peer);
+      }
+      return;
+    }
+    case WrKind::kRead:
+      if (reads_outstanding_ > 0) --reads_outstanding_;
+      if (!ok && read_failure_.ok()) {
+        read_failure_ = Status::Unavailable("READ from node ", peer,
+                                            " failed: ", verbs::WcStatusName(completion.status));
+      }
+      return;
+    case WrKind::kSend:
+      --sends_outstanding_;
+      free_send_buffers_.push_back(static_cast<int>(FieldB(completion.wr_id)));
+      if (!ok) OnPeerLost(peer, verbs::WcStatusName(completion.status));
+      return;
+    case WrKind::kRecv: {
+      const uint32_t buffer = FieldB(completion.wr_id);
+      if (!ok) {
+        if (completion.status != WcStatus::kFlushed) {
+          OnPeerLost(peer, verbs::WcStatusName(completion.status));
+        }
+        return;
+      }
+      const std::byte* data = control_buffer_.data() + static_cast<size_t>(buffer) * kControlBytes;
+      Result<recovery::Message> message = recovery::DecodeMessage({data, completion.bytes});
+      RepostRecv(buffer);
+      if (!message.ok()) {
+        FT_LOG(kWarn) << "node " << world_.rank << ": bad control message from node " << peer
+                      << ": " << message.status();
+        return;
+      }
+      OnControlMessage(peer, std::move(message).value());
+      return;
+    }
+  }
+  FT_LOG(kError) << "node " << world_.rank << ": completion with unknown wr_id " << completion.wr_id;
+}
+
+void Engine::Impl::OnEvent(const verbs::Event& event) {
+  if (event.type == verbs::EventType::kDeviceError) {
+    self_killed_ = true;
+    FT_LOG(kInfo) << "node " << world_.rank << ": device error: " << event.detail;
+    for (auto& [peer, entry] : peers_) entry.lost = true;
+    FailRound(Status::Unavailable("node ", world_.rank, " lost its fabric: ", event.detail),
+              world_.rank);
+    return;
+  }
+  OnPeerLost(event.peer, StrCat(verbs::EventTypeName(event.type),
+                                event.detail.empty() ? "" : ": ", event.detail));
+}
+
+void Engine::Impl::OnPeerLost(NodeId peer, std::string_view why) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || it->second.lost) return;
+  it->second.lost = true;
+  FT_LOG(kInfo) << "node " << world_.rank << ": lost node " << peer << " (" << why << ")";
+  if (coordinator_) {
+    recovery::Coordinator::Outbox outbox;
+    coordinator_->OnNodeLost(peer, why, &outbox);
+    for (auto& [to, message] : outbox) SendControl(to, std::move(message));
+  }
+  // A lost holder spoils the round while our cells are going out; once DONE was sent, the
+  // coordinator decides (it commits if every DONE arrived first: m losses are survivable).
+  bool involved = peer == world_.coordinator;
+  const bool writing = round_.phase == Phase::kConnecting || round_.phase == Phase::kWriting ||
+                       round_.phase == Phase::kHeaders;
+  for (const auto& holder : holders_) involved |= writing && holder.slot.holder == peer;
+  if (round_.phase != Phase::kIdle && involved) {
+    FailRound(Status::Unavailable("node ", peer, peer == world_.coordinator ? " (the coordinator)" : "",
+                                  " was lost during checkpoint version ", round_.version, " (", why,
+                                  ")"),
+              peer);
+  }
+}
+
+void Engine::Impl::SendControl(NodeId to, recovery::Message message) {
+  if (to == world_.rank) {
+    local_inbox_.push_back(std::move(message));
+    return;
+  }
+  pending_sends_.emplace_back(to, std::move(message));
+  FlushPendingSends();
+}
+
+void Engine::Impl::FlushPendingSends() {
+  while (!pending_sends_.empty() && !free_send_buffers_.empty()) {
+    auto& [to, message] = pending_sends_.front();
+    auto it = peers_.find(to);
+    if (it == peers_.end() || it->second.lost) {
+      pending_sends_.pop_front();  // the peer is gone; its loss was reported already
+      continue;
+    }
+    const int buffer = free_send_buffers_.back();
+    std::byte* data =
+        control_buffer_.data() + static_cast<size_t>(recv_buffers_ + buffer) * kControlBytes;
+    Result<size_t> bytes = recovery::EncodeMessage(message, {data, kControlBytes});
+    if (!bytes.ok()) {
+      FT_LOG(kError) << "node " << world_.rank << ": cannot encode a message to node " << to << ": "
+                     << bytes.status();
+      pending_sends_.pop_front();
+      continue;
+    }
+    verbs::SendRequest request;
+    request.wr_id = MakeWrId(WrKind::kSend, 0, static_cast<uint32_t>(buffer));
+    request.opcode = verbs::Opcode::kSend;
+    request.sge[0] = {reinterpret_cast<uint64_t>(data), static_cast<uint32_t>(*bytes),
+                      control_mr_->lkey()};
+    request.num_sge = 1;
+    Status posted = it->second.qp->PostSend({&request, 1});
+    if (!posted.ok()) {
+      if (posted.code() == StatusCode::kResourceExhausted) return;  // retry after completions
+      pending_sends_.pop_front();
+      OnPeerLost(to, posted.message());
+      continue;
+    }
+    free_send_buffers_.pop_back();
+    ++sends_outstanding_;
+    pending_sends_.pop_front();
+  }
+}
+
+void Engine::Impl::RepostRecv(uint32_t buffer) {
+  std::byte* data = control_buffer_.data() + static_cast<size_t>(buffer) * kControlBytes;
+  verbs::RecvRequest request;
+  request.wr_id = MakeWrId(WrKind::kRecv, 0, buffer);
+  request.sge = {reinterpret_cast<uint64_t>(data), static_cast<uint32_t>(kControlBytes),
+                 control_mr_->lkey()};
+  const NodeId node = recv_peer_[buffer];
+  Peer& entry = peers_[node];
+  if (entry.lost) return;
+  Status status = entry.qp->PostRecv({&request, 1});
+  if (!status.ok()) OnPeerLost(node, status.message());
+}
+
+void Engine::Impl::OnControlMessage(NodeId from, recovery::Message message) {
+  recovery::Coordinator::Outbox outbox;
+  if (auto* prepare = std::get_if<recovery::PrepareMessage>(&message)) {
+    if (coordinator_) coordinator_->OnPrepare(*prepare, &outbox);
+  } else if (auto* done = std::get_if<recovery::DoneMessage>(&message)) {
+    if (coordinator_) coordinator_->OnDone(*done, &outbox);
+  } else if (auto* go = std::get_if<recovery::GoMessage>(&message)) {
+    if (from == world_.coordinator && round_.phase == Phase::kAwaitGo) {
+      round_.version = go->version;
+      round_.go = std::move(*go);
+      round_.phase = Phase::kConnecting;
+    }
+  } else if (auto* commit = std::get_if<recovery::CommitMessage>(&message)) {
+    if (from == world_.coordinator && round_.phase == Phase::kAwaitCommit &&
+        commit->version == round_.version) {
+      committed_version_ = commit->version;
+      committed_geometry_ = round_.geometry;
+      FinishRound(Status());
+    }
+  } else if (auto* abort = std::get_if<recovery::AbortMessage>(&message)) {
+    if (from == world_.coordinator && round_.phase != Phase::kIdle &&
+        (abort->version == round_.version || round_.phase == Phase::kAwaitGo)) {
+      round_.abort = *abort;
+      if (round_.phase == Phase::kAwaitGo || round_.phase == Phase::kAwaitCommit) {
+        FinishRound(Status(abort->code, StrCat("checkpoint version ", abort->version,
+                                               " aborted: ", abort->reason)));
+      } else {
+        FailRound(Status(abort->code, StrCat("checkpoint version ", abort->version,
+                                             " aborted: ", abort->reason)),
+                  abort->failed_node);
+      }
+    }
+  }
+  for (auto& [to, reply] : outbox) SendControl(to, std::move(reply));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker: the checkpoint round
+
+void Engine::Impl::StartRound(std::shared_ptr<CheckpointHandle::State> handle) {
+  round_ = Round();
+  round_.handle = std::move(handle);
+  round_.started = Now();
+  round_.deadline = round_.started + options_.timeout;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, region] : regions_) {
+      round_.regions.push_back({region.ptr, region.bytes, region.mr->lkey()});
+    }
+  }
+  std::vector<uint64_t> sizes;
+  uint64_t image = 0;
+  for (const RegionRef& r : round_.regions) {
+    sizes.push_back(r.bytes);
+    image += r.bytes;
+  }
+  auto geometry =
+      erasure::StripeGeometry::Create(image, options_.cell_bytes, options_.k, options_.m);
+  auto layout = erasure::ImageLayout::Create(sizes);
+  if (!geometry.ok() || !layout.ok()) {
+    round_.phase = Phase::kAwaitGo;  // so FinishRound completes it
+    FinishRound(!geometry.ok() ? geometry.status() : layout.status());
+    return;
+  }
+  round_.geometry = *geometry;
+  round_.layout = std::move(layout).value();
+  if (self_killed_) {
+    round_.phase = Phase::kAwaitGo;
+    FinishRound(Status::Unavailable("node ", world_.rank, " lost its fabric"));
+    return;
+  }
+  if (Status status = PrepareBuffers(); !status.ok()) {
+    round_.phase = Phase::kAwaitGo;
+    FinishRound(status.WithContext(StrCat("node ", world_.rank)));
+    return;
+  }
+  recovery::PrepareMessage prepare;
+  prepare.epoch = epoch_;
+  prepare.node = world_.rank;
+  prepare.image_bytes = image;
+  prepare.footprint_bytes = StoreFootprint(*round_.geometry);
+  prepare.capacity_bytes = store_.size();
+  prepare.domain = domain_;
+  prepare.store_addr = reinterpret_cast<uint64_t>(store_.data());
+  prepare.store_rkey = store_mr_ ? store_mr_->rkey() : 0;
+  round_.phase = Phase::kAwaitGo;
+  SendControl(world_.coordinator, prepare);
+}
+
+// Sizes the store (first checkpoint with store_capacity = 0), the pipeline cells and the header
+// areas for this round's geometry. Buffers only grow.
+Status Engine::Impl::PrepareBuffers() {
+  const erasure::StripeGeometry& g = *round_.geometry;
+  if (store_.size() == 0) {
+    const uint64_t capacity = static_cast<uint64_t>(g.width()) * StoreFootprint(g);
+    FT_ASSIGN_OR_RETURN(store_, internal::AlignedBuffer::Allocate(capacity));
+    FT_ASSIGN_OR_RETURN(store_mr_, fabric_->RegisterMemory(
+                                       store_.data(), store_.size(),
+                                       verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
+                                           verbs::kAccessRemoteRead));
+    std::lock_guard lock(mutex_);
+    metrics_.store_bytes = store_.size();
+  }
+  const int slots = static_cast<int>(
+      std::min<uint64_t>(static_cast<uint64_t>(std::max(1, options_.pipeline_depth)), g.stripes()));
+  const uint64_t cells_bytes = static_cast<uint64_t>(slots) * g.width() * g.cell_bytes();
+  if (pipeline_.size() < cells_bytes) {
+    pipeline_mr_.reset();
+    FT_ASSIGN_OR_RETURN(pipeline_, internal::AlignedBuffer::Allocate(cells_bytes));
+    FT_ASSIGN_OR_RETURN(pipeline_mr_, fabric_->RegisterMemory(pipeline_.data(), pipeline_.size(),
+                                                              verbs::kAccessLocalWrite));
+  }
+  pipeline_slots_ = static_cast<int>(pipeline_.size() / (g.width() * g.cell_bytes()));
+  pipeline_slots_ = std::min(pipeline_slots_, slots);
+  slot_outstanding_.assign(pipeline_slots_, 0);
+  header_area_bytes_ = erasure::HeaderAreaBytes(g.stripes());
+  const uint64_t header_bytes = header_area_bytes_ * g.width();
+  if (headers_.size() < header_bytes) {
+    headers_mr_.reset();
+    FT_ASSIGN_OR_RETURN(headers_, internal::AlignedBuffer::Allocate(header_bytes));
+    FT_ASSIGN_OR_RETURN(headers_mr_, fabric_->RegisterMemory(headers_.data(), headers_.size(),
+                                                             verbs::kAccessLocalWrite));
+  }
+  if (options_.keep_local_copy && pending_copy_.size() < g.image_bytes()) {
+    FT_ASSIGN_OR_RETURN(pending_copy_, internal::AlignedBuffer::Allocate(g.image_bytes()));
+  }
+  return Status();
+}
+
+Status Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
+  std::vector<verbs::ConnectRequest> requests;
+  for (NodeId peer : wanted) {
+    if (peer == world_.rank) continue;
+    auto it = peers_.find(peer);
+    if (it != peers_.end()) {
+      if (it->second.lost) return Status::Unavailable("node ", peer, " is lost");
+      continue;
+    }
+    requests.push_back({peer, ConnectData(world_.rank, epoch_)});
+  }
+  if (requests.empty()) return Status();
+  // Our control SENDs must have left before we block in Connect: on the loopback fabric they
+  // execute only in our own progress steps, and a peer waits for them (its GO) to connect to us.
+  const Nanos drain_deadline = Now() + options_.timeout;
+  while ((sends_outstanding_ > 0 || !pending_sends_.empty()) && Now() < drain_deadline) {
+    if (!PollOnce()) fabric_->WaitForActivity(std::chrono::milliseconds(1));
+  }
+  const Nanos left = std::max(Nanos(0), round_.deadline - Now());
+  auto connected = fabric_->Connect(requests, std::chrono::duration_cast<Nanos>(left));
+  if (!connected.ok()) return connected.status();
+  for (auto& qp : *connected) {
+    const NodeId peer = qp->peer();
+    FT_RETURN_IF_ERROR(CheckConnectData(qp->peer_private_data(), peer));
+    qp_peer_[qp->id()] = peer;
+    peers_[peer].qp = std::move(qp);
+  }
+  return Status();
+}
+
+void Engine::Impl::StepRound() {
+  Round& r = round_;
+  if (r.phase != Phase::kIdle && r.phase != Phase::kDraining && Now() > r.deadline) {
+    const Status late = Status::DeadlineExceeded(
+        "checkpoint on node ", world_.rank, " did not finish within ",
+        std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count(), " ms");
+    if (r.outstanding > 0) {
+      // Fence: flushes our outstanding WRITEs at once, so the pipeline buffers are ours again.
+      for (auto& [peer, entry] : peers_) entry.qp->ToError();
+      FailRound(late, UINT32_MAX);
+    } else {
+      FinishRound(late);
+      return;
+    }
+  }
+  switch (r.phase) {
+    case Phase::kIdle:
+    case Phase::kAwaitGo:
+    case Phase::kAwaitCommit:
+      return;
+    case Phase::kConnecting: {
+      recovery::GoMessage& go = *r.go;
+      if (go.has_placement) {
+        if (go.holders.size() != static_cast<size_t>(options_.k + options_.m)) {
+          FailRound(Status::Internal("GO names ", go.holders.size(), " holders"), UINT32_MAX);
+          return;
+        }
+        holders_ = go.holders;
+        hosted_owners_ = go.hosted_owners;
+        placement_id_ = go.placement_id;
+      } else if (holders_.empty()) {
+        FailRound(Status::Internal("GO without a placement before any placement"), UINT32_MAX);
+        return;
+      }
+      std::vector<NodeId> wanted;
+      for (const auto& holder : holders_) wanted.push_back(holder.slot.holder);
+      wanted.insert(wanted.end(), hosted_owners_.begin(), hosted_owners_.end());
+      if (Status status = ConnectPeers(wanted); !status.ok()) {
+        FailRound(status.WithContext(StrCat("node ", world_.rank, " connecting to its partners")),
+                  UINT32_MAX);
+        return;
+      }
+      for (const auto& holder : holders_) {
+        if (peers_[holder.slot.holder].lost) {
+          FailRound(Status::Unavailable("holder node ", holder.slot.holder, " is lost"),
+                    holder.slot.holder);
+          return;
+        }
+      }
+      r.writing_at = Now();
+      r.phase = Phase::kWriting;
+      [[fallthrough]];
+    }
+    case Phase::kWriting: {
+      const erasure::StripeGeometry& g = *r.geometry;
+      // Issue as many stripes as free pipeline slots allow, then return to poll completions.
+      while (r.next_stripe < g.stripes() && r.failure.ok() &&
+             slot_outstanding_[r.next_stripe % pipeline_slots_] == 0) {
+        const Nanos t0 = Now();
+        if (Status status = IssueStripe(r.next_stripe); !status.ok()) {
+          FailRound(status, UINT32_MAX);
+          break;
+        }
+        r.encode_time += Now() - t0;
+        ++r.next_stripe;
+      }
+      if (r.phase != Phase::kWriting) return;
+      if (r.next_stripe == g.stripes() && r.outstanding == 0) {
+        r.encoded_at = Now();
+        PostHeaders();
+      }
+      return;
+    }
+    case Phase::kHeaders:
+      if (r.outstanding == 0) {
+        if (options_.keep_local_copy) {
+          uint64_t offset = 0;
+          for (const RegionRef& region : r.regions) {
+            std::memcpy(pending_copy_.data() + offset, region.ptr, region.bytes);
+            offset += region.bytes;
+          }
+        }
+        recovery::DoneMessage done;
+        done.epoch = epoch_;
+        done.version = r.version;
+        done.node = world_.rank;
+        r.done_sent_at = Now();
+        r.phase = Phase::kAwaitCommit;
+        SendControl(world_.coordinator, done);
+      }
+      return;
+    case Phase::kDraining:
+      if (r.outstanding > 0) {
+        if (Now() > r.deadline + options_.timeout) {
+          FinishRound(r.failure);  // the fabric never flushed: give up on the buffers too
+        }
+        return;
+      }
+      if (r.abort.has_value() || self_killed_ || peers_[world_.coordinator].lost) {
+        FinishRound(r.failure);
+        return;
+      }
+      {
+        recovery::DoneMessage done;
+        done.epoch = epoch_;
+        done.version = r.version;
+        done.node = world_.rank;
+        done.code = r.failure.code();
+        done.failed_peer = r.failed_peer;
+        r.phase = Phase::kAwaitCommit;
+        SendControl(world_.coordinator, done);
+      }
+      return;
+  }
+}
+
+uint64_t Engine::Impl::RemoteSlotAddr(int column) const {
+  const recovery::HolderAddress& holder = holders_[column];
+  const uint64_t slot_bytes = erasure::SlotBytes(*round_.geometry);
+  return holder.store_addr + holder.slot.store_offset + (round_.version % 2) * slot_bytes;
+}
+
+Status Engine::Impl::PostWrite(NodeId peer, uint64_t wr_id, const void* local, uint32_t lkey,
+                               uint64_t bytes, uint64_t remote_addr, uint32_t rkey) {
+  verbs::SendRequest request;
+  request.wr_id = wr_id;
+  request.opcode = verbs::Opcode::kWrite;
+  request.sge[0] = {reinterpret_cast<uint64_t>(local), static_cast<uint32_t>(bytes), lkey};
+  request.num_sge = 1;
+  request.remote_addr = remote_addr;
+  request.rkey = rkey;
+  Status status = peers_[peer].qp->PostSend({&request, 1});
+  if (!status.ok()) return status.WithContext(StrCat("posting a WRITE to node ", peer));
+  ++round_.outstanding;
+  return Status();
+}
+
+Status Engine::Impl::IssueStripe(uint64_t stripe) {
+  const erasure::StripeGeometry& g = *round_.geometry;
+  const int k = g.k();
+  const int width = g.width();
+  const uint64_t cell = g.cell_bytes();
+  const int slot = static_cast<int>(stripe % pipeline_slots_);
+  std::byte* slot_cells = pipeline_.data() + static_cast<uint64_t>(slot) * width * cell;
+  const uint8_t* cells[erasure::kMaxCells];
+  uint32_t lkeys[erasure::kMaxCells];
+  uint64_t bounced = 0;
+
+  for (int c = 0; c < k; ++c) {
+    const erasure::CellExtent extent = g.DataCell(stripe, c);
+    slices_.clear();
+    if (extent.image_bytes > 0) round_.layout->Slices(extent.image_offset, extent.image_bytes, &slices_);
+    if (extent.padding_bytes == 0 && slices_.size() == 1) {
+      // Zero-copy: the cell is one piece of application memory.
+      const RegionRef& region = round_.regions[slices_[0].region];
+      cells[c] = reinterpret_cast<const uint8_t*>(region.ptr + slices_[0].region_offset);
+      lkeys[c] = region.lkey;
+    } else {
+      // The cell straddles regions or holds the zero-padded tail: gather it into a bounce cell.
+      std::byte* bounce = slot_cells + static_cast<uint64_t>(c) * cell;
+      uint64_t at = 0;
+      for (const erasure::RegionSlice& slice : slices_) {
+        std::memcpy(bounce + at, round_.regions[slice.region].ptr + slice.region_offset, slice.bytes);
+        at += slice.bytes;
+      }
+      std::memset(bounce + at, 0, cell - at);
+      bounced += extent.image_bytes;
+      cells[c] = reinterpret_cast<const uint8_t*>(bounce);
+      lkeys[c] = pipeline_mr_->lkey();
+    }
+  }
+  // Data cells go out before parity is computed: their WRITEs overlap the encoding.
+  const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
+  for (int c = 0; c < k; ++c) {
+    FT_RETURN_IF_ERROR(PostWrite(holders_[c].slot.holder,
+                                 MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
+                                 lkeys[c], cell, RemoteSlotAddr(c) + cell_offset,
+                                 holders_[c].store_rkey));
+    ++slot_outstanding_[slot];
+  }
+  uint8_t* parity[erasure::kMaxCells];
+  for (int j = 0; j < g.m(); ++j) {
+    parity[j] = reinterpret_cast<uint8_t*>(slot_cells + static_cast<uint64_t>(k + j) * cell);
+    cells[k + j] = parity[j];
+  }
+  FT_RETURN_IF_ERROR(codec_->Encode({cells, static_cast<size_t>(k)},
+                                    {parity, static_cast<size_t>(g.m())}, cell));
+  for (int c = k; c < width; ++c) {
+    FT_RETURN_IF_ERROR(PostWrite(holders_[c].slot.holder,
+                                 MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
+                                 pipeline_mr_->lkey(), cell, RemoteSlotAddr(c) + cell_offset,
+                                 holders_[c].store_rkey));
+    ++slot_outstanding_[slot];
+  }
+  for (int c = 0; c < width; ++c) {
+    std::span<std::byte> area{headers_.data() + static_cast<uint64_t>(c) * header_area_bytes_,
+                              header_area_bytes_};
+    erasure::CellCrcs(area)[stripe] = erasure::Crc64(cells[c], cell);
+  }
+  if (bounced > 0) {
+    std::lock_guard lock(mutex_);
+    metrics_.bounce_bytes += bounced;
+  }
+  return Status();
+}
+
+void Engine::Impl::PostHeaders() {
+  const erasure::StripeGeometry& g = *round_.geometry;
+  for (int c = 0; c < g.width(); ++c) {
+    std::span<std::byte> area{headers_.data() + static_cast<uint64_t>(c) * header_area_bytes_,
+                              header_area_bytes_};
+    erasure::FragmentHeader header;
+    header.version = round_.version;
+    header.epoch = epoch_;
+    header.owner = world_.rank;
+    header.column = static_cast<uint32_t>(c);
+    header.k = static_cast<uint32_t>(g.k());
+    header.m = static_cast<uint32_t>(g.m());
+    header.cell_bytes = g.cell_bytes();
+    header.image_bytes = g.image_bytes();
+    header.stripes = g.stripes();
+    std::memcpy(area.data(), &header, sizeof(header));
+    erasure::SealHeader(area);
+    Status status = PostWrite(holders_[c].slot.holder, MakeWrId(WrKind::kHeader, 0, c),
+                              area.data(), headers_mr_->lkey(), header_area_bytes_,
+                              RemoteSlotAddr(c), holders_[c].store_rkey);
+    if (!status.ok()) {
+      FailRound(status, holders_[c].slot.holder);
+      return;
+    }
+  }
+  round_.phase = Phase::kHeaders;
+}
+
+void Engine::Impl::FailRound(Status status, NodeId peer) {
+  Round& r = round_;
+  if (r.phase == Phase::kIdle) return;
+  if (r.failure.ok()) {
+    r.failure = std::move(status);
+    r.failed_peer = peer;
+  }
+  // Waiting on the coordinator with nothing in flight: only its loss or ours gets here, and no
+  // ABORT will come. Otherwise drain our WRITEs, then report DONE(failed) so every node aborts.
+  if ((r.phase == Phase::kAwaitGo || r.phase == Phase::kAwaitCommit) && r.outstanding == 0) {
+    FinishRound(r.failure);
+    return;
+  }
+  r.phase = Phase::kDraining;
+}
+
+void Engine::Impl::FinishRound(Status status) {
+  Round& r = round_;
+  if (r.phase == Phase::kIdle) return;
+  const Nanos now = Now();
+  {
+    std::lock_guard lock(mutex_);
+    if (status.ok()) {
+      ++metrics_.checkpoints_committed;
+      metrics_.committed_version = r.version;
+      metrics_.image_bytes = r.geometry->image_bytes();
+      metrics_.bytes_written +=
+          static_cast<uint64_t>(r.geometry->width()) * (r.geometry->fragment_bytes() + header_area_bytes_);
+      const auto seconds = [](Nanos d) { return std::chrono::duration<double>(d).count(); };
+      metrics_.last_prepare_seconds = seconds(r.writing_at - r.started);
+      metrics_.last_encode_seconds = seconds(r.encode_time);
+      metrics_.last_write_seconds = seconds(r.done_sent_at - r.writing_at) - seconds(r.encode_time);
+      metrics_.last_commit_seconds = seconds(now - r.done_sent_at);
+      metrics_.last_total_seconds = seconds(now - r.started);
+      if (options_.keep_local_copy) {
+        std::swap(local_copy_, pending_copy_);
+        local_copy_bytes_ = r.geometry->image_bytes();
+      }
+    } else {
+      ++metrics_.checkpoints_failed;
+    }
+    in_flight_ = false;
+  }
+  auto handle = std::move(r.handle);
+  const uint64_t version = r.version;
+  r = Round();
+  if (handle) handle->Complete(std::move(status), version);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-back of the committed version (verification now, rebuild later)
+
+Status Engine::Impl::WaitReads(int* outstanding, Nanos deadline) {
+  while (*outstanding > 0) {
+    if (Now() > deadline) {
+      for (auto& [peer, entry] : peers_) entry.qp->ToError();
+      const Nanos flush_deadline = Now() + options_.timeout;
+      while (*outstanding > 0 && Now() < flush_deadline) {
+        if (!PollOnce()) fabric_->WaitForActivity(std::chrono::milliseconds(1));
+      }
+      return Status::DeadlineExceeded("reading fragments back timed out");
+    }
+    if (!PollOnce()) fabric_->WaitForActivity(std::chrono::milliseconds(1));
+  }
+  return Status();
+}
+
+Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
+  if (committed_version_ == 0 || !committed_geometry_) {
+    return Status::NotFound("node ", world_.rank, " has no committed version to read");
+  }
+  const erasure::StripeGeometry& g = *committed_geometry_;
+  if (request.out.size() != g.image_bytes()) {
+    return Status::InvalidArgument("ReadCommitted: out has ", request.out.size(),
+                                   " bytes; the committed image has ", g.image_bytes());
+  }
+  const int width = g.width();
+  const int k = g.k();
+  const uint64_t cell = g.cell_bytes();
+  std::vector<uint8_t> skip(width, 0);
+  for (int column : request.skip_columns) {
+    if (column < 0 || column >= width) {
+      return Status::InvalidArgument("skip column ", column, " is outside [0, ", width, ")");
+    }
+    skip[column] = 1;
+  }
+  const uint64_t slot_bytes = erasure::SlotBytes(g);
+  const uint64_t area = erasure::HeaderAreaBytes(g.stripes());
+  auto slot_addr = [&](int c) {
+    return holders_[c].store_addr + holders_[c].slot.store_offset +
+           (committed_version_ % 2) * slot_bytes;
+  };
+  // Buffers: header areas for every column, then k cells per stripe being read.
+  FT_ASSIGN_OR_RETURN(auto buffer, internal::AlignedBuffer::Allocate(area * width + cell * width));
+  FT_ASSIGN_OR_RETURN(auto mr, fabric_->RegisterMemory(buffer.data(), buffer.size(),
+                                                       verbs::kAccessLocalWrite));
+  const Nanos deadline = Now() + options_.timeout;
+  auto post_read = [&](int c, std::byte* local, uint64_t bytes, uint64_t remote) -> Status {
+    const NodeId holder = holders_[c].slot.holder;
+    auto it = peers_.find(holder);
+    if (it == peers_.end() || it->second.lost) return Status::Unavailable("holder ", holder, " is lost");
+    verbs::SendRequest read;
+    read.wr_id = MakeWrId(WrKind::kRead, 0, c);
+    read.opcode = verbs::Opcode::kRead;
+    read.sge[0] = {reinterpret_cast<uint64_t>(local), static_cast<uint32_t>(bytes), mr->lkey()};
+    read.num_sge = 1;
+    read.remote_addr = remote;
+    read.rkey = holders_[c].store_rkey;
+    FT_RETURN_IF_ERROR(it->second.qp->PostSend({&read, 1}));
+    ++reads_outstanding_;
+    return Status();
+  };
+
+  read_failure_ = Status();
+  std::vector<uint8_t> usable(width, 0);
+  for (int c = 0; c < width; ++c) {
+    if (skip[c]) continue;
+    if (post_read(c, buffer.data() + c * area, area, slot_addr(c)).ok()) usable[c] = 1;
+  }
+  FT_RETURN_IF_ERROR(WaitReads(&reads_outstanding_, deadline));
+  erasure::FragmentHeader expected;
+  expected.version = committed_version_;
+  expected.owner = world_.rank;
+  expected.k = static_cast<uint32_t>(k);
+  expected.m = static_cast<uint32_t>(g.m());
+  expected.cell_bytes = cell;
+  expected.image_bytes = g.image_bytes();
+  expected.stripes = g.stripes();
+  Status first_problem = read_failure_;
+  for (int c = 0; c < width; ++c) {
+    if (!usable[c]) continue;
+    expected.column = static_cast<uint32_t>(c);
+    Status status = erasure::CheckHeader({buffer.data() + c * area, area}, expected);
+    if (!status.ok()) {
+      usable[c] = 0;
+      if (first_problem.ok()) first_problem = status;
+    }
+  }
+  if (!read_failure_.ok()) {
+    // A failed READ errors its QP; we cannot tell which header it was, so trust none of them.
+    return read_failure_;
+  }
+
+  std::byte* cells = buffer.data() + area * width;
+  for (uint64_t s = 0; s < g.stripes(); ++s) {
+    // Read every usable column's cell of this stripe; keep the ones whose CRC matches.
+    std::vector<int> columns;
+    for (int c = 0; c < width; ++c) {
+      if (!usable[c]) continue;
+      FT_RETURN_IF_ERROR(post_read(c, cells + c * cell, cell, slot_addr(c) + area + s * cell));
+      columns.push_back(c);
+    }
+    FT_RETURN_IF_ERROR(WaitReads(&reads_outstanding_, deadline));
+    FT_RETURN_IF_ERROR(read_failure_);
+    std::vector<int> present;
+    std::vector<const uint8_t*> present_cells;
+    for (int c : columns) {
+      const uint64_t crc = erasure::Crc64(cells + c * cell, cell);
+      if (crc != erasure::CellCrcs(std::span<const std::byte>(buffer.data() + c * area, area))[s]) {
+        if (first_problem.ok()) {
+          first_problem = Status::DataLoss("fragment ", c, " stripe ", s, ": cell CRC mismatch");
+        }
+        continue;
+      }
+      present.push_back(c);
+      present_cells.push_back(reinterpret_cast<const uint8_t*>(cells + c * cell));
+    }
+    if (present.size() < static_cast<size_t>(k)) {
+      return Status::DataLoss("node ", world_.rank, " version ", committed_version_, " stripe ", s,
+                              ": only ", present.size(), " of the ", k,
+                              " fragments needed are intact",
+                              first_problem.ok() ? "" : " (", first_problem.message(),
+                              first_problem.ok() ? "" : ")");
+    }
+    std::vector<int> wanted;
+    std::vector<uint8_t*> outputs;
+    for (int c = 0; c < k; ++c) {
+      if (std::find(present.begin(), present.end(), c) == present.end()) {
+        wanted.push_back(c);
+        outputs.push_back(reinterpret_cast<uint8_t*>(cells + c * cell));
+      }
+    }
+    if (!wanted.empty()) {
+      FT_RETURN_IF_ERROR(codec_->Decode(present, present_cells, wanted, outputs, cell));
+    }
+    for (int c = 0; c < k; ++c) {
+      const erasure::CellExtent extent = g.DataCell(s, c);
+      if (extent.image_bytes > 0) {
+        std::memcpy(request.out.data() + extent.image_offset, cells + c * cell, extent.image_bytes);
+      }
+    }
+  }
+  return Status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, const WorldInfo& world,
+                                               std::unique_ptr<verbs::Fabric> fabric) {
+  if (fabric == nullptr) return Status::InvalidArgument("Engine::Create: fabric is null");
+  if (world.size < 2) {
+    return Status::InvalidArgument("world size = ", world.size, ": checkpoints need >= 2 nodes");
+  }
+  if (world.rank >= world.size) {
+    return Status::InvalidArgument("rank = ", world.rank, " is outside the world of ", world.size);
+  }
+  if (world.coordinator >= world.size) {
+    return Status::InvalidArgument("coordinator = ", world.coordinator,
+                                   " is outside the world of ", world.size);
+  }
+  if (fabric->node() != world.rank) {
+    return Status::InvalidArgument("the fabric belongs to node ", fabric->node(), ", not rank ",
+                                   world.rank);
+  }
+  if (options.k < 1) return Status::InvalidArgument("k = ", options.k, ": must be >= 1");
+  if (options.m < 1) return Status::InvalidArgument("m = ", options.m, ": must be >= 1");
+  if (static_cast<uint64_t>(options.k) + options.m >= world.size) {
+    return Status::InvalidArgument("k + m = ", options.k + options.m, " (k = ", options.k,
+                                   ", m = ", options.m, ") needs at least ",
+                                   options.k + options.m + 1, " nodes: a world of ", world.size,
+                                   " allows k + m <= ", world.size - 1);
+  }
+  if (options.cell_bytes == 0) return Status::InvalidArgument("cell_bytes = 0");
+  if (options.cell_bytes > fabric->limits().max_message_bytes) {
+    return Status::InvalidArgument("cell_bytes = ", options.cell_bytes, " exceeds the fabric's ",
+                                   fabric->limits().max_message_bytes, "-byte message limit");
+  }
+  if (options.pipeline_depth < 1) {
+    return Status::InvalidArgument("pipeline_depth = ", options.pipeline_depth, ": must be >= 1");
+  }
+  if (options.timeout.count() <= 0) {
+    return Status::InvalidArgument("timeout = ", options.timeout.count(), " ms: must be > 0");
+  }
+  FT_ASSIGN_OR_RETURN(auto codec, erasure::Codec::Create(options.k, options.m));
+  auto impl = std::make_unique<Impl>(options, world, std::move(fabric), std::move(codec));
+  FT_RETURN_IF_ERROR(impl->Start());
+  return std::make_unique<Engine>(PrivateTag{}, std::move(impl));
+}
+
+Engine::Engine(PrivateTag, std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+Status Engine::Protect(uint64_t id, void* ptr, size_t bytes) { return impl_->Protect(id, ptr, bytes); }
+Status Engine::Unprotect(uint64_t id) { return impl_->Unprotect(id); }
+Result<uint64_t> Engine::Checkpoint() {
+  FT_ASSIGN_OR_RETURN(CheckpointHandle handle, impl_->CheckpointAsync());
+  return handle.Wait();
+}
+Result<CheckpointHandle> Engine::CheckpointAsync() { return impl_->CheckpointAsync(); }
+Status Engine::ReadCommitted(std::span<std::byte> out, std::span<const int> skip_columns) {
+  return impl_->ReadCommitted(out, skip_columns);
+}
+Status Engine::RestoreLocalCopy() { return impl_->RestoreLocalCopy(); }
+uint64_t Engine::image_bytes() const { return impl_->image_bytes(); }
+EngineMetrics Engine::Metrics() const { return impl_->Metrics(); }
+const WorldInfo& Engine::world() const { return impl_->world(); }
+const EngineOptions& Engine::options() const { return impl_->options(); }
+
+uint64_t Engine::StoreBytesFor(uint64_t image_bytes, const EngineOptions& options) {
+  auto geometry = erasure::StripeGeometry::Create(std::max<uint64_t>(image_bytes, 1),
+                                                  options.cell_bytes, options.k, options.m);
+  if (!geometry.ok()) return 0;
+  return static_cast<uint64_t>(options.k + options.m) * erasure::FootprintBytes(*geometry);
+}
+
+}  // namespace ft

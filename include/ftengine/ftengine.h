@@ -1,0 +1,97 @@
+/* ftengine C API: the same calls as ft::Engine (include/ftengine/engine.h) with error codes.
+ *
+ * Usable from C and from Fortran through bind(C): every argument is a pointer, an integer of a
+ * fixed width or a struct of them; no call throws or aborts on bad input. Each failing call
+ * returns a non-zero ft_code and records a message that names the bad value, readable with
+ * ft_last_error() on the same thread until its next ftengine call.
+ *
+ * Thread-safety and memory contracts are those of ft::Engine: notably, between
+ * ft_checkpoint_async() and the completion of its handle the application must not write
+ * protected memory.
+ */
+#ifndef FTENGINE_FTENGINE_H_
+#define FTENGINE_FTENGINE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Same values as ft::StatusCode. */
+typedef enum ft_code {
+  FT_OK = 0,
+  FT_INVALID_ARGUMENT = 1,
+  FT_NOT_FOUND = 2,
+  FT_FAILED_PRECONDITION = 3,
+  FT_RESOURCE_EXHAUSTED = 4,
+  FT_UNAVAILABLE = 5,
+  FT_DEADLINE_EXCEEDED = 6,
+  FT_ABORTED = 7,
+  FT_DATA_LOSS = 8,
+  FT_INTERNAL = 9
+} ft_code;
+
+typedef struct ft_options {
+  int32_t k;
+  int32_t m;
+  uint64_t cell_bytes;
+  uint64_t store_capacity;  /* 0: sized at the first checkpoint */
+  uint32_t failure_domain;  /* UINT32_MAX: every node its own domain */
+  int32_t pipeline_depth;
+  int32_t keep_local_copy;  /* 0 or 1 */
+  int64_t timeout_ms;
+} ft_options;
+
+typedef struct ft_metrics {
+  uint64_t committed_version;
+  uint64_t checkpoints_committed;
+  uint64_t checkpoints_failed;
+  uint64_t image_bytes;
+  uint64_t bytes_written;
+  uint64_t bounce_bytes;
+  uint64_t store_bytes;
+  double last_total_seconds;
+} ft_metrics;
+
+typedef struct ft_engine ft_engine;             /* one node's engine */
+typedef struct ft_checkpoint_handle ft_checkpoint_handle; /* an asynchronous checkpoint */
+typedef struct ft_loopback_world ft_loopback_world;  /* N engines in this process */
+
+/* "InvalidArgument", "DataLoss", ... for a code. Never NULL. */
+const char* ft_strerror(int code);
+/* The message of this thread's last failed call ("" when none). Never NULL. */
+const char* ft_last_error(void);
+
+/* Fills *options with the defaults (k = 4, m = 2, 1 MiB cells, ...). */
+void ft_options_init(ft_options* options);
+
+/* A world of `nodes` engines over the in-process loopback fabric (rank 0 coordinates). */
+int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopback_world** world);
+/* Destroys the world and its engines. NULL is ignored. */
+void ft_loopback_world_destroy(ft_loopback_world* world);
+/* The engine of `rank`, owned by the world. */
+int ft_loopback_world_engine(ft_loopback_world* world, uint32_t rank, ft_engine** engine);
+
+int ft_protect(ft_engine* engine, uint64_t id, void* ptr, uint64_t bytes);
+int ft_unprotect(ft_engine* engine, uint64_t id);
+/* Collective. On success *version is the committed version. */
+int ft_checkpoint(ft_engine* engine, uint64_t* version);
+/* Starts a checkpoint; *checkpoint must be waited for and freed with ft_checkpoint_wait. */
+int ft_checkpoint_async(ft_engine* engine, ft_checkpoint_handle** checkpoint);
+/* 1 when ft_checkpoint_wait would not block, else 0. */
+int ft_checkpoint_ready(const ft_checkpoint_handle* checkpoint);
+/* Waits, stores the committed version, and frees the handle (even when the checkpoint failed). */
+int ft_checkpoint_wait(ft_checkpoint_handle* checkpoint, uint64_t* version);
+/* Reads this node's last committed image back into out[0, bytes), treating the fragments of
+ * skip_columns[0, skip_count) as lost. */
+int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes, const int32_t* skip_columns,
+                      int32_t skip_count);
+int ft_metrics_get(const ft_engine* engine, ft_metrics* metrics);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FTENGINE_FTENGINE_H_ */
