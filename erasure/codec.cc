@@ -97,8 +97,8 @@ Codec::~Codec() = default;
 Result<std::unique_ptr<Codec>> Codec::Create(int k, int m) {
   if (k < 1) return Status::InvalidArgument("k = ", k, ": need at least one data cell per stripe");
   if (m < 1) return Status::InvalidArgument("m = ", m, ": need at least one parity cell per stripe");
-  if (k + m > kMaxCells) {
-    return Status::InvalidArgument("k + m = ", k + m, " (k = ", k, ", m = ", m,
+  if (k > kMaxCells - m) {  // not k + m > kMaxCells: that overflows int for huge k or m
+    return Status::InvalidArgument("k + m = ", int64_t{k} + m, " (k = ", k, ", m = ", m,
                                    ") exceeds the limit of ", kMaxCells, " cells per stripe");
   }
   auto codec = std::make_unique<Codec>(PrivateTag{}, k, m);

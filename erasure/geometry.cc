@@ -19,8 +19,8 @@ Result<StripeGeometry> StripeGeometry::Create(uint64_t image_bytes, uint64_t cel
                                               int m) {
   if (k < 1) return Status::InvalidArgument("k = ", k, ": need at least one data cell per stripe");
   if (m < 1) return Status::InvalidArgument("m = ", m, ": need at least one parity cell per stripe");
-  if (k + m > kMaxCells) {
-    return Status::InvalidArgument("k + m = ", k + m, " exceeds the limit of ", kMaxCells);
+  if (k > kMaxCells - m) {  // not k + m > kMaxCells: that overflows int for huge k or m
+    return Status::InvalidArgument("k + m = ", int64_t{k} + m, " exceeds the limit of ", kMaxCells);
   }
   if (image_bytes == 0) return Status::InvalidArgument("image_bytes = 0: nothing to protect");
   if (cell_bytes == 0) return Status::InvalidArgument("cell_bytes = 0: cells must hold bytes");
