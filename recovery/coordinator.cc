@@ -33,6 +33,11 @@ void Coordinator::OnPrepare(const PrepareMessage& message, Outbox* outbox) {
     ++ignored_messages_;
     return;
   }
+  if (lost_count_ > 0) {
+    // The round cannot complete without the lost node: tell this node at once, not at its deadline.
+    outbox->emplace_back(message.node, MakeAbort(first_lost_, StatusCode::kUnavailable, lost_reason_));
+    return;
+  }
   prepared_[message.node] = 1;
   prepares_[message.node] = message;
   if (++prepared_count_ == options_.world_size) StartRound(outbox);
@@ -44,12 +49,6 @@ void Coordinator::StartRound(Outbox* outbox) {
   const uint64_t version = committed_version_ + 1;
   const uint32_t n = options_.world_size;
   version_in_flight_ = version;
-  for (NodeId node = 0; node < n; ++node) {
-    if (lost_[node]) {
-      Abort(node, StatusCode::kUnavailable, lost_reason_, outbox);
-      return;
-    }
-  }
 
   bool changed = !placement_.has_value();
   for (NodeId node = 0; node < n && !changed; ++node) {
@@ -129,10 +128,33 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
 void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbox) {
   if (node >= options_.world_size || lost_[node]) return;
   lost_[node] = 1;
-  lost_reason_ = StrCat("node ", node, " was lost: ", reason);
+  if (lost_count_++ == 0) {
+    first_lost_ = node;
+    lost_reason_ = StrCat("node ", node, " was lost: ", reason);
+  }
   if (phase_ == Phase::kCollectingDone) {
     Abort(node, StatusCode::kUnavailable, lost_reason_, outbox);
+    return;
   }
+  // Nodes that already prepared wait for a GO that cannot come: release them now.
+  for (NodeId prepared = 0; prepared < options_.world_size; ++prepared) {
+    if (prepared_[prepared] && !lost_[prepared]) {
+      outbox->emplace_back(prepared, MakeAbort(node, StatusCode::kUnavailable, lost_reason_));
+    }
+  }
+  std::fill(prepared_.begin(), prepared_.end(), 0);
+  prepared_count_ = 0;
+}
+
+AbortMessage Coordinator::MakeAbort(NodeId failed_node, StatusCode code,
+                                    const std::string& reason) const {
+  AbortMessage abort;
+  abort.epoch = options_.epoch;
+  abort.version = version_in_flight_ != 0 ? version_in_flight_ : committed_version_ + 1;
+  abort.failed_node = failed_node;
+  abort.code = code;
+  abort.reason = reason;
+  return abort;
 }
 
 void Coordinator::Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox) {
@@ -140,14 +162,7 @@ void Coordinator::Abort(NodeId failed_node, StatusCode code, std::string reason,
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
   for (NodeId node = 0; node < options_.world_size; ++node) {
-    if (lost_[node]) continue;
-    AbortMessage abort;
-    abort.epoch = options_.epoch;
-    abort.version = version_in_flight_;
-    abort.failed_node = failed_node;
-    abort.code = code;
-    abort.reason = reason;
-    outbox->emplace_back(node, std::move(abort));
+    if (!lost_[node]) outbox->emplace_back(node, MakeAbort(failed_node, code, reason));
   }
   version_in_flight_ = 0;
 }

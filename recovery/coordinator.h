@@ -41,8 +41,9 @@ class Coordinator {
   // for a version not in flight are ignored (and counted in ignored_messages()).
   void OnPrepare(const PrepareMessage& message, Outbox* outbox);
   void OnDone(const DoneMessage& message, Outbox* outbox);
-  // A node is gone (disconnect, error completion, missed heartbeats): aborts the round in flight.
-  // Until recovery exists (a later view), every later round aborts naming the lost node.
+  // A node is gone (disconnect, error completion, missed heartbeats): aborts the round in flight,
+  // releases nodes waiting for a GO, and answers every later PREPARE with ABORT naming the lost
+  // node (until recovery installs a new view).
   void OnNodeLost(NodeId node, std::string_view reason, Outbox* outbox);
 
   uint64_t committed_version() const { return committed_version_; }
@@ -59,6 +60,7 @@ class Coordinator {
   enum class Phase { kCollectingPrepare, kCollectingDone };
   void StartRound(Outbox* outbox);
   void Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox);
+  AbortMessage MakeAbort(NodeId failed_node, StatusCode code, const std::string& reason) const;
 
   Options options_;
   Phase phase_ = Phase::kCollectingPrepare;
@@ -73,7 +75,9 @@ class Coordinator {
   std::optional<Placement> placement_;
   uint64_t placement_id_ = 0;
   std::vector<uint8_t> lost_;
-  std::string lost_reason_;
+  uint32_t lost_count_ = 0;
+  NodeId first_lost_ = UINT32_MAX;
+  std::string lost_reason_;  // names the first lost node
   uint64_t ignored_messages_ = 0;
 };
 
