@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <span>
 
@@ -18,12 +19,14 @@ struct FreeDeleter {
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
-  // Uninitialised memory: the pages are touched only when written (a large store costs nothing
-  // until fragments land in it). ResourceExhausted when the allocation fails.
+  // Zero-filled memory: every page is touched here, as ibv_reg_mr pins it on a real device, so no
+  // page fault lands inside a checkpoint, and a store never exposes stale heap bytes.
+  // ResourceExhausted when the allocation fails.
   static Result<AlignedBuffer> Allocate(size_t bytes, size_t alignment = 4096) {
     const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
     auto* p = static_cast<std::byte*>(std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded));
     if (p == nullptr) return Status::ResourceExhausted("cannot allocate ", bytes, " bytes");
+    std::memset(p, 0, rounded == 0 ? alignment : rounded);
     AlignedBuffer buffer;
     buffer.data_.reset(p);
     buffer.size_ = bytes;

@@ -498,7 +498,12 @@ void Engine::Impl::WorkerLoop() {
       StepRound();
       progressed |= round_.phase != before || round_.next_stripe != stripe_before;
     }
-    if (!progressed) fabric_->WaitForActivity(std::chrono::milliseconds(5));
+    // Completions, events and Interrupt() end the wait early; the timeout only paces deadline
+    // checks, so an idle engine sleeps long (a 1024-node world has 1024 of these threads).
+    if (!progressed) {
+      fabric_->WaitForActivity(round_.phase == Phase::kIdle ? std::chrono::milliseconds(500)
+                                                            : std::chrono::milliseconds(20));
+    }
   }
   // Shutting down: fence every QP so nothing more lands, let the in-flight round fail.
   if (round_.phase != Phase::kIdle) {
@@ -811,7 +816,10 @@ Status Engine::Impl::PrepareBuffers() {
 
 Status Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
   std::vector<verbs::ConnectRequest> requests;
-  for (NodeId peer : wanted) {
+  std::vector<NodeId> peers = wanted;
+  std::sort(peers.begin(), peers.end());
+  peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+  for (NodeId peer : peers) {
     if (peer == world_.rank) continue;
     auto it = peers_.find(peer);
     if (it != peers_.end()) {
@@ -1077,6 +1085,8 @@ void Engine::Impl::FailRound(Status status, NodeId peer) {
   Round& r = round_;
   if (r.phase == Phase::kIdle) return;
   if (r.failure.ok()) {
+    FT_LOG(kInfo) << "node " << world_.rank << ": checkpoint version " << r.version
+                  << " failed: " << status;
     r.failure = std::move(status);
     r.failed_peer = peer;
   }

@@ -1,0 +1,42 @@
+// `ftbench checkpoint`: N nodes checkpoint their images on the built-in loopback fabric.
+//
+// Each node (one thread, as one process would be) protects one image of --size bytes, and for
+// each of --versions versions fills it with a pattern of (rank, version) and calls Checkpoint();
+// all nodes start a version together, and a version's time is the slowest node's. After the last
+// version every node reads its fragments back from its holders (one-sided READs), checks every
+// CRC, decodes with the data fragments of one holder treated as lost, and compares every byte.
+//
+// The reference is measured in the same run, on the same number of threads at once: the raw
+// work a checkpoint must do per node without the engine: ISA-L encode of the image, CRC64 and
+// memcpy of (k+m)/k x image into pre-touched memory. And memcpy of the image alone.
+#ifndef FT_TOOLS_FTBENCH_CHECKPOINT_H_
+#define FT_TOOLS_FTBENCH_CHECKPOINT_H_
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+
+#include "tools/ftbench/util.h"
+
+namespace ft::ftbench {
+
+struct CheckpointOptions {
+  uint32_t nodes = 8;
+  uint64_t size = 64ull << 20;
+  int k = 4;
+  int m = 2;
+  uint64_t cell_bytes = 1 << 20;
+  int versions = 10;
+  uint32_t domains = 0;  // 0: every node its own failure domain; D: rank % D
+  int pipeline_depth = 4;
+  int reference_repetitions = 5;
+  bool json = false;
+  bool verbose = false;
+};
+
+Command RegisterCheckpoint(CLI::App& app);
+int RunCheckpoint(const CheckpointOptions& options);
+
+}  // namespace ft::ftbench
+
+#endif  // FT_TOOLS_FTBENCH_CHECKPOINT_H_
