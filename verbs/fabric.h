@@ -41,6 +41,7 @@ using NodeId = uint32_t;
 inline constexpr NodeId kInvalidNode = UINT32_MAX;
 
 // Access rights of a registration (bit set, as IBV_ACCESS_*). Local read is always allowed.
+// As with ibv_reg_mr, kAccessRemoteWrite requires kAccessLocalWrite (else InvalidArgument).
 enum Access : uint32_t {
   kAccessLocalWrite = 1u << 0,
   kAccessRemoteWrite = 1u << 1,
