@@ -26,9 +26,9 @@ namespace ft::recovery {
 using NodeId = uint32_t;
 
 struct NodeSpec {
-  uint32_t domain = 0;          // failure domain (rack, switch); any numbering
-  uint64_t capacity_bytes = 0;  // store bytes this node offers to others
-  uint64_t footprint_bytes = 0; // store bytes each holder needs for this node's fragment (0: none)
+  uint32_t domain = 0;           // failure domain (rack, switch); any numbering
+  uint64_t capacity_bytes = 0;   // store bytes this node offers to others
+  uint64_t footprint_bytes = 0;  // store bytes each holder needs for this node's fragment (0: none)
 };
 
 struct FragmentSlot {
@@ -51,19 +51,25 @@ class Placement {
   int width() const { return k_ + m_; }
   size_t nodes() const { return used_bytes_.size(); }
 
-  // holders(owner)[column]: column j of the owner's stripes goes to that slot.
+  // holders(owner)[column]: column j of the owner's stripes goes to that slot. Empty for an owner
+  // whose footprint is 0: it has no fragments, so nobody holds anything for it.
   std::span<const FragmentSlot> HoldersOf(NodeId owner) const {
+    if (footprint_bytes_[owner] == 0) return {};
     return {&slots_[static_cast<size_t>(owner) * width()], static_cast<size_t>(width())};
   }
+  // The owner's footprint as given: the length of each of its extents (0: no fragments).
+  uint64_t footprint_bytes(NodeId owner) const { return footprint_bytes_[owner]; }
   // Fragments a node hosts, in (owner, column) order. O(hosted).
   std::span<const HostedFragment> HostedBy(NodeId holder) const {
-    return {hosted_.data() + hosted_begin_[holder], hosted_begin_[holder + 1] - hosted_begin_[holder]};
+    return {hosted_.data() + hosted_begin_[holder],
+            hosted_begin_[holder + 1] - hosted_begin_[holder]};
   }
   uint64_t used_bytes(NodeId holder) const { return used_bytes_[holder]; }
   // Bytes of this owner's fragments that went to a later candidate because a preferred holder's
   // store was full: what the owner borrows from nodes that have room.
   uint64_t borrowed_bytes(NodeId owner) const { return borrowed_bytes_[owner]; }
-  // One line of counts: fragments per node (min/max), domains reused, borrowed bytes.
+  // One line of counts: fragments per node (min/max), fewest distinct domains among one owner's
+  // holders, borrowed bytes.
   std::string Describe() const;
 
   bool operator==(const Placement&) const = default;
@@ -72,11 +78,13 @@ class Placement {
   friend Result<Placement> ComputePlacement(std::span<const NodeSpec>, int, int);
   int k_ = 0;
   int m_ = 0;
-  std::vector<FragmentSlot> slots_;       // nodes x width
-  std::vector<HostedFragment> hosted_;    // grouped by holder
-  std::vector<size_t> hosted_begin_;      // nodes + 1 offsets into hosted_
-  std::vector<uint64_t> used_bytes_;      // per holder
-  std::vector<uint64_t> borrowed_bytes_;  // per owner
+  std::vector<FragmentSlot> slots_;        // nodes x width
+  std::vector<HostedFragment> hosted_;     // grouped by holder
+  std::vector<size_t> hosted_begin_;       // nodes + 1 offsets into hosted_
+  std::vector<uint64_t> used_bytes_;       // per holder
+  std::vector<uint64_t> borrowed_bytes_;   // per owner
+  std::vector<uint64_t> footprint_bytes_;  // per owner, copied from the input
+  int min_owner_domains_ = 0;              // fewest distinct domains among one owner's holders
 };
 
 // k >= 1, m >= 1, k + m < nodes.size() (else InvalidArgument naming the largest k + m allowed).
