@@ -1,0 +1,148 @@
+#include "tools/ftbench/util.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <iomanip>
+#include <sstream>
+#include <utility>
+
+namespace ft::ftbench {
+
+void AlignedBuffer::Free::operator()(uint8_t* p) const { std::free(p); }
+
+Result<AlignedBuffer> AlignedBuffer::Create(size_t bytes) {
+  if (bytes == 0) return Status::InvalidArgument("AlignedBuffer of 0 bytes");
+  // aligned_alloc wants a size that is a multiple of the alignment.
+  const size_t rounded = RoundUp(bytes, kAlignment);
+  if (rounded < bytes) return Status::ResourceExhausted(bytes, " bytes overflow size_t");
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kAlignment, rounded));
+  if (p == nullptr) {
+    return Status::ResourceExhausted("cannot allocate ", bytes, " bytes (", FormatSize(bytes), ")");
+  }
+  std::memset(p, 0, rounded);
+  AlignedBuffer buffer;
+  buffer.data_.reset(p);
+  buffer.size_ = bytes;
+  return buffer;
+}
+
+void FillPattern(std::span<uint8_t> bytes, uint64_t seed) {
+  uint64_t state = seed;
+  auto next = [&state] {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    const uint64_t word = next();
+    std::memcpy(bytes.data() + i, &word, 8);
+  }
+  if (i < bytes.size()) {
+    const uint64_t word = next();
+    std::memcpy(bytes.data() + i, &word, bytes.size() - i);
+  }
+}
+
+int64_t InvoluntaryContextSwitches() {
+  rusage usage{};
+  if (getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
+  return usage.ru_nivcsw;
+}
+
+double Median(std::vector<double> values) {
+  const size_t n = values.size();
+  std::sort(values.begin(), values.end());
+  if (n % 2 == 1) return values[n / 2];
+  return (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+double Spread(const std::vector<double>& values) {
+  const auto [min, max] = std::minmax_element(values.begin(), values.end());
+  return (*max - *min) / *min;
+}
+
+double GigabytesPerSecond(double bytes, double seconds) { return bytes / seconds / 1e9; }
+
+std::string FormatFixed(double value, int digits) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << value;
+  return std::move(out).str();
+}
+
+std::string FormatSize(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int unit = 0;
+  while (unit + 1 < static_cast<int>(std::size(kUnits)) && bytes >= 1024 && bytes % 1024 == 0) {
+    bytes /= 1024;
+    ++unit;
+  }
+  return std::to_string(bytes) + " " + kUnits[unit];
+}
+
+CLI::Option* AddSizeOption(CLI::App& app, const std::string& name, uint64_t* value,
+                           const std::string& description) {
+  return app.add_option(name, *value, description)
+      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->type_name("SIZE")
+      ->capture_default_str();
+}
+
+CLI::Validator IntRange(int64_t min, int64_t max, const std::string& why) {
+  const std::string range = "[" + std::to_string(min) + ", " + std::to_string(max) + "]";
+  return CLI::Validator(
+      [min, max, range, why](std::string& input) -> std::string {
+        int64_t value = 0;
+        const char* end = input.data() + input.size();
+        const auto [ptr, error] = std::from_chars(input.data(), end, value);
+        if (input.empty() || error == std::errc::invalid_argument || ptr != end) {
+          return "'" + input + "' is not an integer";
+        }
+        if (error == std::errc::result_out_of_range || value < min || value > max) {
+          return input + " is outside " + range + (why.empty() ? "" : " (" + why + ")");
+        }
+        return "";
+      },
+      "in " + range);
+}
+
+Table::Table(std::vector<std::string> header) : header_(std::move(header)) {}
+
+void Table::AddRow(std::vector<std::string> cells) {
+  cells.resize(header_.size());
+  rows_.push_back(std::move(cells));
+}
+
+std::string Table::ToString() const {
+  std::vector<size_t> widths(header_.size());
+  for (size_t c = 0; c < header_.size(); ++c) {
+    widths[c] = header_[c].size();
+    for (const auto& row : rows_) widths[c] = std::max(widths[c], row[c].size());
+  }
+  constexpr size_t kGap = 4;
+  size_t total = 1;
+  for (size_t width : widths) total += width + kGap;
+  const std::string dashes(total - kGap, '-');
+
+  std::ostringstream out;
+  auto print_row = [&](const std::vector<std::string>& cells) {
+    std::string line = " ";
+    for (size_t c = 0; c < cells.size(); ++c) {
+      line += cells[c];
+      if (c + 1 < cells.size()) line += std::string(widths[c] - cells[c].size() + kGap, ' ');
+    }
+    out << line << "\n";
+  };
+  out << dashes << "\n";
+  print_row(header_);
+  for (const auto& row : rows_) print_row(row);
+  out << dashes << "\n";
+  return std::move(out).str();
+}
+
+}  // namespace ft::ftbench
