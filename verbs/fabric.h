@@ -6,7 +6,8 @@
 //
 // The datapath follows verbs (ibv_post_send.3, ibv_poll_cq.3):
 // - Post* returns only local, immediate failures (a full send queue, too many SGEs, a QP that was
-//   never connected). Everything that depends on the remote side arrives later as a Completion.
+//   never connected, Unavailable once this node is dead). Everything that depends on the remote
+//   side, and bad lkeys, arrive later as a Completion.
 // - A completion never appears inside the post call; it appears after a progress step
 //   (PollCompletions) of the posting node.
 // - Work requests on one queue pair execute in post order (RC); a WRITE posted before a SEND on the
@@ -14,7 +15,9 @@
 // - An unsignaled request produces no completion when it succeeds; every failure produces one.
 //   Its send-queue slot is freed when a later signaled request of the same QP is polled.
 // - The first failure on a QP moves it to the error state: the failed request reports why, every
-//   request after it reports kFlushed (like IBV_WC_WR_FLUSH_ERR).
+//   request after it reports kFlushed (like IBV_WC_WR_FLUSH_ERR), its posted receives too, and
+//   its node gets a kQpError event. Errors the responder detects (bad rkey/range/access, a receive
+//   too small or with a bad lkey) move the responder's QP to the error state as well (RC).
 // - An error Completion carries only wr_id, qp and status; bytes are meaningful only on success.
 //
 // Thread-safety: a Fabric and its QueuePairs may be used from several threads at once; posting
@@ -100,10 +103,10 @@ const char* WcStatusName(WcStatus status);
 
 struct Completion {
   uint64_t wr_id = 0;
-  uint32_t qp = 0;      // QueuePair::id() of the queue pair it was posted on
+  uint32_t qp = 0;  // QueuePair::id() of the queue pair it was posted on
   WcStatus status = WcStatus::kSuccess;
   Opcode opcode = Opcode::kWrite;  // valid on success only (as ibv_wc.opcode)
-  uint32_t bytes = 0;   // received bytes for kRecv; valid on success only
+  uint32_t bytes = 0;              // received bytes for kRecv; valid on success only
 };
 
 // A WRITE, READ or SEND. WRITE/READ name remote memory; SEND goes to the peer's next posted
@@ -129,7 +132,8 @@ enum class QpState : uint8_t { kConnected, kError };
 
 class QueuePair {
  public:
-  virtual ~QueuePair() = default;  // destroys the QP; unpolled completions of it are discarded
+  // Destroys the QP; unpolled completions of it are discarded, the peer gets kDisconnected.
+  virtual ~QueuePair() = default;
   virtual uint32_t id() const = 0;  // unique among this Fabric's QPs (like qp_num)
   virtual NodeId peer() const = 0;
   // What the peer passed to Connect (≤ Limits::max_private_data bytes).
@@ -142,8 +146,10 @@ class QueuePair {
   virtual Status PostSend(std::span<const SendRequest> requests, size_t* posted = nullptr) = 0;
   virtual Status PostRecv(std::span<const RecvRequest> requests, size_t* posted = nullptr) = 0;
 
-  // Fencing: moves the QP to the error state. Our outstanding requests complete kFlushed; nothing
-  // the peer posts on its end lands in our memory afterwards (its requests fail kRetryExceeded).
+  // Fencing: moves the QP to the error state. Our outstanding requests and posted receives
+  // complete kFlushed; nothing the peer posts on its end lands in our memory after ToError
+  // returns (its requests fail kRetryExceeded). No event on either side: the peer learns of the
+  // fence only through its failing requests.
   virtual void ToError() = 0;
 };
 
@@ -163,9 +169,9 @@ struct Event {
 };
 
 struct Limits {
-  int max_send_wr = 0;           // outstanding send requests per QP
-  int max_recv_wr = 0;           // posted receives per QP
-  int cq_depth = 0;              // completions the node's CQ holds before it overruns
+  int max_send_wr = 0;  // outstanding send requests per QP
+  int max_recv_wr = 0;  // posted receives per QP
+  int cq_depth = 0;     // completions the node's CQ holds before it overruns
   uint32_t max_inline_bytes = 0;
   uint32_t max_message_bytes = 0;  // largest single WRITE/READ/SEND
   size_t max_private_data = 0;

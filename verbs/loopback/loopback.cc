@@ -1041,7 +1041,10 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
     if (!net.alive[r.peer]) {
       return Status::Unavailable("Connect from node ", n.id, ": peer ", r.peer, " is dead");
     }
-    if (net.offers.count({n.id, r.peer}) != 0) {
+    // An offer left by a killed incarnation of this rank is stale: ours replaces it (its own
+    // Connect withdraws it only if it is still its own).
+    auto pending = net.offers.find({n.id, r.peer});
+    if (pending != net.offers.end() && !pending->second->from->dead.load()) {
       return Status::FailedPrecondition("Connect: a Connect from node ", n.id, " to node ", r.peer,
                                         " is already pending");
     }

@@ -18,6 +18,28 @@
 //   (when a node dies, a seeded random prefix of every WRITE still queued to or from it lands),
 //   delays (work waits a number of the poster's progress steps, fixed or seeded random).
 // Everything random derives from the seed, printed by seed_description() for failure reports.
+//
+// Details the Fabric contract leaves open, as this model fixes them:
+// - A progress step executes at most 1024 requests or 64 MiB (at least one request). When
+//   several threads poll one Fabric at once, one executes and the others only reap completions.
+// - RNR: the first attempt and each retry take one progress step of the sender; with
+//   rnr_retry_steps = r the SEND fails on the sender's (r + 1)th step without a receive.
+// - Delays: a request posted with delay d executes at the earliest on the (d + 1)th progress step
+//   of its poster after the post; the head of a QP blocks the requests behind it.
+// - An inline request whose SGEs fail the lkey check at post time completes
+//   kLocalProtectionError (as a non-inline one would), not an error from PostSend.
+// - A zero-length WRITE or READ checks no rkey (IB spec); zero-length SGEs are not checked.
+// - CQ overrun is sticky for the Fabric: one kDeviceError event, the overflowing completions are
+//   lost, every QP of the node goes to error.
+// - Partition affects work, not Connect (the rendezvous is out of band, as exchanging QP numbers
+//   over TCP is): a QP may connect across a partition and then fail its first request.
+// - Torn writes apply to WRITEs queued on QPs not in error and not partitioned; each lands a
+//   prefix drawn uniformly from 0..length, only if its source and destination are still
+//   registered. Nothing else lands after Kill returns.
+// - Destroying a Fabric is the node leaving cleanly: QueuePairs still alive are destroyed then
+//   (with a warning; their handles then only fail with Unavailable), peers get kDisconnected.
+// - Deregistration, ToError, Kill, Partition and QueuePair destruction wait for copies in flight
+//   into or out of the node's memory, so nothing lands after they return.
 #ifndef FT_VERBS_LOOPBACK_LOOPBACK_H_
 #define FT_VERBS_LOOPBACK_LOOPBACK_H_
 
