@@ -118,6 +118,7 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   done_[message.node] = 1;
   if (++done_count_ < options_.world_size) return;
   committed_version_ = version_in_flight_;
+  version_in_flight_ = 0;  // an ABORT before the next GO names committed + 1, not this version
   phase_ = Phase::kCollectingPrepare;
   outbox->reserve(outbox->size() + options_.world_size);
   for (NodeId node = 0; node < options_.world_size; ++node) {
