@@ -12,9 +12,10 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const Options& options)
   if (options.k < 1 || options.m < 1) {
     return Status::InvalidArgument("k = ", options.k, ", m = ", options.m, ": both must be >= 1");
   }
-  if (static_cast<uint64_t>(options.k) + options.m >= options.world_size) {
-    return Status::InvalidArgument("k + m = ", options.k + options.m, " needs at least ",
-                                   options.k + options.m + 1, " nodes; ", options.world_size,
+  const int64_t width = int64_t{options.k} + options.m;  // int + int may overflow
+  if (static_cast<uint64_t>(width) >= options.world_size) {
+    return Status::InvalidArgument("k + m = ", width, " needs at least ", width + 1, " nodes; ",
+                                   options.world_size,
                                    " nodes allow k + m <= ", options.world_size - 1);
   }
   return std::make_unique<Coordinator>(PrivateTag{}, options);
