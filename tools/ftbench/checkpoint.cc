@@ -132,10 +132,10 @@ int RunCheckpoint(const CheckpointOptions& o) {
   };
   if (o.nodes < 2) return usage("--nodes " + std::to_string(o.nodes) + ": need at least 2");
   if (static_cast<uint64_t>(o.k) + o.m >= o.nodes) {
-    return usage("--k " + std::to_string(o.k) + " --m " + std::to_string(o.m) + ": k + m = " +
-                 std::to_string(o.k + o.m) + " needs at least " + std::to_string(o.k + o.m + 1) +
-                 " nodes; --nodes " + std::to_string(o.nodes) + " allows k + m <= " +
-                 std::to_string(o.nodes - 1));
+    return usage("--k " + std::to_string(o.k) + " --m " + std::to_string(o.m) +
+                 ": k + m = " + std::to_string(o.k + o.m) + " needs at least " +
+                 std::to_string(o.k + o.m + 1) + " nodes; --nodes " + std::to_string(o.nodes) +
+                 " allows k + m <= " + std::to_string(o.nodes - 1));
   }
   if (o.size == 0) return usage("--size 0: an image needs at least one byte");
   if (o.cell_bytes == 0) return usage("--cell-bytes 0: a cell needs at least one byte");
@@ -338,16 +338,16 @@ int RunCheckpoint(const CheckpointOptions& o) {
     std::cerr << "node 0 last version: prepare " << FormatFixed(m.last_prepare_seconds, 4)
               << " s, encode+crc " << FormatFixed(m.last_encode_seconds, 4) << " s, writes "
               << FormatFixed(m.last_write_seconds, 4) << " s, commit "
-              << FormatFixed(m.last_commit_seconds, 4) << " s; store "
-              << FormatSize(m.store_bytes) << "; bounce bytes " << m.bounce_bytes << "\n";
+              << FormatFixed(m.last_commit_seconds, 4) << " s; store " << FormatSize(m.store_bytes)
+              << "; bounce bytes " << m.bounce_bytes << "\n";
     std::cerr << "peak RSS after the checkpoints: "
-              << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1) << " MiB for "
-              << n << " nodes = "
-              << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0 / n, 1)
+              << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1) << " MiB for " << n
+              << " nodes = " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0 / n, 1)
               << " MiB per node\n";
   }
   if (!report.verified) {
-    if (o.json) std::cerr << "ftbench checkpoint: verification failed: " << report.verify_error << "\n";
+    if (o.json)
+      std::cerr << "ftbench checkpoint: verification failed: " << report.verify_error << "\n";
     return kExitFailure;
   }
   return kExitOk;
