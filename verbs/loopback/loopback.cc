@@ -1171,7 +1171,8 @@ struct LoopbackNetwork::State {
   std::unique_ptr<Net> net;
 };
 
-LoopbackNetwork::LoopbackNetwork(std::unique_ptr<State> state) : state_(std::move(state)) {}
+LoopbackNetwork::LoopbackNetwork(PrivateTag, std::unique_ptr<State> state)
+    : state_(std::move(state)) {}
 
 LoopbackNetwork::~LoopbackNetwork() {
   FT_CHECK_MSG(state_->net->live_objects.load() == 0,
@@ -1201,7 +1202,7 @@ Result<std::unique_ptr<LoopbackNetwork>> LoopbackNetwork::Create(int nodes,
   }
   auto state = std::make_unique<State>();
   state->net = std::make_unique<Net>(nodes, options);
-  return std::unique_ptr<LoopbackNetwork>(new LoopbackNetwork(std::move(state)));
+  return std::make_unique<LoopbackNetwork>(PrivateTag{}, std::move(state));
 }
 
 int LoopbackNetwork::nodes() const { return state_->net->nodes; }

@@ -96,7 +96,12 @@ class LoopbackNetwork {
 
  private:
   struct State;
-  explicit LoopbackNetwork(std::unique_ptr<State> state);
+
+ public:
+  struct PrivateTag {};
+  LoopbackNetwork(PrivateTag, std::unique_ptr<State> state);  // use Create()
+
+ private:
   std::unique_ptr<State> state_;
 };
 
