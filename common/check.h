@@ -4,20 +4,21 @@
 #define FT_COMMON_CHECK_H_
 
 namespace ft::internal {
-[[noreturn]] void CheckFailed(const char* file, int line, const char* condition, const char* detail);
+[[noreturn]] void CheckFailed(const char* file, int line, const char* condition,
+                              const char* detail);
 }  // namespace ft::internal
 
-#define FT_CHECK(condition)                                                    \
-  do {                                                                         \
-    if (!(condition)) [[unlikely]]                                             \
-      ::ft::internal::CheckFailed(__FILE__, __LINE__, #condition, nullptr);    \
+#define FT_CHECK(condition)                                                 \
+  do {                                                                      \
+    if (!(condition)) [[unlikely]]                                          \
+      ::ft::internal::CheckFailed(__FILE__, __LINE__, #condition, nullptr); \
   } while (0)
 
 // FT_CHECK with a fixed explanation: FT_CHECK_MSG(n <= cap, "queue overflow").
-#define FT_CHECK_MSG(condition, detail)                                        \
-  do {                                                                         \
-    if (!(condition)) [[unlikely]]                                             \
-      ::ft::internal::CheckFailed(__FILE__, __LINE__, #condition, (detail));   \
+#define FT_CHECK_MSG(condition, detail)                                      \
+  do {                                                                       \
+    if (!(condition)) [[unlikely]]                                           \
+      ::ft::internal::CheckFailed(__FILE__, __LINE__, #condition, (detail)); \
   } while (0)
 
 #endif  // FT_COMMON_CHECK_H_

@@ -43,7 +43,9 @@ const char* LevelLetter(LogLevel level) {
 
 }  // namespace
 
-LogLevel GetLogLevel() { return static_cast<LogLevel>(LevelStorage().load(std::memory_order_relaxed)); }
+LogLevel GetLogLevel() {
+  return static_cast<LogLevel>(LevelStorage().load(std::memory_order_relaxed));
+}
 
 void SetLogLevel(LogLevel level) {
   LevelStorage().store(static_cast<int>(level), std::memory_order_relaxed);
@@ -51,7 +53,8 @@ void SetLogLevel(LogLevel level) {
 
 bool ParseLogLevel(std::string_view text, LogLevel* level) {
   std::string lower;
-  for (char c : text) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (char c : text)
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   if (lower == "error") {
     *level = LogLevel::kError;
   } else if (lower == "warn" || lower == "warning") {

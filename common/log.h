@@ -38,9 +38,9 @@ class LogMessage {
 }  // namespace internal
 }  // namespace ft
 
-#define FT_LOG(level)                                                     \
-  if (!::ft::internal::LogEnabled(::ft::LogLevel::level)) {               \
-  } else                                                                  \
+#define FT_LOG(level)                                       \
+  if (!::ft::internal::LogEnabled(::ft::LogLevel::level)) { \
+  } else                                                    \
     ::ft::internal::LogMessage(::ft::LogLevel::level, __FILE__, __LINE__).stream()
 
 #endif  // FT_COMMON_LOG_H_

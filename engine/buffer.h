@@ -24,7 +24,8 @@ class AlignedBuffer {
   // ResourceExhausted when the allocation fails.
   static Result<AlignedBuffer> Allocate(size_t bytes, size_t alignment = 4096) {
     const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
-    auto* p = static_cast<std::byte*>(std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded));
+    auto* p =
+        static_cast<std::byte*>(std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded));
     if (p == nullptr) return Status::ResourceExhausted("cannot allocate ", bytes, " bytes");
     std::memset(p, 0, rounded == 0 ? alignment : rounded);
     AlignedBuffer buffer;

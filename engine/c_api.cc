@@ -181,9 +181,9 @@ int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes, const int32_
   if (engine == nullptr) return NullArgument("ft_read_committed", "engine");
   if (out == nullptr) return NullArgument("ft_read_committed", "out");
   if (skip_count < 0 || (skip_count > 0 && skip_columns == nullptr)) {
-    return Fail(ft::Status::InvalidArgument("ft_read_committed: skip_count = ", skip_count,
-                                            " with skip_columns = ",
-                                            static_cast<const void*>(skip_columns)));
+    return Fail(ft::Status::InvalidArgument(
+        "ft_read_committed: skip_count = ", skip_count,
+        " with skip_columns = ", static_cast<const void*>(skip_columns)));
   }
   return Guard([&] {
     std::vector<int> skip(skip_columns, skip_columns + skip_count);

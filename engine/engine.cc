@@ -97,7 +97,8 @@ std::vector<std::byte> ConnectData(uint32_t rank, uint64_t epoch) {
 
 Status CheckConnectData(std::span<const std::byte> data, NodeId expected_rank) {
   uint32_t magic = 0, rank = 0;
-  if (data.size() < 16) return Status::Internal("peer sent ", data.size(), " bytes of private data");
+  if (data.size() < 16)
+    return Status::Internal("peer sent ", data.size(), " bytes of private data");
   std::memcpy(&magic, data.data(), 4);
   std::memcpy(&rank, data.data() + 4, 4);
   if (magic != kConnectMagic || rank != expected_rank) {
@@ -120,8 +121,8 @@ struct RegionRef {
 
 class Engine::Impl {
  public:
-  Impl(const EngineOptions& options, const WorldInfo& world,
-       std::unique_ptr<verbs::Fabric> fabric, std::unique_ptr<erasure::Codec> codec)
+  Impl(const EngineOptions& options, const WorldInfo& world, std::unique_ptr<verbs::Fabric> fabric,
+       std::unique_ptr<erasure::Codec> codec)
       : options_(options), world_(world), fabric_(std::move(fabric)), codec_(std::move(codec)) {
     domain_ = options_.failure_domain == EngineOptions::kOwnDomain ? world_.rank
                                                                    : options_.failure_domain;
@@ -289,10 +290,10 @@ Status Engine::Impl::Start() {
 
   if (store_.size() == 0 && options_.store_capacity > 0) {
     FT_ASSIGN_OR_RETURN(store_, internal::AlignedBuffer::Allocate(options_.store_capacity));
-    FT_ASSIGN_OR_RETURN(store_mr_, fabric_->RegisterMemory(
-                                       store_.data(), store_.size(),
-                                       verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
-                                           verbs::kAccessRemoteRead));
+    FT_ASSIGN_OR_RETURN(
+        store_mr_, fabric_->RegisterMemory(store_.data(), store_.size(),
+                                           verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
+                                               verbs::kAccessRemoteRead));
   }
 
   std::vector<verbs::ConnectRequest> requests;
@@ -300,16 +301,16 @@ Status Engine::Impl::Start() {
     for (NodeId node = 0; node < world_.size; ++node) {
       if (node != world_.rank) requests.push_back({node, ConnectData(world_.rank, epoch_)});
     }
-    FT_ASSIGN_OR_RETURN(coordinator_, recovery::Coordinator::Create(
-                                          {world_.size, options_.k, options_.m, epoch_}));
+    FT_ASSIGN_OR_RETURN(
+        coordinator_, recovery::Coordinator::Create({world_.size, options_.k, options_.m, epoch_}));
   } else {
     requests.push_back({world_.coordinator, ConnectData(world_.rank, epoch_)});
   }
   auto connected = fabric_->Connect(requests, options_.timeout);
   if (!connected.ok()) {
-    return connected.status().WithContext(
-        StrCat("node ", world_.rank, " connecting to the ",
-               is_coordinator ? "other nodes" : StrCat("coordinator (rank ", world_.coordinator, ")")));
+    return connected.status().WithContext(StrCat(
+        "node ", world_.rank, " connecting to the ",
+        is_coordinator ? "other nodes" : StrCat("coordinator (rank ", world_.coordinator, ")")));
   }
   int next_recv = 0;
   for (auto& qp : *connected) {
@@ -406,9 +407,8 @@ Result<CheckpointHandle> Engine::Impl::CheckpointAsync() {
     std::lock_guard lock(mutex_);
     if (stop_) return Status::FailedPrecondition("the engine is shutting down");
     if (in_flight_ || read_in_flight_) {
-      return Status::FailedPrecondition(
-          "a checkpoint is already in flight on node ", world_.rank,
-          ": Wait() for its handle before starting the next one");
+      return Status::FailedPrecondition("a checkpoint is already in flight on node ", world_.rank,
+                                        ": Wait() for its handle before starting the next one");
     }
     if (regions_.empty()) {
       return Status::FailedPrecondition("node ", world_.rank,
@@ -586,7 +586,8 @@ void Engine::Impl::OnCompletion(const Completion& completion) {
       return;
     }
   }
-  FT_LOG(kError) << "node " << world_.rank << ": completion with unknown wr_id " << completion.wr_id;
+  FT_LOG(kError) << "node " << world_.rank << ": completion with unknown wr_id "
+                 << completion.wr_id;
 }
 
 void Engine::Impl::OnEvent(const verbs::Event& event) {
@@ -598,8 +599,8 @@ void Engine::Impl::OnEvent(const verbs::Event& event) {
               world_.rank);
     return;
   }
-  OnPeerLost(event.peer, StrCat(verbs::EventTypeName(event.type),
-                                event.detail.empty() ? "" : ": ", event.detail));
+  OnPeerLost(event.peer, StrCat(verbs::EventTypeName(event.type), event.detail.empty() ? "" : ": ",
+                                event.detail));
 }
 
 void Engine::Impl::OnPeerLost(NodeId peer, std::string_view why) {
@@ -619,10 +620,10 @@ void Engine::Impl::OnPeerLost(NodeId peer, std::string_view why) {
                        round_.phase == Phase::kHeaders;
   for (const auto& holder : holders_) involved |= writing && holder.slot.holder == peer;
   if (round_.phase != Phase::kIdle && involved) {
-    FailRound(Status::Unavailable("node ", peer, peer == world_.coordinator ? " (the coordinator)" : "",
-                                  " was lost during checkpoint version ", round_.version, " (", why,
-                                  ")"),
-              peer);
+    FailRound(
+        Status::Unavailable("node ", peer, peer == world_.coordinator ? " (the coordinator)" : "",
+                            " was lost during checkpoint version ", round_.version, " (", why, ")"),
+        peer);
   }
 }
 
@@ -781,10 +782,10 @@ Status Engine::Impl::PrepareBuffers() {
   if (store_.size() == 0) {
     const uint64_t capacity = static_cast<uint64_t>(g.width()) * StoreFootprint(g);
     FT_ASSIGN_OR_RETURN(store_, internal::AlignedBuffer::Allocate(capacity));
-    FT_ASSIGN_OR_RETURN(store_mr_, fabric_->RegisterMemory(
-                                       store_.data(), store_.size(),
-                                       verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
-                                           verbs::kAccessRemoteRead));
+    FT_ASSIGN_OR_RETURN(
+        store_mr_, fabric_->RegisterMemory(store_.data(), store_.size(),
+                                           verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
+                                               verbs::kAccessRemoteRead));
     std::lock_guard lock(mutex_);
     metrics_.store_bytes = store_.size();
   }
@@ -998,7 +999,8 @@ Status Engine::Impl::IssueStripe(uint64_t stripe) {
   for (int c = 0; c < k; ++c) {
     const erasure::CellExtent extent = g.DataCell(stripe, c);
     slices_.clear();
-    if (extent.image_bytes > 0) round_.layout->Slices(extent.image_offset, extent.image_bytes, &slices_);
+    if (extent.image_bytes > 0)
+      round_.layout->Slices(extent.image_offset, extent.image_bytes, &slices_);
     if (extent.padding_bytes == 0 && slices_.size() == 1) {
       // Zero-copy: the cell is one piece of application memory.
       const RegionRef& region = round_.regions[slices_[0].region];
@@ -1009,7 +1011,8 @@ Status Engine::Impl::IssueStripe(uint64_t stripe) {
       std::byte* bounce = slot_cells + static_cast<uint64_t>(c) * cell;
       uint64_t at = 0;
       for (const erasure::RegionSlice& slice : slices_) {
-        std::memcpy(bounce + at, round_.regions[slice.region].ptr + slice.region_offset, slice.bytes);
+        std::memcpy(bounce + at, round_.regions[slice.region].ptr + slice.region_offset,
+                    slice.bytes);
         at += slice.bytes;
       }
       std::memset(bounce + at, 0, cell - at);
@@ -1021,10 +1024,9 @@ Status Engine::Impl::IssueStripe(uint64_t stripe) {
   // Data cells go out before parity is computed: their WRITEs overlap the encoding.
   const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
   for (int c = 0; c < k; ++c) {
-    FT_RETURN_IF_ERROR(PostWrite(holders_[c].slot.holder,
-                                 MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
-                                 lkeys[c], cell, RemoteSlotAddr(c) + cell_offset,
-                                 holders_[c].store_rkey));
+    FT_RETURN_IF_ERROR(PostWrite(
+        holders_[c].slot.holder, MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
+        lkeys[c], cell, RemoteSlotAddr(c) + cell_offset, holders_[c].store_rkey));
     ++slot_outstanding_[slot];
   }
   uint8_t* parity[erasure::kMaxCells];
@@ -1032,13 +1034,12 @@ Status Engine::Impl::IssueStripe(uint64_t stripe) {
     parity[j] = reinterpret_cast<uint8_t*>(slot_cells + static_cast<uint64_t>(k + j) * cell);
     cells[k + j] = parity[j];
   }
-  FT_RETURN_IF_ERROR(codec_->Encode({cells, static_cast<size_t>(k)},
-                                    {parity, static_cast<size_t>(g.m())}, cell));
+  FT_RETURN_IF_ERROR(
+      codec_->Encode({cells, static_cast<size_t>(k)}, {parity, static_cast<size_t>(g.m())}, cell));
   for (int c = k; c < width; ++c) {
-    FT_RETURN_IF_ERROR(PostWrite(holders_[c].slot.holder,
-                                 MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
-                                 pipeline_mr_->lkey(), cell, RemoteSlotAddr(c) + cell_offset,
-                                 holders_[c].store_rkey));
+    FT_RETURN_IF_ERROR(PostWrite(
+        holders_[c].slot.holder, MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
+        pipeline_mr_->lkey(), cell, RemoteSlotAddr(c) + cell_offset, holders_[c].store_rkey));
     ++slot_outstanding_[slot];
   }
   for (int c = 0; c < width; ++c) {
@@ -1070,9 +1071,9 @@ void Engine::Impl::PostHeaders() {
     header.stripes = g.stripes();
     std::memcpy(area.data(), &header, sizeof(header));
     erasure::SealHeader(area);
-    Status status = PostWrite(holders_[c].slot.holder, MakeWrId(WrKind::kHeader, 0, c),
-                              area.data(), headers_mr_->lkey(), header_area_bytes_,
-                              RemoteSlotAddr(c), holders_[c].store_rkey);
+    Status status = PostWrite(holders_[c].slot.holder, MakeWrId(WrKind::kHeader, 0, c), area.data(),
+                              headers_mr_->lkey(), header_area_bytes_, RemoteSlotAddr(c),
+                              holders_[c].store_rkey);
     if (!status.ok()) {
       FailRound(status, holders_[c].slot.holder);
       return;
@@ -1109,8 +1110,8 @@ void Engine::Impl::FinishRound(Status status) {
       ++metrics_.checkpoints_committed;
       metrics_.committed_version = r.version;
       metrics_.image_bytes = r.geometry->image_bytes();
-      metrics_.bytes_written +=
-          static_cast<uint64_t>(r.geometry->width()) * (r.geometry->fragment_bytes() + header_area_bytes_);
+      metrics_.bytes_written += static_cast<uint64_t>(r.geometry->width()) *
+                                (r.geometry->fragment_bytes() + header_area_bytes_);
       const auto seconds = [](Nanos d) { return std::chrono::duration<double>(d).count(); };
       metrics_.last_prepare_seconds = seconds(r.writing_at - r.started);
       metrics_.last_encode_seconds = seconds(r.encode_time);
@@ -1177,13 +1178,14 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
   };
   // Buffers: header areas for every column, then k cells per stripe being read.
   FT_ASSIGN_OR_RETURN(auto buffer, internal::AlignedBuffer::Allocate(area * width + cell * width));
-  FT_ASSIGN_OR_RETURN(auto mr, fabric_->RegisterMemory(buffer.data(), buffer.size(),
-                                                       verbs::kAccessLocalWrite));
+  FT_ASSIGN_OR_RETURN(
+      auto mr, fabric_->RegisterMemory(buffer.data(), buffer.size(), verbs::kAccessLocalWrite));
   const Nanos deadline = Now() + options_.timeout;
   auto post_read = [&](int c, std::byte* local, uint64_t bytes, uint64_t remote) -> Status {
     const NodeId holder = holders_[c].slot.holder;
     auto it = peers_.find(holder);
-    if (it == peers_.end() || it->second.lost) return Status::Unavailable("holder ", holder, " is lost");
+    if (it == peers_.end() || it->second.lost)
+      return Status::Unavailable("holder ", holder, " is lost");
     verbs::SendRequest read;
     read.wr_id = MakeWrId(WrKind::kRead, 0, c);
     read.opcode = verbs::Opcode::kRead;
@@ -1253,9 +1255,8 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
     if (present.size() < static_cast<size_t>(k)) {
       return Status::DataLoss("node ", world_.rank, " version ", committed_version_, " stripe ", s,
                               ": only ", present.size(), " of the ", k,
-                              " fragments needed are intact",
-                              first_problem.ok() ? "" : " (", first_problem.message(),
-                              first_problem.ok() ? "" : ")");
+                              " fragments needed are intact", first_problem.ok() ? "" : " (",
+                              first_problem.message(), first_problem.ok() ? "" : ")");
     }
     std::vector<int> wanted;
     std::vector<uint8_t*> outputs;
@@ -1291,8 +1292,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
     return Status::InvalidArgument("rank = ", world.rank, " is outside the world of ", world.size);
   }
   if (world.coordinator >= world.size) {
-    return Status::InvalidArgument("coordinator = ", world.coordinator,
-                                   " is outside the world of ", world.size);
+    return Status::InvalidArgument("coordinator = ", world.coordinator, " is outside the world of ",
+                                   world.size);
   }
   if (fabric->node() != world.rank) {
     return Status::InvalidArgument("the fabric belongs to node ", fabric->node(), ", not rank ",
@@ -1326,7 +1327,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
 Engine::Engine(PrivateTag, std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
-Status Engine::Protect(uint64_t id, void* ptr, size_t bytes) { return impl_->Protect(id, ptr, bytes); }
+Status Engine::Protect(uint64_t id, void* ptr, size_t bytes) {
+  return impl_->Protect(id, ptr, bytes);
+}
 Status Engine::Unprotect(uint64_t id) { return impl_->Unprotect(id); }
 Result<uint64_t> Engine::Checkpoint() {
   FT_ASSIGN_OR_RETURN(CheckpointHandle handle, impl_->CheckpointAsync());

@@ -20,7 +20,8 @@ namespace {
 constexpr size_t kMaxCellBytes = static_cast<size_t>(INT_MAX);
 
 Status CheckCellBytes(size_t cell_bytes) {
-  if (cell_bytes == 0) return Status::InvalidArgument("cell_bytes = 0: cells must hold at least one byte");
+  if (cell_bytes == 0)
+    return Status::InvalidArgument("cell_bytes = 0: cells must hold at least one byte");
   if (cell_bytes > kMaxCellBytes) {
     return Status::InvalidArgument("cell_bytes = ", cell_bytes, " exceeds ISA-L's limit of ",
                                    kMaxCellBytes);
@@ -91,12 +92,14 @@ struct Codec::DecodeCache {
   std::unordered_map<std::string, Entry> entries;
 };
 
-Codec::Codec(PrivateTag, int k, int m) : k_(k), m_(m), decode_cache_(std::make_unique<DecodeCache>()) {}
+Codec::Codec(PrivateTag, int k, int m)
+    : k_(k), m_(m), decode_cache_(std::make_unique<DecodeCache>()) {}
 Codec::~Codec() = default;
 
 Result<std::unique_ptr<Codec>> Codec::Create(int k, int m) {
   if (k < 1) return Status::InvalidArgument("k = ", k, ": need at least one data cell per stripe");
-  if (m < 1) return Status::InvalidArgument("m = ", m, ": need at least one parity cell per stripe");
+  if (m < 1)
+    return Status::InvalidArgument("m = ", m, ": need at least one parity cell per stripe");
   if (k > kMaxCells - m) {  // not k + m > kMaxCells: that overflows int for huge k or m
     return Status::InvalidArgument("k + m = ", int64_t{k} + m, " (k = ", k, ", m = ", m,
                                    ") exceeds the limit of ", kMaxCells, " cells per stripe");
@@ -114,7 +117,8 @@ Result<std::unique_ptr<Codec>> Codec::Create(int k, int m) {
 Status Codec::Encode(std::span<const uint8_t* const> data, std::span<uint8_t* const> parity,
                      size_t cell_bytes) const {
   if (data.size() != static_cast<size_t>(k_)) {
-    return Status::InvalidArgument("Encode got ", data.size(), " data cells; this codec has k = ", k_);
+    return Status::InvalidArgument("Encode got ", data.size(),
+                                   " data cells; this codec has k = ", k_);
   }
   if (parity.size() != static_cast<size_t>(m_)) {
     return Status::InvalidArgument("Encode got ", parity.size(),
@@ -163,9 +167,8 @@ Status Codec::Decode(std::span<const int> present, std::span<const uint8_t* cons
   FT_RETURN_IF_ERROR(CheckPointers(outputs, "outputs"));
   if (present.size() < static_cast<size_t>(k_)) {
     return Status::DataLoss("only ", present.size(), " of the ", k_,
-                            " cells needed to decode are present (", total - present.size(),
-                            " of ", total, " lost; RS(", k_, ",", m_, ") survives at most ", m_,
-                            ")");
+                            " cells needed to decode are present (", total - present.size(), " of ",
+                            total, " lost; RS(", k_, ",", m_, ") survives at most ", m_, ")");
   }
   if (wanted.empty()) return Status();
 

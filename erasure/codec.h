@@ -71,10 +71,9 @@ class Codec {
   Codec(PrivateTag, int k, int m);  // use Create()
 
  private:
-
   int k_;
   int m_;
-  std::vector<uint8_t> generator_;     // (k+m) x k
+  std::vector<uint8_t> generator_;      // (k+m) x k
   std::vector<uint8_t> encode_tables_;  // ec_init_tables of the m parity rows: 32 * k * m bytes
   std::unique_ptr<DecodeCache> decode_cache_;
 };

@@ -18,7 +18,8 @@ StripeGeometry::StripeGeometry(uint64_t image_bytes, uint64_t cell_bytes, int k,
 Result<StripeGeometry> StripeGeometry::Create(uint64_t image_bytes, uint64_t cell_bytes, int k,
                                               int m) {
   if (k < 1) return Status::InvalidArgument("k = ", k, ": need at least one data cell per stripe");
-  if (m < 1) return Status::InvalidArgument("m = ", m, ": need at least one parity cell per stripe");
+  if (m < 1)
+    return Status::InvalidArgument("m = ", m, ": need at least one parity cell per stripe");
   if (k > kMaxCells - m) {  // not k + m > kMaxCells: that overflows int for huge k or m
     return Status::InvalidArgument("k + m = ", int64_t{k} + m, " exceeds the limit of ", kMaxCells);
   }

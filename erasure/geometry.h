@@ -19,9 +19,9 @@ namespace ft::erasure {
 
 // The part of one data cell that lies inside the image; the rest of the cell is zero padding.
 struct CellExtent {
-  uint64_t image_offset = 0;  // where the cell starts in the image
-  uint64_t image_bytes = 0;   // bytes of image in the cell, 0..cell_bytes
-  uint64_t padding_bytes = 0; // cell_bytes - image_bytes
+  uint64_t image_offset = 0;   // where the cell starts in the image
+  uint64_t image_bytes = 0;    // bytes of image in the cell, 0..cell_bytes
+  uint64_t padding_bytes = 0;  // cell_bytes - image_bytes
 };
 
 class StripeGeometry {
@@ -56,8 +56,8 @@ class StripeGeometry {
 
 // A piece of the image that lies in one region.
 struct RegionSlice {
-  size_t region = 0;          // index into the region list given to ImageLayout
-  uint64_t region_offset = 0; // offset inside that region
+  size_t region = 0;           // index into the region list given to ImageLayout
+  uint64_t region_offset = 0;  // offset inside that region
   uint64_t bytes = 0;
   bool operator==(const RegionSlice&) const = default;
 };

@@ -36,7 +36,8 @@ void Coordinator::OnPrepare(const PrepareMessage& message, Outbox* outbox) {
   }
   if (lost_count_ > 0) {
     // The round cannot complete without the lost node: tell this node at once, not at its deadline.
-    outbox->emplace_back(message.node, MakeAbort(first_lost_, StatusCode::kUnavailable, lost_reason_));
+    outbox->emplace_back(message.node,
+                         MakeAbort(first_lost_, StatusCode::kUnavailable, lost_reason_));
     return;
   }
   prepared_[message.node] = 1;

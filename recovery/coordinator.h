@@ -3,10 +3,10 @@
 // benchmarks drive it directly.
 //
 // Rounds: collect PREPARE from every node; (re)compute the placement when any node's footprint,
-// capacity, domain or store registration changed; send GO(v) with v = last committed + 1; collect DONE(v); COMMIT(v)
-// when every node reported success, ABORT(v) as soon as one failed or a node was lost. An aborted
-// version number is reused by the next round: slot v % 2 was dirtied, slot (v-1) % 2 still holds
-// the committed version, and v + 1 would overwrite it.
+// capacity, domain or store registration changed; send GO(v) with v = last committed + 1; collect
+// DONE(v); COMMIT(v) when every node reported success, ABORT(v) as soon as one failed or a node was
+// lost. An aborted version number is reused by the next round: slot v % 2 was dirtied, slot (v-1) %
+// 2 still holds the committed version, and v + 1 would overwrite it.
 //
 // Thread-safety: none; one thread (the coordinator node's worker) owns it.
 #ifndef FT_RECOVERY_COORDINATOR_H_

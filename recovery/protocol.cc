@@ -167,8 +167,8 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
           !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&pad) || has_placement > 1) {
         return Truncated("GO");
       }
-      if (holders > 64 || static_cast<size_t>(hosted) * 4 + static_cast<size_t>(holders) * 24 >
-                              r.remaining()) {
+      if (holders > 64 ||
+          static_cast<size_t>(hosted) * 4 + static_cast<size_t>(holders) * 24 > r.remaining()) {
         return Truncated("GO");
       }
       m.has_placement = has_placement != 0;
@@ -208,8 +208,7 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
       int32_t code = 0;
       uint32_t reason_bytes = 0;
       if (!r.Get(&m.version) || !r.Get(&m.failed_node) || !r.Get(&code) || !ValidCode(code) ||
-          !r.Get(&reason_bytes) || reason_bytes > kMaxReasonBytes ||
-          reason_bytes > r.remaining()) {
+          !r.Get(&reason_bytes) || reason_bytes > kMaxReasonBytes || reason_bytes > r.remaining()) {
         return Truncated("ABORT");
       }
       m.code = static_cast<StatusCode>(code);

@@ -53,10 +53,10 @@ struct HolderAddress {
 struct GoMessage {
   uint64_t epoch = 0;
   uint64_t version = 0;
-  uint64_t placement_id = 0;   // increases whenever the placement changes
-  bool has_placement = false;  // when false the node keeps the placement it has
+  uint64_t placement_id = 0;           // increases whenever the placement changes
+  bool has_placement = false;          // when false the node keeps the placement it has
   std::vector<HolderAddress> holders;  // this node's k + m holders, by column
-  std::vector<NodeId> hosted_owners;  // owners whose fragments this node hosts (to connect)
+  std::vector<NodeId> hosted_owners;   // owners whose fragments this node hosts (to connect)
   bool operator==(const GoMessage&) const = default;
 };
 

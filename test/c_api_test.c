@@ -13,15 +13,15 @@ enum { kNodes = 4, kBytes = 10007 };
 static int passed = 0;
 static int failed = 0;
 
-#define EXPECT(condition)                                                                  \
-  do {                                                                                     \
-    if (condition) {                                                                       \
-      ++passed;                                                                            \
-    } else {                                                                               \
-      ++failed;                                                                            \
+#define EXPECT(condition)                                                                     \
+  do {                                                                                        \
+    if (condition) {                                                                          \
+      ++passed;                                                                               \
+    } else {                                                                                  \
+      ++failed;                                                                               \
       fprintf(stderr, "%s:%d: FAILED: %s (last error: %s)\n", __FILE__, __LINE__, #condition, \
-              ft_last_error());                                                            \
-    }                                                                                      \
+              ft_last_error());                                                               \
+    }                                                                                         \
   } while (0)
 
 struct NodeRun {
@@ -31,7 +31,8 @@ struct NodeRun {
 };
 
 static void Fill(unsigned char* bytes, uint32_t rank, uint64_t version) {
-  for (size_t i = 0; i < kBytes; ++i) bytes[i] = (unsigned char)(i * 31u + rank * 7u + version * 13u);
+  for (size_t i = 0; i < kBytes; ++i)
+    bytes[i] = (unsigned char)(i * 31u + rank * 7u + version * 13u);
 }
 
 static void* RunNode(void* argument) {

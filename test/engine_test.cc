@@ -102,7 +102,8 @@ TEST_P(CheckpointShapes, CommitsAndReadsBackEveryVersion) {
   auto world = LoopbackWorld::Create(SmallWorld(shape.nodes, shape.k, shape.m, shape.cell_bytes));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(shape.nodes, shape.regions);
-  ASSERT_TRUE((*world)->Run([&](uint32_t rank, Engine& e) { return states[rank].ProtectAll(e); }).ok());
+  ASSERT_TRUE(
+      (*world)->Run([&](uint32_t rank, Engine& e) { return states[rank].ProtectAll(e); }).ok());
 
   std::vector<std::vector<int>> losses = {{}, {0}};
   if (shape.m >= 2) losses.push_back({0, shape.k});  // a data and a parity fragment
@@ -133,15 +134,13 @@ TEST_P(CheckpointShapes, CommitsAndReadsBackEveryVersion) {
 
 INSTANTIATE_TEST_SUITE_P(
     Layouts, CheckpointShapes,
-    ::testing::Values(
-        Shape{3, 1, 1, {5000}, 4096},                  // smallest world: RS(1,1)
-        Shape{4, 2, 1, {100}, 4096},                   // image smaller than one cell
-        Shape{8, 4, 2, {64 * 1024}, 4096},             // exact multiple of a stripe
-        Shape{8, 4, 2, {50'001}, 4096},                // padded tail stripe
-        Shape{7, 3, 3, {1, 7, 4096, 13, 20'000}, 1024},  // regions straddling cells
-        Shape{9, 6, 2, {3 * 4096 + 5, 4096}, 4096},
-        Shape{12, 8, 3, {200'000}, 8192},
-        Shape{6, 2, 3, {777, 777}, 512}),
+    ::testing::Values(Shape{3, 1, 1, {5000}, 4096},       // smallest world: RS(1,1)
+                      Shape{4, 2, 1, {100}, 4096},        // image smaller than one cell
+                      Shape{8, 4, 2, {64 * 1024}, 4096},  // exact multiple of a stripe
+                      Shape{8, 4, 2, {50'001}, 4096},     // padded tail stripe
+                      Shape{7, 3, 3, {1, 7, 4096, 13, 20'000}, 1024},  // regions straddling cells
+                      Shape{9, 6, 2, {3 * 4096 + 5, 4096}, 4096}, Shape{12, 8, 3, {200'000}, 8192},
+                      Shape{6, 2, 3, {777, 777}, 512}),
     [](const ::testing::TestParamInfo<Shape>& param_info) {
       const Shape& s = param_info.param;
       return StrCat("N", s.nodes, "_RS", s.k, "_", s.m, "_regions", s.regions.size(), "_",

@@ -64,13 +64,13 @@ struct WorldInfo {
 };
 
 struct EngineMetrics {
-  uint64_t committed_version = 0;   // 0: none yet
+  uint64_t committed_version = 0;  // 0: none yet
   uint64_t checkpoints_committed = 0;
   uint64_t checkpoints_failed = 0;
-  uint64_t image_bytes = 0;          // of the last checkpoint
-  uint64_t bytes_written = 0;        // cells + headers WRITTEN to holders, all checkpoints
-  uint64_t bounce_bytes = 0;         // data bytes copied because a cell straddled regions / tail
-  uint64_t store_bytes = 0;          // registered store memory on this node
+  uint64_t image_bytes = 0;    // of the last checkpoint
+  uint64_t bytes_written = 0;  // cells + headers WRITTEN to holders, all checkpoints
+  uint64_t bounce_bytes = 0;   // data bytes copied because a cell straddled regions / tail
+  uint64_t store_bytes = 0;    // registered store memory on this node
   // The last checkpoint, in seconds: from the call to GO (coordinator round trip + connects),
   // encoding + CRC, WRITEs in flight after the last stripe was encoded, commit wait, total.
   double last_prepare_seconds = 0;

@@ -37,10 +37,10 @@ typedef struct ft_options {
   int32_t k;
   int32_t m;
   uint64_t cell_bytes;
-  uint64_t store_capacity;  /* 0: sized at the first checkpoint */
-  uint32_t failure_domain;  /* UINT32_MAX: every node its own domain */
+  uint64_t store_capacity; /* 0: sized at the first checkpoint */
+  uint32_t failure_domain; /* UINT32_MAX: every node its own domain */
   int32_t pipeline_depth;
-  int32_t keep_local_copy;  /* 0 or 1 */
+  int32_t keep_local_copy; /* 0 or 1 */
   int64_t timeout_ms;
 } ft_options;
 
@@ -55,9 +55,9 @@ typedef struct ft_metrics {
   double last_total_seconds;
 } ft_metrics;
 
-typedef struct ft_engine ft_engine;             /* one node's engine */
+typedef struct ft_engine ft_engine;                       /* one node's engine */
 typedef struct ft_checkpoint_handle ft_checkpoint_handle; /* an asynchronous checkpoint */
-typedef struct ft_loopback_world ft_loopback_world;  /* N engines in this process */
+typedef struct ft_loopback_world ft_loopback_world;       /* N engines in this process */
 
 /* "InvalidArgument", "DataLoss", ... for a code. Never NULL. */
 const char* ft_strerror(int code);

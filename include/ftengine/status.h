@@ -48,7 +48,8 @@ class [[nodiscard]] Status {
  public:
   Status() noexcept = default;  // OK
   Status(StatusCode code, std::string_view message);
-  Status(const Status& other) : state_(other.state_ ? std::make_unique<State>(*other.state_) : nullptr) {}
+  Status(const Status& other)
+      : state_(other.state_ ? std::make_unique<State>(*other.state_) : nullptr) {}
   Status& operator=(const Status& other) {
     if (this != &other) state_ = other.state_ ? std::make_unique<State>(*other.state_) : nullptr;
     return *this;
@@ -130,8 +131,8 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   // Implicit on purpose: `return value;` and `return Status::InvalidArgument(...)` both work.
-  Result(const T& value) : data_(value) {}  // NOLINT(google-explicit-constructor)
-  Result(T&& value) : data_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(const T& value) : data_(value) {}            // NOLINT(google-explicit-constructor)
+  Result(T&& value) : data_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Status status) : data_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(data_).ok()) {
       data_ = Status(StatusCode::kInternal, "Result constructed from an OK Status without a value");
@@ -169,9 +170,9 @@ class [[nodiscard]] Result {
 }  // namespace ft
 
 // Returns the Status of `expr` from the enclosing function when it is not OK.
-#define FT_RETURN_IF_ERROR(expr)                  \
-  do {                                            \
-    ::ft::Status ft_status_tmp_ = (expr);         \
+#define FT_RETURN_IF_ERROR(expr)                     \
+  do {                                               \
+    ::ft::Status ft_status_tmp_ = (expr);            \
     if (!ft_status_tmp_.ok()) return ft_status_tmp_; \
   } while (0)
 
