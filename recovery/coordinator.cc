@@ -18,6 +18,10 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const Options& options)
                                    options.world_size,
                                    " nodes allow k + m <= ", options.world_size - 1);
   }
+  if (width > kMaxStripeWidth) {
+    return Status::InvalidArgument("k + m = ", width, " exceeds the limit of ", kMaxStripeWidth,
+                                   " fragments per owner");
+  }
   return std::make_unique<Coordinator>(PrivateTag{}, options);
 }
 
@@ -72,6 +76,23 @@ void Coordinator::StartRound(Outbox* outbox) {
             outbox);
       return;
     }
+    // A GO names the owners a node hosts; it must fit one control message.
+    for (NodeId node = 0; node < n; ++node) {
+      size_t owners = 0;
+      NodeId last = UINT32_MAX;
+      for (const HostedFragment& hosted : placement->HostedBy(node)) {
+        if (hosted.owner != last) ++owners;
+        last = hosted.owner;
+      }
+      if (owners > kMaxHostedOwners) {
+        Abort(node, StatusCode::kResourceExhausted,
+              StrCat("the placement puts fragments of ", owners, " owners on node ", node,
+                     "; at most ", kMaxHostedOwners,
+                     " fit one control message: give the other nodes more store capacity"),
+              outbox);
+        return;
+      }
+    }
     placement_ = std::move(placement).value();
     placed_prepares_ = prepares_;
     ++placement_id_;
@@ -80,7 +101,6 @@ void Coordinator::StartRound(Outbox* outbox) {
   phase_ = Phase::kCollectingDone;
   std::fill(done_.begin(), done_.end(), 0);
   done_count_ = 0;
-  outbox->reserve(outbox->size() + n);
   for (NodeId node = 0; node < n; ++node) {
     GoMessage go;
     go.epoch = options_.epoch;
@@ -122,7 +142,6 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   committed_version_ = version_in_flight_;
   version_in_flight_ = 0;  // an ABORT before the next GO names committed + 1, not this version
   phase_ = Phase::kCollectingPrepare;
-  outbox->reserve(outbox->size() + options_.world_size);
   for (NodeId node = 0; node < options_.world_size; ++node) {
     outbox->emplace_back(node, CommitMessage{options_.epoch, committed_version_});
   }

@@ -167,7 +167,7 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
           !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&pad) || has_placement > 1) {
         return Truncated("GO");
       }
-      if (holders > 64 ||
+      if (holders > static_cast<uint32_t>(kMaxStripeWidth) ||
           static_cast<size_t>(hosted) * 4 + static_cast<size_t>(holders) * 24 > r.remaining()) {
         return Truncated("GO");
       }
@@ -208,7 +208,8 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
       int32_t code = 0;
       uint32_t reason_bytes = 0;
       if (!r.Get(&m.version) || !r.Get(&m.failed_node) || !r.Get(&code) || !ValidCode(code) ||
-          !r.Get(&reason_bytes) || reason_bytes > kMaxReasonBytes || reason_bytes > r.remaining()) {
+          code == static_cast<int32_t>(StatusCode::kOk) || !r.Get(&reason_bytes) ||
+          reason_bytes > kMaxReasonBytes || reason_bytes > r.remaining()) {
         return Truncated("ABORT");
       }
       m.code = static_cast<StatusCode>(code);

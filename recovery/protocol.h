@@ -27,6 +27,9 @@ namespace ft::recovery {
 
 inline constexpr size_t kMaxControlMessageBytes = 4096;
 inline constexpr size_t kMaxReasonBytes = 256;
+inline constexpr int kMaxStripeWidth = 64;  // k + m, as erasure::kMaxCells
+// Header (16) + GO fields (32) + 64 holders (24 each) leave room for this many hosted owners.
+inline constexpr size_t kMaxHostedOwners = (kMaxControlMessageBytes - 48 - 64 * 24) / 4;
 
 enum class MessageType : uint8_t { kPrepare = 1, kGo = 2, kDone = 3, kCommit = 4, kAbort = 5 };
 

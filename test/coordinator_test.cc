@@ -679,5 +679,25 @@ TEST(CoordinatorSmallWorldTest, ThreeNodesOneAndOne) {
   }
 }
 
+// When three nodes hold everyone's fragments, their GO could not name all the owners they host:
+// the round is aborted with a reason instead of sending a message that cannot be encoded.
+TEST(CoordinatorSmallWorldTest, TooManyHostedOwnersForOneMessageAborts) {
+  constexpr NodeId kWorld = 1000;  // 3 rich nodes host ~667 owners each
+  Result<std::unique_ptr<Coordinator>> made = Make(kWorld, 1, 1);
+  ASSERT_TRUE(made.ok()) << made.status();
+  Outbox outbox;
+  for (NodeId node = 0; node < kWorld; ++node) {
+    PrepareMessage p = PrepareOf(node);
+    p.capacity_bytes = node < 3 ? kWorld * kFootprint : 0;
+    (*made)->OnPrepare(p, &outbox);
+  }
+  const auto aborts = OfType<AbortMessage>(outbox);
+  ASSERT_EQ(aborts.size(), kWorld);
+  EXPECT_EQ(aborts[0].second.code, StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Contains(aborts[0].second.reason, "fit one control message"))
+      << aborts[0].second.reason;
+  EXPECT_TRUE(OfType<GoMessage>(outbox).empty());
+}
+
 }  // namespace
 }  // namespace ft::recovery

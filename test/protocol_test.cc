@@ -206,12 +206,16 @@ TEST(ProtocolTest, AbortRoundTrips) {
   binary.push_back('\0');
   binary += "\xff\x01 end";
   ExpectRoundTrip(SampleAbort(binary), kAbortFixedBytes + binary.size());
-  for (int code = static_cast<int>(StatusCode::kOk);
+  for (int code = static_cast<int>(StatusCode::kInvalidArgument);
        code <= static_cast<int>(StatusCode::kInternal); ++code) {
     AbortMessage abort = SampleAbort("why");
     abort.code = static_cast<StatusCode>(code);
     ExpectRoundTrip(abort, kAbortFixedBytes + 3);
   }
+  // An ABORT that says OK is a contradiction: rejected.
+  AbortMessage ok_abort = SampleAbort("why");
+  ok_abort.code = StatusCode::kOk;
+  EXPECT_EQ(DecodeExact(Encode(ok_abort)).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(ProtocolTest, AbortReasonIsTruncatedToMaxReasonBytes) {
