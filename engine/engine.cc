@@ -202,7 +202,8 @@ class Engine::Impl {
   void StepRound();
   Status PrepareBuffers();
   Status ConnectPeers(const std::vector<NodeId>& peers);
-  Status IssueStripe(uint64_t stripe);
+  Status IssueStripe(uint64_t stripe, int slot);
+  int FreePipelineSlot() const;
   void PostHeaders();
   void FailRound(Status status, NodeId peer);
   void FinishRound(Status status);
@@ -903,13 +904,16 @@ void Engine::Impl::StepRound() {
     }
     case Phase::kWriting: {
       const erasure::StripeGeometry& g = *r.geometry;
-      // Issue as many stripes as free pipeline slots allow, then return to poll completions.
-      while (r.next_stripe < g.stripes() && r.failure.ok() &&
-             slot_outstanding_[r.next_stripe % pipeline_slots_] == 0) {
+      // Issue one stripe per step, then return to poll: its WRITEs get going while its cells are
+      // still in cache (on the loopback fabric the poll is where they are copied), and earlier
+      // stripes' completions free their slots. The pipeline depth bounds how far encoding runs
+      // ahead of the WRITEs.
+      const int slot = FreePipelineSlot();
+      if (r.next_stripe < g.stripes() && r.failure.ok() && slot >= 0) {
         const Nanos t0 = Now();
-        if (Status status = IssueStripe(r.next_stripe); !status.ok()) {
+        if (Status status = IssueStripe(r.next_stripe, slot); !status.ok()) {
           FailRound(status, UINT32_MAX);
-          break;
+          return;
         }
         r.encode_time += Now() - t0;
         ++r.next_stripe;
@@ -985,12 +989,21 @@ Status Engine::Impl::PostWrite(NodeId peer, uint64_t wr_id, const void* local, u
   return Status();
 }
 
-Status Engine::Impl::IssueStripe(uint64_t stripe) {
+// The lowest-numbered free slot, or -1. Lowest, not round-robin: when WRITEs complete quickly the
+// same slot is reused while its cells are still in cache, and more slots come into use only when
+// WRITEs lag behind encoding.
+int Engine::Impl::FreePipelineSlot() const {
+  for (int slot = 0; slot < pipeline_slots_; ++slot) {
+    if (slot_outstanding_[slot] == 0) return slot;
+  }
+  return -1;
+}
+
+Status Engine::Impl::IssueStripe(uint64_t stripe, int slot) {
   const erasure::StripeGeometry& g = *round_.geometry;
   const int k = g.k();
   const int width = g.width();
   const uint64_t cell = g.cell_bytes();
-  const int slot = static_cast<int>(stripe % pipeline_slots_);
   std::byte* slot_cells = pipeline_.data() + static_cast<uint64_t>(slot) * width * cell;
   const uint8_t* cells[erasure::kMaxCells];
   uint32_t lkeys[erasure::kMaxCells];
@@ -1021,31 +1034,28 @@ Status Engine::Impl::IssueStripe(uint64_t stripe) {
       lkeys[c] = pipeline_mr_->lkey();
     }
   }
-  // Data cells go out before parity is computed: their WRITEs overlap the encoding.
-  const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
-  for (int c = 0; c < k; ++c) {
-    FT_RETURN_IF_ERROR(PostWrite(
-        holders_[c].slot.holder, MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
-        lkeys[c], cell, RemoteSlotAddr(c) + cell_offset, holders_[c].store_rkey));
-    ++slot_outstanding_[slot];
-  }
   uint8_t* parity[erasure::kMaxCells];
   for (int j = 0; j < g.m(); ++j) {
     parity[j] = reinterpret_cast<uint8_t*>(slot_cells + static_cast<uint64_t>(k + j) * cell);
     cells[k + j] = parity[j];
+    lkeys[k + j] = pipeline_mr_->lkey();
   }
+  // Per cell: CRC, WRITE, progress. The progress step right after each post reaps completions
+  // early and, on the loopback fabric (where the poster's progress step does the copy), moves
+  // the cell while the CRC pass has just brought it into cache.
   FT_RETURN_IF_ERROR(
       codec_->Encode({cells, static_cast<size_t>(k)}, {parity, static_cast<size_t>(g.m())}, cell));
-  for (int c = k; c < width; ++c) {
-    FT_RETURN_IF_ERROR(PostWrite(
-        holders_[c].slot.holder, MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
-        pipeline_mr_->lkey(), cell, RemoteSlotAddr(c) + cell_offset, holders_[c].store_rkey));
-    ++slot_outstanding_[slot];
-  }
+  const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
   for (int c = 0; c < width; ++c) {
     std::span<std::byte> area{headers_.data() + static_cast<uint64_t>(c) * header_area_bytes_,
                               header_area_bytes_};
     erasure::CellCrcs(area)[stripe] = erasure::Crc64(cells[c], cell);
+    FT_RETURN_IF_ERROR(PostWrite(
+        holders_[c].slot.holder, MakeWrId(WrKind::kCell, static_cast<uint32_t>(slot), c), cells[c],
+        lkeys[c], cell, RemoteSlotAddr(c) + cell_offset, holders_[c].store_rkey));
+    ++slot_outstanding_[slot];
+    PollOnce();
+    if (round_.phase != Phase::kWriting) return Status();  // failed meanwhile: drain
   }
   if (bounced > 0) {
     std::lock_guard lock(mutex_);

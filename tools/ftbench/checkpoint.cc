@@ -40,31 +40,51 @@ double Percentile(std::vector<double> values, double p) {
   return values[low] + (values[high] - values[low]) * (rank - static_cast<double>(low));
 }
 
+// CPU seconds (user + system) of the whole process so far.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
 uint64_t PeakRssBytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
 }
 
-// The raw work of one node's checkpoint without the engine: per stripe, ISA-L encode, CRC64 of
-// the k + m cells, memcpy of the k + m cells to where holders would keep them.
+// The raw work of one node's checkpoint without the engine, on the same image: per stripe, ISA-L
+// encode, CRC64 of the k + m cells and memcpy of them to where holders would keep them; the last
+// partial stripe is gathered into zero-padded cells first, as the engine's bounce cells are.
 struct RawWork {
   int k = 0;
   int m = 0;
   uint64_t cell = 0;
   uint64_t stripes = 0;
+  uint64_t image_bytes = 0;
   std::vector<uint8_t> tables;
-  AlignedBuffer padded_image;  // the image, zero-padded to whole stripes
-  AlignedBuffer parity;        // m cells
-  AlignedBuffer destination;   // (k + m) x stripes cells: the "stores"
+  AlignedBuffer tail;         // k cells: the last stripe, zero-padded
+  AlignedBuffer parity;       // m cells
+  AlignedBuffer destination;  // (k + m) x stripes cells: the "stores"
 
-  uint64_t Run() {
+  uint64_t BufferBytes() const { return tail.size() + parity.size() + destination.size(); }
+
+  uint64_t Run(const uint8_t* image) {
     uint64_t crc_sum = 0;
     uint8_t* data[erasure::kMaxCells];
     uint8_t* parity_cells[erasure::kMaxCells];
     for (int j = 0; j < m; ++j) parity_cells[j] = parity.data() + j * cell;
+    const uint64_t stripe_bytes = cell * k;
     for (uint64_t s = 0; s < stripes; ++s) {
-      for (int c = 0; c < k; ++c) data[c] = padded_image.data() + (s * k + c) * cell;
+      const uint8_t* stripe = image + s * stripe_bytes;
+      if ((s + 1) * stripe_bytes > image_bytes) {
+        const uint64_t left = image_bytes - s * stripe_bytes;
+        std::memcpy(tail.data(), stripe, left);
+        std::memset(tail.data() + left, 0, stripe_bytes - left);
+        stripe = tail.data();
+      }
+      for (int c = 0; c < k; ++c) data[c] = const_cast<uint8_t*>(stripe) + c * cell;
       ec_encode_data(static_cast<int>(cell), k, m, tables.data(), data, parity_cells);
       for (int c = 0; c < k + m; ++c) {
         const uint8_t* source = c < k ? data[c] : parity_cells[c - k];
@@ -80,8 +100,8 @@ struct RawWork {
 
 struct Report {
   std::vector<double> version_seconds;
-  double raw_seconds = 0;
-  double memcpy_seconds = 0;
+  std::vector<double> raw_seconds;
+  std::vector<double> memcpy_seconds;
   bool verified = false;
   std::string verify_error;
   uint64_t peak_rss_after_checkpoints = 0;
@@ -115,10 +135,6 @@ Command RegisterCheckpoint(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--pipeline-depth", options->pipeline_depth, "Stripes in flight per node")
       ->check(CLI::Range(1, 1024))
-      ->capture_default_str();
-  sub->add_option("--reference-repetitions", options->reference_repetitions,
-                  "Timed passes of the raw-work and memcpy references (medians)")
-      ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   sub->add_flag("--json", options->json, "Print one JSON object instead of the table");
   sub->add_flag("-v,--verbose", options->verbose, "Per-phase times and memory use on stderr");
@@ -173,28 +189,69 @@ int RunCheckpoint(const CheckpointOptions& o) {
     images[rank] = std::move(image).value();
   }
 
+  // The reference's buffers, allocated (and touched) before any timing.
+  const erasure::StripeGeometry& g = *geometry;
+  std::vector<RawWork> raw(n);
+  uint64_t reference_bytes = 0;
+  for (uint32_t rank = 0; rank < n; ++rank) {
+    RawWork& w = raw[rank];
+    w.k = o.k;
+    w.m = o.m;
+    w.cell = o.cell_bytes;
+    w.stripes = g.stripes();
+    w.image_bytes = o.size;
+    std::vector<uint8_t> matrix(static_cast<size_t>(o.k + o.m) * o.k);
+    gf_gen_cauchy1_matrix(matrix.data(), o.k + o.m, o.k);
+    w.tables.resize(32u * o.k * o.m);
+    ec_init_tables(o.k, o.m, matrix.data() + o.k * o.k, w.tables.data());
+    auto tail = AlignedBuffer::Create(o.cell_bytes * o.k);
+    auto parity = AlignedBuffer::Create(o.cell_bytes * o.m);
+    auto destination = AlignedBuffer::Create(g.fragment_bytes() * g.width());
+    if (!tail.ok() || !parity.ok() || !destination.ok()) {
+      std::cerr << "ftbench checkpoint: cannot allocate the reference buffers\n";
+      return kExitFailure;
+    }
+    w.tail = std::move(tail).value();
+    w.parity = std::move(parity).value();
+    w.destination = std::move(destination).value();
+    reference_bytes += w.BufferBytes();
+  }
+
   Report report;
   std::vector<std::vector<double>> node_seconds(n, std::vector<double>(o.versions));
+  std::vector<std::vector<double>> raw_seconds(n, std::vector<double>(o.versions));
+  std::vector<std::vector<double>> memcpy_seconds(n, std::vector<double>(o.versions));
   std::barrier sync(static_cast<std::ptrdiff_t>(n));
   const bool progress = !o.json && isatty(STDERR_FILENO);
   std::mutex progress_mutex;
+  std::atomic<uint64_t> sink{0};
 
-  // 1. The checkpoints.
+  // 1. The checkpoints, each followed by the reference on the same threads: every node runs the
+  // raw work, then memcpy, on the image it just checkpointed, all nodes at once. Interleaving
+  // puts the checkpoint and its reference under the same machine conditions.
+  const double cpu_start = ProcessCpuSeconds();
+  const Nanos wall_start = Clock::Default().Now();
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     Status result = engine.Protect(0, images[rank].data(), o.size);
-    for (int v = 1; v <= o.versions; ++v) {
+    for (int v = 1; v <= o.versions && result.ok(); ++v) {
       FillImage(images[rank].span(), rank, static_cast<uint64_t>(v));
       sync.arrive_and_wait();  // every node starts the version together
-      const Nanos start = Clock::Default().Now();
-      if (result.ok()) result = engine.Checkpoint().status();
-      node_seconds[rank][v - 1] = SecondsBetween(start, Clock::Default().Now());
+      node_seconds[rank][v - 1] = TimeSeconds([&] { result = engine.Checkpoint().status(); });
       sync.arrive_and_wait();
+      raw_seconds[rank][v - 1] = TimeSeconds([&] { sink += raw[rank].Run(images[rank].data()); });
+      sync.arrive_and_wait();
+      memcpy_seconds[rank][v - 1] = TimeSeconds([&] {
+        std::memcpy(raw[rank].destination.data(), images[rank].data(), o.size);
+        ClobberMemory();
+      });
       if (progress && rank == 0) {
         std::lock_guard lock(progress_mutex);
         std::cerr << "\rftbench checkpoint: version " << v << "/" << o.versions << " "
                   << FormatFixed(node_seconds[0][v - 1], 3) << " s" << std::flush;
       }
     }
+    // Keep the barrier's count whole when a node stops early: the others must not wait for it.
+    if (!result.ok()) sync.arrive_and_drop();
     return result;
   });
   if (progress) std::cerr << "\r" << std::string(60, ' ') << "\r";
@@ -202,13 +259,22 @@ int RunCheckpoint(const CheckpointOptions& o) {
     std::cerr << "ftbench checkpoint: " << status << "\n";
     return kExitFailure;
   }
+  const double busy_cores =
+      (ProcessCpuSeconds() - cpu_start) / SecondsBetween(wall_start, Clock::Default().Now());
   report.peak_rss_after_checkpoints = PeakRssBytes();
   report.metrics0 = (*world)->engine(0).Metrics();
   for (int v = 0; v < o.versions; ++v) {
-    double slowest = 0;
-    for (uint32_t rank = 0; rank < n; ++rank) slowest = std::max(slowest, node_seconds[rank][v]);
+    double slowest = 0, slowest_raw = 0, slowest_memcpy = 0;
+    for (uint32_t rank = 0; rank < n; ++rank) {
+      slowest = std::max(slowest, node_seconds[rank][v]);
+      slowest_raw = std::max(slowest_raw, raw_seconds[rank][v]);
+      slowest_memcpy = std::max(slowest_memcpy, memcpy_seconds[rank][v]);
+    }
     report.version_seconds.push_back(slowest);
+    report.raw_seconds.push_back(slowest_raw);
+    report.memcpy_seconds.push_back(slowest_memcpy);
   }
+  raw.clear();
 
   // 2. Verification: read back, CRC-check, decode with one holder's data fragments lost.
   std::atomic<int> mismatches{0};
@@ -229,69 +295,13 @@ int RunCheckpoint(const CheckpointOptions& o) {
   report.verified = status.ok() && mismatches == 0;
   if (!status.ok()) report.verify_error = status.ToString();
 
-  // 3. The reference on as many threads at once: raw work, and memcpy of the image.
-  const erasure::StripeGeometry& g = *geometry;
-  std::vector<RawWork> raw(n);
-  for (uint32_t rank = 0; rank < n; ++rank) {
-    RawWork& w = raw[rank];
-    w.k = o.k;
-    w.m = o.m;
-    w.cell = o.cell_bytes;
-    w.stripes = g.stripes();
-    std::vector<uint8_t> matrix(static_cast<size_t>(o.k + o.m) * o.k);
-    gf_gen_cauchy1_matrix(matrix.data(), o.k + o.m, o.k);
-    w.tables.resize(32u * o.k * o.m);
-    ec_init_tables(o.k, o.m, matrix.data() + o.k * o.k, w.tables.data());
-    auto padded = AlignedBuffer::Create(g.padded_image_bytes());
-    auto parity = AlignedBuffer::Create(o.cell_bytes * o.m);
-    auto destination = AlignedBuffer::Create(g.fragment_bytes() * g.width());
-    if (!padded.ok() || !parity.ok() || !destination.ok()) {
-      std::cerr << "ftbench checkpoint: cannot allocate the reference buffers\n";
-      return kExitFailure;
-    }
-    w.padded_image = std::move(padded).value();
-    w.parity = std::move(parity).value();
-    w.destination = std::move(destination).value();
-    std::memcpy(w.padded_image.data(), images[rank].data(), o.size);
-  }
-  images.clear();  // the reference works on its own copies
-  std::vector<std::vector<double>> raw_seconds(n), memcpy_seconds(n);
-  std::atomic<uint64_t> sink{0};
-  status = (*world)->Run([&](uint32_t rank, Engine&) -> Status {
-    RawWork& w = raw[rank];
-    for (int rep = 0; rep < o.reference_repetitions; ++rep) {
-      sync.arrive_and_wait();
-      double seconds = TimeSeconds([&] { sink += w.Run(); });
-      raw_seconds[rank].push_back(seconds);
-      sync.arrive_and_wait();
-      seconds = TimeSeconds([&] {
-        std::memcpy(w.destination.data(), w.padded_image.data(), o.size);
-        ClobberMemory();
-      });
-      memcpy_seconds[rank].push_back(seconds);
-    }
-    return Status();
-  });
-  std::vector<double> raw_slowest, memcpy_slowest;
-  for (int rep = 0; rep < o.reference_repetitions; ++rep) {
-    double slowest_raw = 0, slowest_memcpy = 0;
-    for (uint32_t rank = 0; rank < n; ++rank) {
-      slowest_raw = std::max(slowest_raw, raw_seconds[rank][rep]);
-      slowest_memcpy = std::max(slowest_memcpy, memcpy_seconds[rank][rep]);
-    }
-    raw_slowest.push_back(slowest_raw);
-    memcpy_slowest.push_back(slowest_memcpy);
-  }
-  report.raw_seconds = Median(raw_slowest);
-  report.memcpy_seconds = Median(memcpy_slowest);
-
   const double image = static_cast<double>(o.size);
   const double median = Median(report.version_seconds);
   const double p99 = Percentile(report.version_seconds, 0.99);
   const double gbps_per_node = GigabytesPerSecond(image, median);
   const double aggregate = gbps_per_node * n;
-  const double raw_gbps = GigabytesPerSecond(image, report.raw_seconds);
-  const double memcpy_gbps = GigabytesPerSecond(image, report.memcpy_seconds);
+  const double raw_gbps = GigabytesPerSecond(image, Median(report.raw_seconds));
+  const double memcpy_gbps = GigabytesPerSecond(image, Median(report.memcpy_seconds));
   const double ideal = memcpy_gbps * o.k / (o.k + o.m);
 
   if (o.json) {
@@ -340,10 +350,16 @@ int RunCheckpoint(const CheckpointOptions& o) {
               << FormatFixed(m.last_write_seconds, 4) << " s, commit "
               << FormatFixed(m.last_commit_seconds, 4) << " s; store " << FormatSize(m.store_bytes)
               << "; bounce bytes " << m.bounce_bytes << "\n";
-    std::cerr << "peak RSS after the checkpoints: "
-              << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1) << " MiB for " << n
-              << " nodes = " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0 / n, 1)
-              << " MiB per node\n";
+    std::cerr << "cores busy on average while checkpointing (with fills and references): "
+              << FormatFixed(busy_cores, 2) << "\n";
+    const double engine_bytes = static_cast<double>(report.peak_rss_after_checkpoints) -
+                                static_cast<double>(reference_bytes);
+    std::cerr << "peak RSS " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1)
+              << " MiB, less ftbench's reference buffers "
+              << FormatFixed(reference_bytes / 1048576.0, 1)
+              << " MiB = " << FormatFixed(engine_bytes / 1048576.0 / n, 1)
+              << " MiB per node (image, store, pipeline, control); store "
+              << FormatFixed(m.store_bytes / 1048576.0, 1) << " MiB per node\n";
   }
   if (!report.verified) {
     if (o.json)

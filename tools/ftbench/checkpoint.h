@@ -6,9 +6,10 @@
 // version every node reads its fragments back from its holders (one-sided READs), checks every
 // CRC, decodes with the data fragments of one holder treated as lost, and compares every byte.
 //
-// The reference is measured in the same run, on the same number of threads at once: the raw
-// work a checkpoint must do per node without the engine: ISA-L encode of the image, CRC64 and
-// memcpy of (k+m)/k x image into pre-touched memory. And memcpy of the image alone.
+// The reference is measured in the same run, interleaved with the versions, on the same threads
+// (all nodes at once): after each version every node does the raw work a checkpoint must do
+// without the engine (ISA-L encode of its image, CRC64 and memcpy of (k+m)/k x image into
+// pre-touched memory), then memcpy of its image alone. Medians over the versions.
 #ifndef FT_TOOLS_FTBENCH_CHECKPOINT_H_
 #define FT_TOOLS_FTBENCH_CHECKPOINT_H_
 
@@ -29,7 +30,6 @@ struct CheckpointOptions {
   int versions = 10;
   uint32_t domains = 0;  // 0: every node its own failure domain; D: rank % D
   int pipeline_depth = 4;
-  int reference_repetitions = 5;
   bool json = false;
   bool verbose = false;
 };
