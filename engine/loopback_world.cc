@@ -33,8 +33,10 @@ Result<std::unique_ptr<LoopbackWorld>> LoopbackWorld::Create(const LoopbackWorld
         statuses[rank] = fabric.status();
         return;
       }
-      auto engine = Engine::Create(engine_options, WorldInfo{rank, options.nodes, 0},
-                                   std::move(fabric).value());
+      std::unique_ptr<verbs::Fabric> node_fabric = std::move(fabric).value();
+      if (options.wrap_fabric) node_fabric = options.wrap_fabric(rank, std::move(node_fabric));
+      auto engine =
+          Engine::Create(engine_options, WorldInfo{rank, options.nodes, 0}, std::move(node_fabric));
       if (!engine.ok()) {
         statuses[rank] = engine.status();
         return;

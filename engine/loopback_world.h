@@ -22,6 +22,9 @@ struct LoopbackWorldOptions {
   // Store capacity of each rank; empty: engine.store_capacity for all.
   std::function<uint64_t(uint32_t rank)> capacity_of;
   verbs::LoopbackOptions fabric;
+  // Optional decorator of each node's fabric (fault injection, tracing in tests).
+  std::function<std::unique_ptr<verbs::Fabric>(uint32_t rank, std::unique_ptr<verbs::Fabric>)>
+      wrap_fabric;
 };
 
 class LoopbackWorld {

@@ -12,6 +12,7 @@
 
 #include "engine/loopback_world.h"
 #include "erasure/fragment.h"
+#include "test/recording_fabric.h"
 #include "verbs/loopback/loopback.h"
 
 namespace ft {
@@ -407,6 +408,45 @@ TEST(Engine, HostedFragmentsAreSealedAfterCommit) {
     // Reading back with each single column lost exercises every header and every cell CRC.
     EXPECT_TRUE(VerifyAll(**world, states, {{0}, {1}, {2}}).ok());
   }
+}
+
+// The header-last rule, observed on the datapath: a fragment header is posted only when none of
+// the node's cell WRITEs is still outstanding. Random delays keep WRITEs in flight longer, so an
+// early header would be caught.
+TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
+  constexpr uint32_t kNodes = 6;
+  constexpr int kK = 3, kM = 2;
+  constexpr uint64_t kCell = 1024, kImage = 20'000;  // 7 stripes, a padded tail
+  auto options = SmallWorld(kNodes, kK, kM, kCell);
+  options.engine.pipeline_depth = 3;
+  std::vector<std::shared_ptr<testing::DatapathRecord>> records(kNodes);
+  for (auto& record : records) record = std::make_shared<testing::DatapathRecord>();
+  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> inner) {
+    return std::unique_ptr<verbs::Fabric>(
+        std::make_unique<testing::RecordingFabric>(std::move(inner), records[rank]));
+  };
+  auto world = LoopbackWorld::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  (*world)->network().SetRandomDelays(4);
+  auto states = MakeStates(kNodes, {kImage});
+  constexpr int kVersions = 3;
+  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
+    for (int v = 1; v <= kVersions; ++v) {
+      states[rank].Fill(rank, v);
+      FT_RETURN_IF_ERROR(engine.Checkpoint().status());
+    }
+    return Status();
+  });
+  ASSERT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  const uint64_t stripes = (kImage + kK * kCell - 1) / (kK * kCell);
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT_EQ(records[rank]->header_writes.load(), kVersions * (kK + kM)) << "rank " << rank;
+    EXPECT_EQ(records[rank]->cell_writes.load(), static_cast<int>(kVersions * stripes * (kK + kM)))
+        << "rank " << rank;
+    EXPECT_EQ(records[rank]->headers_posted_with_cells_outstanding.load(), 0) << "rank " << rank;
+  }
+  EXPECT_TRUE(VerifyAll(**world, states, {{0, 4}}).ok());
 }
 
 TEST(Engine, ThousandNodesCheckpointAndVerify) {
