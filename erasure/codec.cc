@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdlib>
 #include <list>
 #include <mutex>
 #include <string>
@@ -55,9 +56,20 @@ Status CheckIndices(std::span<const int> indices, int total, const char* what, u
 
 }  // namespace
 
+struct Codec::AlignedTables {
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  explicit AlignedTables(size_t bytes)
+      : data(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64))) {
+    FT_CHECK_MSG(data != nullptr, "out of memory for erasure tables");
+  }
+  std::unique_ptr<uint8_t, Free> data;
+};
+
 // Decode tables keyed by (the k present cells read, the wanted cells), both in call order.
 struct Codec::DecodeCache {
-  using Tables = std::vector<uint8_t>;
+  using Tables = AlignedTables;
   struct Entry {
     std::shared_ptr<const Tables> tables;
     std::list<std::string>::iterator lru_position;
@@ -108,9 +120,9 @@ Result<std::unique_ptr<Codec>> Codec::Create(int k, int m) {
   const int rows = k + m;
   codec->generator_.resize(static_cast<size_t>(rows) * k);
   gf_gen_cauchy1_matrix(codec->generator_.data(), rows, k);
-  codec->encode_tables_.resize(32u * k * m);
-  ec_init_tables(k, m, codec->generator_.data() + static_cast<size_t>(k) * k,
-                 codec->encode_tables_.data());
+  auto tables = std::make_shared<AlignedTables>(32u * k * m);
+  ec_init_tables(k, m, codec->generator_.data() + static_cast<size_t>(k) * k, tables->data.get());
+  codec->encode_tables_ = std::move(tables);
   return codec;
 }
 
@@ -133,8 +145,8 @@ Status Codec::Encode(std::span<const uint8_t* const> data, std::span<uint8_t* co
   for (int i = 0; i < k_; ++i) sources[i] = const_cast<uint8_t*>(data[i]);
   std::array<uint8_t*, kMaxCells> destinations;
   for (int i = 0; i < m_; ++i) destinations[i] = parity[i];
-  ec_encode_data(static_cast<int>(cell_bytes), k_, m_, const_cast<uint8_t*>(encode_tables_.data()),
-                 sources.data(), destinations.data());
+  ec_encode_data(static_cast<int>(cell_bytes), k_, m_, encode_tables_->data.get(), sources.data(),
+                 destinations.data());
   return Status();
 }
 
@@ -206,8 +218,8 @@ Status Codec::Decode(std::span<const int> present, std::span<const uint8_t* cons
         row[c] = sum;
       }
     }
-    auto built = std::make_shared<DecodeCache::Tables>(32u * k_ * wanted.size());
-    ec_init_tables(k_, static_cast<int>(wanted.size()), rows.data(), built->data());
+    auto built = std::make_shared<AlignedTables>(32u * k_ * wanted.size());
+    ec_init_tables(k_, static_cast<int>(wanted.size()), rows.data(), built->data.get());
     decode_cache_->Insert(key, built);
     tables = std::move(built);
   }
@@ -217,7 +229,7 @@ Status Codec::Decode(std::span<const int> present, std::span<const uint8_t* cons
   std::array<uint8_t*, kMaxCells> destinations;
   for (size_t i = 0; i < wanted.size(); ++i) destinations[i] = outputs[i];
   ec_encode_data(static_cast<int>(cell_bytes), k_, static_cast<int>(wanted.size()),
-                 const_cast<uint8_t*>(tables->data()), sources.data(), destinations.data());
+                 tables->data.get(), sources.data(), destinations.data());
   return Status();
 }
 

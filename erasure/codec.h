@@ -73,8 +73,11 @@ class Codec {
  private:
   int k_;
   int m_;
-  std::vector<uint8_t> generator_;      // (k+m) x k
-  std::vector<uint8_t> encode_tables_;  // ec_init_tables of the m parity rows: 32 * k * m bytes
+  std::vector<uint8_t> generator_;  // (k+m) x k
+  // ec_init_tables of the m parity rows: 32 * k * m bytes. Cache-line aligned, as ISA-L's own
+  // tests allocate them: the kernels load 32-byte table rows, which must not split cache lines.
+  struct AlignedTables;
+  std::shared_ptr<const AlignedTables> encode_tables_;
   std::unique_ptr<DecodeCache> decode_cache_;
 };
 
