@@ -325,6 +325,13 @@ Status Engine::Impl::Start() {
     entry.qp = std::move(qp);
     for (int i = 0; i < kRecvPerPeer; ++i) RepostRecv(static_cast<uint32_t>(entry.recv_base + i));
   }
+  // Pipeline cells (bounce data cells and parity): pipeline_depth stripes of k + m cells. Made
+  // here, not at the first checkpoint: first-touching tens of MiB costs more than a version.
+  const uint64_t width = static_cast<uint64_t>(options_.k + options_.m);
+  FT_ASSIGN_OR_RETURN(pipeline_, internal::AlignedBuffer::Allocate(options_.pipeline_depth * width *
+                                                                   options_.cell_bytes));
+  FT_ASSIGN_OR_RETURN(pipeline_mr_, fabric_->RegisterMemory(pipeline_.data(), pipeline_.size(),
+                                                            verbs::kAccessLocalWrite));
   metrics_.store_bytes = store_.size();
   worker_ = std::thread([this] { WorkerLoop(); });
   return Status();
@@ -790,17 +797,9 @@ Status Engine::Impl::PrepareBuffers() {
     std::lock_guard lock(mutex_);
     metrics_.store_bytes = store_.size();
   }
-  const int slots = static_cast<int>(
-      std::min<uint64_t>(static_cast<uint64_t>(std::max(1, options_.pipeline_depth)), g.stripes()));
-  const uint64_t cells_bytes = static_cast<uint64_t>(slots) * g.width() * g.cell_bytes();
-  if (pipeline_.size() < cells_bytes) {
-    pipeline_mr_.reset();
-    FT_ASSIGN_OR_RETURN(pipeline_, internal::AlignedBuffer::Allocate(cells_bytes));
-    FT_ASSIGN_OR_RETURN(pipeline_mr_, fabric_->RegisterMemory(pipeline_.data(), pipeline_.size(),
-                                                              verbs::kAccessLocalWrite));
-  }
-  pipeline_slots_ = static_cast<int>(pipeline_.size() / (g.width() * g.cell_bytes()));
-  pipeline_slots_ = std::min(pipeline_slots_, slots);
+  // The pipeline's cells were allocated (and touched) at Start(); a short image uses fewer slots.
+  pipeline_slots_ = static_cast<int>(
+      std::min<uint64_t>(static_cast<uint64_t>(options_.pipeline_depth), g.stripes()));
   slot_outstanding_.assign(pipeline_slots_, 0);
   header_area_bytes_ = erasure::HeaderAreaBytes(g.stripes());
   const uint64_t header_bytes = header_area_bytes_ * g.width();
@@ -1322,8 +1321,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
     return Status::InvalidArgument("cell_bytes = ", options.cell_bytes, " exceeds the fabric's ",
                                    fabric->limits().max_message_bytes, "-byte message limit");
   }
-  if (options.pipeline_depth < 1) {
-    return Status::InvalidArgument("pipeline_depth = ", options.pipeline_depth, ": must be >= 1");
+  if (options.pipeline_depth < 1 || options.pipeline_depth > 1024) {
+    return Status::InvalidArgument("pipeline_depth = ", options.pipeline_depth,
+                                   ": must be in [1, 1024]");
   }
   if (options.timeout.count() <= 0) {
     return Status::InvalidArgument("timeout = ", options.timeout.count(), " ms: must be > 0");
