@@ -350,6 +350,9 @@ int RunCheckpoint(const CheckpointOptions& o) {
               << FormatFixed(m.last_write_seconds, 4) << " s, commit "
               << FormatFixed(m.last_commit_seconds, 4) << " s; store " << FormatSize(m.store_bytes)
               << "; bounce bytes " << m.bounce_bytes << "\n";
+    std::cerr << "per version (slowest node), s:";
+    for (double seconds : report.version_seconds) std::cerr << " " << FormatFixed(seconds, 4);
+    std::cerr << "\n";
     std::cerr << "cores busy on average while checkpointing (with fills and references): "
               << FormatFixed(busy_cores, 2) << "\n";
     const double engine_bytes = static_cast<double>(report.peak_rss_after_checkpoints) -
