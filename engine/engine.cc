@@ -268,6 +268,9 @@ class Engine::Impl {
   std::vector<NodeId> hosted_owners_;
   uint64_t committed_version_ = 0;
   std::optional<erasure::StripeGeometry> committed_geometry_;
+  // Where the committed version lives: the placement of the round that committed it (a later
+  // round may have received a new placement and aborted).
+  std::vector<recovery::HolderAddress> committed_holders_;
   Round round_;
   std::vector<erasure::RegionSlice> slices_;  // scratch
   int reads_outstanding_ = 0;
@@ -711,6 +714,7 @@ void Engine::Impl::OnControlMessage(NodeId from, recovery::Message message) {
         commit->version == round_.version) {
       committed_version_ = commit->version;
       committed_geometry_ = round_.geometry;
+      committed_holders_ = holders_;
       FinishRound(Status());
     }
   } else if (auto* abort = std::get_if<recovery::AbortMessage>(&message)) {
@@ -1182,7 +1186,7 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
   const uint64_t slot_bytes = erasure::SlotBytes(g);
   const uint64_t area = erasure::HeaderAreaBytes(g.stripes());
   auto slot_addr = [&](int c) {
-    return holders_[c].store_addr + holders_[c].slot.store_offset +
+    return committed_holders_[c].store_addr + committed_holders_[c].slot.store_offset +
            (committed_version_ % 2) * slot_bytes;
   };
   // Buffers: header areas for every column, then k cells per stripe being read.
@@ -1191,7 +1195,7 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
       auto mr, fabric_->RegisterMemory(buffer.data(), buffer.size(), verbs::kAccessLocalWrite));
   const Nanos deadline = Now() + options_.timeout;
   auto post_read = [&](int c, std::byte* local, uint64_t bytes, uint64_t remote) -> Status {
-    const NodeId holder = holders_[c].slot.holder;
+    const NodeId holder = committed_holders_[c].slot.holder;
     auto it = peers_.find(holder);
     if (it == peers_.end() || it->second.lost)
       return Status::Unavailable("holder ", holder, " is lost");
@@ -1201,7 +1205,7 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
     read.sge[0] = {reinterpret_cast<uint64_t>(local), static_cast<uint32_t>(bytes), mr->lkey()};
     read.num_sge = 1;
     read.remote_addr = remote;
-    read.rkey = holders_[c].store_rkey;
+    read.rkey = committed_holders_[c].store_rkey;
     FT_RETURN_IF_ERROR(it->second.qp->PostSend({&read, 1}));
     ++reads_outstanding_;
     return Status();
