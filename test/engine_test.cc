@@ -418,11 +418,11 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
   constexpr uint64_t kCell = 1024, kImage = 20'000;  // 7 stripes, a padded tail
   auto options = SmallWorld(kNodes, kK, kM, kCell);
   options.engine.pipeline_depth = 3;
-  std::vector<std::shared_ptr<testing::DatapathRecord>> records(kNodes);
-  for (auto& record : records) record = std::make_shared<testing::DatapathRecord>();
+  std::vector<std::shared_ptr<test::DatapathRecord>> records(kNodes);
+  for (auto& record : records) record = std::make_shared<test::DatapathRecord>();
   options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> inner) {
     return std::unique_ptr<verbs::Fabric>(
-        std::make_unique<testing::RecordingFabric>(std::move(inner), records[rank]));
+        std::make_unique<test::RecordingFabric>(std::move(inner), records[rank]));
   };
   auto world = LoopbackWorld::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();

@@ -25,6 +25,7 @@
 
 #include "erasure/codec.h"
 #include "test/reference_codec.h"
+#include "test/status_matchers.h"
 
 namespace ft::erasure {
 namespace {
@@ -84,18 +85,7 @@ testing::AssertionResult AllBytesAre(const uint8_t* data, size_t bytes, uint8_t 
   return testing::AssertionSuccess();
 }
 
-testing::AssertionResult HasError(const Status& status, StatusCode code,
-                                  std::string_view fragment) {
-  if (status.code() != code) {
-    return testing::AssertionFailure()
-           << "expected " << StatusCodeName(code) << ", got " << status.ToString();
-  }
-  if (status.message().find(fragment) == std::string_view::npos) {
-    return testing::AssertionFailure()
-           << "message of " << status.ToString() << " does not name \"" << fragment << "\"";
-  }
-  return testing::AssertionSuccess();
-}
+using ft::test::HasError;
 
 std::vector<uint8_t> RandomBytes(std::mt19937_64& rng, size_t bytes) {
   std::vector<uint8_t> out(bytes);

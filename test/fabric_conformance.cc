@@ -1,6 +1,7 @@
 // The Fabric conformance suite (see fabric_conformance.h). Every wait is bounded by a deadline;
 // nothing sleeps.
 #include "test/fabric_conformance.h"
+#include "test/work_requests.h"
 
 #include <algorithm>
 #include <atomic>
@@ -156,43 +157,21 @@ std::optional<Event> FabricConformanceTest::WaitEvent(NodeId id, EventType type,
 }
 
 Sge FabricConformanceTest::SgeOf(const MemoryRegion& mr, size_t offset, size_t length) {
-  return Sge{.addr = reinterpret_cast<uintptr_t>(mr.addr()) + offset,
-             .length = static_cast<uint32_t>(length),
-             .lkey = mr.lkey()};
+  return test::SgeOf(mr, offset, length);
 }
-
 SendRequest FabricConformanceTest::Write(uint64_t wr_id, Sge local, const MemoryRegion& remote,
                                          size_t remote_offset, bool signaled) {
-  SendRequest r;
-  r.wr_id = wr_id;
-  r.opcode = Opcode::kWrite;
-  r.sge[0] = local;
-  r.num_sge = 1;
-  r.remote_addr = reinterpret_cast<uintptr_t>(remote.addr()) + remote_offset;
-  r.rkey = remote.rkey();
-  r.signaled = signaled;
-  return r;
+  return test::Write(wr_id, local, remote, remote_offset, signaled);
 }
-
 SendRequest FabricConformanceTest::Read(uint64_t wr_id, Sge local, const MemoryRegion& remote,
                                         size_t remote_offset) {
-  SendRequest r = Write(wr_id, local, remote, remote_offset);
-  r.opcode = Opcode::kRead;
-  return r;
+  return test::Read(wr_id, local, remote, remote_offset);
 }
-
 SendRequest FabricConformanceTest::Send(uint64_t wr_id, Sge local, bool signaled) {
-  SendRequest r;
-  r.wr_id = wr_id;
-  r.opcode = Opcode::kSend;
-  r.sge[0] = local;
-  r.num_sge = 1;
-  r.signaled = signaled;
-  return r;
+  return test::Send(wr_id, local, signaled);
 }
-
 RecvRequest FabricConformanceTest::Recv(uint64_t wr_id, Sge local) {
-  return RecvRequest{.wr_id = wr_id, .sge = local};
+  return test::Recv(wr_id, local);
 }
 
 namespace {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "erasure/geometry.h"
+#include "test/status_matchers.h"
 
 namespace ft::erasure {
 namespace {
@@ -34,18 +35,7 @@ std::string SeedNote(uint64_t seed) {
   return StrCat("seed ", seed, " (replay with FT_TEST_SEED=", seed, ")");
 }
 
-testing::AssertionResult HasError(const Status& status, StatusCode code,
-                                  std::string_view fragment) {
-  if (status.code() != code) {
-    return testing::AssertionFailure()
-           << "expected " << StatusCodeName(code) << ", got " << status.ToString();
-  }
-  if (status.message().find(fragment) == std::string_view::npos) {
-    return testing::AssertionFailure()
-           << "message of " << status.ToString() << " does not name \"" << fragment << "\"";
-  }
-  return testing::AssertionSuccess();
-}
+using ft::test::HasError;
 
 void ExpectCell(const StripeGeometry& geometry, uint64_t stripe, int column, uint64_t offset,
                 uint64_t image_bytes, uint64_t padding_bytes) {

@@ -22,6 +22,7 @@
 
 #include "common/check.h"
 #include "common/clock.h"
+#include "test/work_requests.h"
 #include "verbs/fabric.h"
 #include "verbs/loopback/loopback.h"
 
@@ -48,33 +49,9 @@ void FillPattern(std::span<std::byte> buffer, uint64_t seed) {
   for (std::byte& b : buffer) b = static_cast<std::byte>(rng());
 }
 
-Sge SgeOf(const MemoryRegion& mr, size_t offset, size_t length) {
-  return Sge{.addr = reinterpret_cast<uintptr_t>(mr.addr()) + offset,
-             .length = static_cast<uint32_t>(length),
-             .lkey = mr.lkey()};
-}
-
-SendRequest Write(uint64_t wr_id, Sge local, const MemoryRegion& remote, size_t remote_offset,
-                  bool signaled = true) {
-  SendRequest r;
-  r.wr_id = wr_id;
-  r.opcode = Opcode::kWrite;
-  r.sge[0] = local;
-  r.num_sge = 1;
-  r.remote_addr = reinterpret_cast<uintptr_t>(remote.addr()) + remote_offset;
-  r.rkey = remote.rkey();
-  r.signaled = signaled;
-  return r;
-}
-
-SendRequest Send(uint64_t wr_id, Sge local) {
-  SendRequest r;
-  r.wr_id = wr_id;
-  r.opcode = Opcode::kSend;
-  r.sge[0] = local;
-  r.num_sge = 1;
-  return r;
-}
+using test::Send;
+using test::SgeOf;
+using test::Write;
 
 class LoopbackTest : public ::testing::Test {
  protected:

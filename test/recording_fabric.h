@@ -16,7 +16,7 @@
 #include "erasure/fragment.h"
 #include "verbs/fabric.h"
 
-namespace ft::testing {
+namespace ft::test {
 
 struct DatapathRecord {
   std::atomic<int> header_writes{0};
@@ -122,6 +122,6 @@ class RecordingFabric final : public verbs::Fabric {
   std::map<uint64_t, bool> cell_wr_ids_;                  // wr_ids ever used for cell WRITEs
 };
 
-}  // namespace ft::testing
+}  // namespace ft::test
 
 #endif  // FT_TEST_RECORDING_FABRIC_H_
