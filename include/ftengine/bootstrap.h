@@ -1,0 +1,43 @@
+// Bootstrap: who this process is in the job, from the launcher's environment.
+//
+// Rank and world size come from the first complete pair found, in this order:
+//   FT_RANK, FT_WORLD_SIZE                       (ftrun, or set by hand)
+//   SLURM_PROCID, SLURM_NTASKS                   (srun)
+//   PMI_RANK, PMI_SIZE                           (PMI launchers: MPICH hydra, ...)
+//   OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE   (Open MPI's mpirun)
+// The coordinator's address is FT_COORDINATOR=host:port (an IPv4 address, a host name, or
+// [IPv6]:port). The engine never depends on MPI: these are only variables a launcher sets.
+//
+// Every problem is an InvalidArgument that names the variable and its value: a rank without a
+// size, a non-number, a rank outside the world, a missing or malformed FT_COORDINATOR.
+#ifndef FTENGINE_BOOTSTRAP_H_
+#define FTENGINE_BOOTSTRAP_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "ftengine/status.h"
+
+namespace ft {
+
+struct Bootstrap {
+  uint32_t rank = 0;  // for a spare: its spare number, >= size
+  uint32_t size = 0;
+  std::string coordinator_host;
+  uint16_t coordinator_port = 0;
+  uint32_t coordinator_rank = 0;  // FT_COORDINATOR_RANK, default 0
+  bool spare = false;             // FT_SPARE=1: an idle process waiting to replace a lost rank
+  std::string source;             // which launcher's variables gave rank and size
+};
+
+// Reads the environment through `getenv` (std::getenv when empty; tests pass a fake).
+Result<Bootstrap> BootstrapFromEnvironment(
+    const std::function<const char*(const char*)>& getenv = {});
+
+// Parses "host:port" or "[v6 address]:port"; InvalidArgument naming `what` otherwise.
+Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text, const char* what);
+
+}  // namespace ft
+
+#endif  // FTENGINE_BOOTSTRAP_H_

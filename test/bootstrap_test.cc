@@ -1,0 +1,121 @@
+#include "ftengine/bootstrap.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "test/status_matchers.h"
+
+namespace ft {
+namespace {
+
+using test::HasError;
+using Env = std::map<std::string, std::string>;
+
+Result<Bootstrap> From(const Env& env) {
+  return BootstrapFromEnvironment([&env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+}
+
+TEST(Bootstrap, FtVariables) {
+  auto b = From({{"FT_RANK", "3"}, {"FT_WORLD_SIZE", "8"}, {"FT_COORDINATOR", "10.0.0.1:7471"}});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->rank, 3u);
+  EXPECT_EQ(b->size, 8u);
+  EXPECT_EQ(b->coordinator_host, "10.0.0.1");
+  EXPECT_EQ(b->coordinator_port, 7471);
+  EXPECT_EQ(b->coordinator_rank, 0u);
+  EXPECT_FALSE(b->spare);
+  EXPECT_NE(b->source.find("FT_RANK"), std::string::npos);
+}
+
+TEST(Bootstrap, EachLauncherInOrder) {
+  const Env coordinator = {{"FT_COORDINATOR", "head:9000"}};
+  struct Case {
+    Env env;
+    uint32_t rank, size;
+    const char* source;
+  };
+  const Case cases[] = {
+      {{{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "16"}}, 5, 16, "Slurm"},
+      {{{"PMI_RANK", "1"}, {"PMI_SIZE", "4"}}, 1, 4, "PMI"},
+      {{{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "2"}}, 0, 2, "Open MPI"},
+      // FT_ wins over Slurm when both are set (ftrun inside an allocation).
+      {{{"FT_RANK", "2"}, {"FT_WORLD_SIZE", "3"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}},
+       2,
+       3,
+       "ftrun"},
+  };
+  for (const Case& c : cases) {
+    Env env = c.env;
+    env.insert(coordinator.begin(), coordinator.end());
+    auto b = From(env);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->rank, c.rank);
+    EXPECT_EQ(b->size, c.size);
+    EXPECT_NE(b->source.find(c.source), std::string::npos) << b->source;
+    EXPECT_EQ(b->coordinator_host, "head");
+  }
+}
+
+TEST(Bootstrap, BadValuesNameTheVariable) {
+  const std::string c = "h:1";
+  EXPECT_TRUE(HasError(From({{"FT_COORDINATOR", c}}).status(), StatusCode::kInvalidArgument,
+                       "no rank in the environment"));
+  EXPECT_TRUE(HasError(From({{"FT_RANK", "1"}, {"FT_COORDINATOR", c}}).status(),
+                       StatusCode::kInvalidArgument, "FT_WORLD_SIZE is not set"));
+  EXPECT_TRUE(
+      HasError(From({{"FT_RANK", "x1"}, {"FT_WORLD_SIZE", "4"}, {"FT_COORDINATOR", c}}).status(),
+               StatusCode::kInvalidArgument, "FT_RANK=\"x1\""));
+  EXPECT_TRUE(
+      HasError(From({{"FT_RANK", "-1"}, {"FT_WORLD_SIZE", "4"}, {"FT_COORDINATOR", c}}).status(),
+               StatusCode::kInvalidArgument, "FT_RANK=\"-1\""));
+  EXPECT_TRUE(
+      HasError(From({{"FT_RANK", "4"}, {"FT_WORLD_SIZE", "4"}, {"FT_COORDINATOR", c}}).status(),
+               StatusCode::kInvalidArgument, "FT_RANK=4 is outside the world"));
+  EXPECT_TRUE(
+      HasError(From({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"FT_COORDINATOR", c}}).status(),
+               StatusCode::kInvalidArgument, "SLURM_NTASKS=1"));
+  EXPECT_TRUE(HasError(
+      From({{"PMI_RANK", "0"}, {"PMI_SIZE", "99999999999"}, {"FT_COORDINATOR", c}}).status(),
+      StatusCode::kInvalidArgument, "PMI_SIZE=99999999999"));
+  EXPECT_TRUE(HasError(From({{"FT_RANK", "0"}, {"FT_WORLD_SIZE", "2"}}).status(),
+                       StatusCode::kInvalidArgument, "FT_COORDINATOR is not set"));
+  for (const char* bad : {"nohostport", "host:", ":7471", "host:0", "host:65536", "host:12x",
+                          "a:b:c", "[::1]7471", "[::1"}) {
+    EXPECT_TRUE(
+        HasError(From({{"FT_RANK", "0"}, {"FT_WORLD_SIZE", "2"}, {"FT_COORDINATOR", bad}}).status(),
+                 StatusCode::kInvalidArgument, "FT_COORDINATOR"))
+        << bad;
+  }
+  EXPECT_TRUE(HasError(From({{"FT_RANK", "0"},
+                             {"FT_WORLD_SIZE", "2"},
+                             {"FT_COORDINATOR", c},
+                             {"FT_COORDINATOR_RANK", "2"}})
+                           .status(),
+                       StatusCode::kInvalidArgument, "FT_COORDINATOR_RANK=2"));
+  EXPECT_TRUE(HasError(
+      From({{"FT_RANK", "0"}, {"FT_WORLD_SIZE", "2"}, {"FT_COORDINATOR", c}, {"FT_SPARE", "yes"}})
+          .status(),
+      StatusCode::kInvalidArgument, "FT_SPARE=\"yes\""));
+}
+
+TEST(Bootstrap, Ipv6AndSpares) {
+  auto b = From({{"FT_RANK", "9"},
+                 {"FT_WORLD_SIZE", "8"},
+                 {"FT_SPARE", "1"},
+                 {"FT_COORDINATOR", "[fe80::1]:7000"},
+                 {"FT_COORDINATOR_RANK", "7"}});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE(b->spare);
+  EXPECT_EQ(b->rank, 9u);  // a spare's number lies past the world
+  EXPECT_EQ(b->coordinator_host, "fe80::1");
+  EXPECT_EQ(b->coordinator_port, 7000);
+  EXPECT_EQ(b->coordinator_rank, 7u);
+}
+
+}  // namespace
+}  // namespace ft
