@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -201,7 +202,8 @@ class Engine::Impl {
   void StartRound(std::shared_ptr<CheckpointHandle::State> handle);
   void StepRound();
   Status PrepareBuffers();
-  Status ConnectPeers(const std::vector<NodeId>& peers);
+  Result<bool> ConnectPeers(const std::vector<NodeId>& wanted);
+  void HarvestConnect();
   Status IssueStripe(uint64_t stripe, int slot);
   int FreePipelineSlot() const;
   void PostHeaders();
@@ -276,6 +278,9 @@ class Engine::Impl {
   int reads_outstanding_ = 0;
   Status read_failure_;
   bool self_killed_ = false;
+  std::future<Result<std::vector<std::unique_ptr<verbs::QueuePair>>>> connect_in_flight_;
+  std::optional<Status> connect_failure_;  // of a background Connect, for the round that waits
+  Nanos connect_started_for_{-1};          // Round::started of the round that launched it
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -348,6 +353,9 @@ void Engine::Impl::Stop() {
   }
   fabric_->Interrupt();
   if (worker_.joinable()) worker_.join();
+  // A background Connect ends by its own deadline; its QPs go with the others.
+  if (connect_in_flight_.valid()) connect_in_flight_.wait();
+  HarvestConnect();
   // Destruction order: QPs before memory regions before the fabric (verbs' order).
   peers_.clear();
   qp_peer_.clear();
@@ -528,6 +536,7 @@ void Engine::Impl::WorkerLoop() {
 }
 
 bool Engine::Impl::PollOnce() {
+  HarvestConnect();
   Completion completions[kPollBatch];
   const size_t n = fabric_->PollCompletions(completions);
   for (size_t i = 0; i < n; ++i) OnCompletion(completions[i]);
@@ -649,10 +658,17 @@ void Engine::Impl::SendControl(NodeId to, recovery::Message message) {
 
 void Engine::Impl::FlushPendingSends() {
   while (!pending_sends_.empty() && !free_send_buffers_.empty()) {
-    auto& [to, message] = pending_sends_.front();
+    // A copy, not a reference: the handlers below may pop or push pending_sends_.
+    const NodeId to = pending_sends_.front().first;
+    const recovery::Message& message = pending_sends_.front().second;
     auto it = peers_.find(to);
     if (it == peers_.end() || it->second.lost) {
-      pending_sends_.pop_front();  // the peer is gone; its loss was reported already
+      // The peer is gone and its loss was handled; a round waiting on the coordinator must not
+      // wait for a reply that cannot come.
+      pending_sends_.pop_front();
+      if (to == world_.coordinator) {
+        FailRound(Status::Unavailable("node ", to, " (the coordinator) was lost"), to);
+      }
       continue;
     }
     const int buffer = free_send_buffers_.back();
@@ -674,7 +690,7 @@ void Engine::Impl::FlushPendingSends() {
     Status posted = it->second.qp->PostSend({&request, 1});
     if (!posted.ok()) {
       if (posted.code() == StatusCode::kResourceExhausted) return;  // retry after completions
-      pending_sends_.pop_front();
+      pending_sends_.pop_front();  // `message` dangles from here on
       OnPeerLost(to, posted.message());
       continue;
     }
@@ -784,6 +800,14 @@ void Engine::Impl::StartRound(std::shared_ptr<CheckpointHandle::State> handle) {
   prepare.store_addr = reinterpret_cast<uint64_t>(store_.data());
   prepare.store_rkey = store_mr_ ? store_mr_->rkey() : 0;
   round_.phase = Phase::kAwaitGo;
+  if (auto it = peers_.find(world_.coordinator); it != peers_.end() && it->second.lost) {
+    // No GO can come: fail now, not at the deadline.
+    FailRound(Status::Unavailable("node ", world_.coordinator,
+                                  " (the coordinator) was lost before checkpoint of node ",
+                                  world_.rank, " could start"),
+              world_.coordinator);
+    return;
+  }
   SendControl(world_.coordinator, prepare);
 }
 
@@ -819,11 +843,19 @@ Status Engine::Impl::PrepareBuffers() {
   return Status();
 }
 
-Status Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
-  std::vector<verbs::ConnectRequest> requests;
+// Connects to every partner we have no QP with yet. The batch Connect blocks until all pairs
+// are up, so it runs on a helper thread while the worker keeps polling: if the round fails
+// meanwhile (say the coordinator died after sending only some GOs, so a partner never comes),
+// the round ends at once instead of at its deadline, and the Connect still in progress is
+// harvested later (its QPs are kept: the partners hold the other ends). Returns true when every
+// partner is connected, false while a Connect is in flight.
+Result<bool> Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
+  HarvestConnect();
+  if (connect_in_flight_.valid()) return false;
   std::vector<NodeId> peers = wanted;
   std::sort(peers.begin(), peers.end());
   peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+  std::vector<verbs::ConnectRequest> requests;
   for (NodeId peer : peers) {
     if (peer == world_.rank) continue;
     auto it = peers_.find(peer);
@@ -833,23 +865,48 @@ Status Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
     }
     requests.push_back({peer, ConnectData(world_.rank, epoch_)});
   }
-  if (requests.empty()) return Status();
-  // Our control SENDs must have left before we block in Connect: on the loopback fabric they
-  // execute only in our own progress steps, and a peer waits for them (its GO) to connect to us.
-  const Nanos drain_deadline = Now() + options_.timeout;
-  while ((sends_outstanding_ > 0 || !pending_sends_.empty()) && Now() < drain_deadline) {
-    if (!PollOnce()) fabric_->WaitForActivity(std::chrono::milliseconds(1));
+  if (requests.empty()) return true;
+  if (connect_failure_.has_value()) {
+    // A failure of this round's Connect ends the round; one left by an earlier round does not.
+    Status failure = std::move(*connect_failure_);
+    connect_failure_.reset();
+    if (connect_started_for_ == round_.started) return failure;
   }
-  const Nanos left = std::max(Nanos(0), round_.deadline - Now());
-  auto connected = fabric_->Connect(requests, std::chrono::duration_cast<Nanos>(left));
-  if (!connected.ok()) return connected.status();
+  // Our control SENDs must have left before we wait in Connect: on the loopback fabric they
+  // execute only in our own progress steps, and a peer waits for them (its GO) to connect to us.
+  if (sends_outstanding_ > 0 || !pending_sends_.empty()) return false;
+  const Nanos timeout = std::max(Nanos(0), round_.deadline - Now());
+  verbs::Fabric* fabric = fabric_.get();
+  connect_started_for_ = round_.started;
+  connect_in_flight_ =
+      std::async(std::launch::async, [fabric, requests = std::move(requests), timeout] {
+        auto result = fabric->Connect(requests, timeout);
+        fabric->Interrupt();  // wake the worker to harvest
+        return result;
+      });
+  return false;
+}
+
+// Takes the QPs of a finished background Connect (of this round or an earlier one).
+void Engine::Impl::HarvestConnect() {
+  if (!connect_in_flight_.valid() ||
+      connect_in_flight_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    return;
+  }
+  auto connected = connect_in_flight_.get();
+  if (!connected.ok()) {
+    connect_failure_ = connected.status();
+    return;
+  }
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
-    FT_RETURN_IF_ERROR(CheckConnectData(qp->peer_private_data(), peer));
+    if (Status status = CheckConnectData(qp->peer_private_data(), peer); !status.ok()) {
+      connect_failure_ = status;
+      continue;
+    }
     qp_peer_[qp->id()] = peer;
     peers_[peer].qp = std::move(qp);
   }
-  return Status();
 }
 
 void Engine::Impl::StepRound() {
@@ -882,6 +939,7 @@ void Engine::Impl::StepRound() {
         holders_ = go.holders;
         hosted_owners_ = go.hosted_owners;
         placement_id_ = go.placement_id;
+        go.has_placement = false;  // applied; later steps of this phase only connect
       } else if (holders_.empty()) {
         FailRound(Status::Internal("GO without a placement before any placement"), UINT32_MAX);
         return;
@@ -889,11 +947,14 @@ void Engine::Impl::StepRound() {
       std::vector<NodeId> wanted;
       for (const auto& holder : holders_) wanted.push_back(holder.slot.holder);
       wanted.insert(wanted.end(), hosted_owners_.begin(), hosted_owners_.end());
-      if (Status status = ConnectPeers(wanted); !status.ok()) {
-        FailRound(status.WithContext(StrCat("node ", world_.rank, " connecting to its partners")),
+      Result<bool> connected = ConnectPeers(wanted);
+      if (!connected.ok()) {
+        FailRound(connected.status().WithContext(
+                      StrCat("node ", world_.rank, " connecting to its partners")),
                   UINT32_MAX);
         return;
       }
+      if (!*connected) return;  // still connecting: poll meanwhile
       for (const auto& holder : holders_) {
         if (peers_[holder.slot.holder].lost) {
           FailRound(Status::Unavailable("holder node ", holder.slot.holder, " is lost"),
@@ -947,6 +1008,12 @@ void Engine::Impl::StepRound() {
       }
       return;
     case Phase::kDraining:
+      // Our own fabric is gone (device error, or a killed loopback node): nothing will complete,
+      // and nothing more will be read from or written to our memory by it.
+      if (r.outstanding > 0 && self_killed_) {
+        FinishRound(r.failure);
+        return;
+      }
       if (r.outstanding > 0) {
         if (Now() > r.deadline + options_.timeout) {
           FinishRound(r.failure);  // the fabric never flushed: give up on the buffers too

@@ -448,6 +448,86 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
   EXPECT_TRUE(VerifyAll(**world, states, {{0, 4}}).ok());
 }
 
+// Kills: an idle node, a node with its round in flight, and the coordinator. Every survivor's
+// checkpoint ends (no hang) with either the new version committed or Unavailable naming the lost
+// node, and its committed image reads back exactly: version v or v + 1, never a mix.
+struct KillCase {
+  const char* name;
+  uint32_t victim;
+  bool while_in_flight;
+};
+
+class KillDuringCheckpoint : public ::testing::TestWithParam<KillCase> {};
+
+TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
+  const KillCase& kill = GetParam();
+  constexpr uint32_t kNodes = 7;
+  auto options = SmallWorld(kNodes, 3, 2, 2048);
+  options.engine.timeout = 10s;
+  auto world = LoopbackWorld::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  (*world)->network().SetRandomDelays(3);
+  auto states = MakeStates(kNodes, {40'000, 123});
+  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
+    states[rank].Fill(rank, 1);
+    return engine.Checkpoint().status();
+  });
+  ASSERT_TRUE(status.ok()) << status;
+  std::vector<std::vector<std::byte>> version1, version2;
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    version1.push_back(states[rank].Image());
+    states[rank].Fill(rank, 2);
+    version2.push_back(states[rank].Image());
+  }
+  if (!kill.while_in_flight) (*world)->network().Kill(kill.victim);
+
+  std::vector<Result<uint64_t>> results(kNodes, Status::Internal("not run"));
+  std::vector<uint32_t> survivors;
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    if (rank != kill.victim) survivors.push_back(rank);
+  }
+  const auto started = std::chrono::steady_clock::now();
+  status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    if (rank == kill.victim && !kill.while_in_flight) return Status();
+    FT_ASSIGN_OR_RETURN(CheckpointHandle handle, engine.CheckpointAsync());
+    if (rank == kill.victim) (*world)->network().Kill(kill.victim);  // dies with v2 in flight
+    results[rank] = handle.Wait();
+    return Status();
+  });
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "a survivor waited too long";
+
+  const std::string victim_name = StrCat("node ", kill.victim);
+  for (uint32_t rank : survivors) {
+    if (results[rank].ok()) {
+      EXPECT_EQ(*results[rank], 2u);
+    } else {
+      EXPECT_EQ(results[rank].status().code(), StatusCode::kUnavailable) << results[rank].status();
+      EXPECT_NE(results[rank].status().message().find(victim_name), std::string_view::npos)
+          << results[rank].status();
+    }
+  }
+  status = (*world)->RunOn(survivors, [&](uint32_t rank, Engine& engine) -> Status {
+    std::vector<std::byte> back(version1[rank].size());
+    FT_RETURN_IF_ERROR(engine.ReadCommitted(back));
+    const uint64_t committed = engine.Metrics().committed_version;
+    const auto& expected = committed == 2 ? version2[rank] : version1[rank];
+    if (back != expected) return Status::DataLoss("committed version ", committed, " damaged");
+    return Status();
+  });
+  EXPECT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+}
+
+INSTANTIATE_TEST_SUITE_P(Kills, KillDuringCheckpoint,
+                         ::testing::Values(KillCase{"IdleNode", 3, false},
+                                           KillCase{"NodeInFlight", 5, true},
+                                           KillCase{"IdleCoordinator", 0, false},
+                                           KillCase{"CoordinatorInFlight", 0, true}),
+                         [](const ::testing::TestParamInfo<KillCase>& param_info) {
+                           return std::string(param_info.param.name);
+                         });
+
 TEST(Engine, ThousandNodesCheckpointAndVerify) {
   constexpr uint32_t kNodes = 1024;
   auto options = SmallWorld(kNodes, 4, 2, 1024);
