@@ -355,6 +355,85 @@ TEST_F(RdmaTest, FencedPeerFailsWithinTheDocumentedBound) {
   qb.reset();
 }
 
+SendRequest WriteOf(uint64_t wr_id, const MemoryRegion& local, const MemoryRegion& remote,
+                    uint32_t bytes, bool signaled = true) {
+  SendRequest w;
+  w.wr_id = wr_id;
+  w.opcode = Opcode::kWrite;
+  w.sge[0] = {reinterpret_cast<uintptr_t>(local.addr()), bytes, local.lkey()};
+  w.num_sge = 1;
+  w.remote_addr = reinterpret_cast<uintptr_t>(remote.addr());
+  w.rkey = remote.rkey();
+  w.signaled = signaled;
+  return w;
+}
+
+// A CQ that overruns raises kDeviceError and fails the node's QPs, as in the loopback model.
+TEST_F(RdmaTest, CqOverrunIsADeviceErrorAndFailsTheQueuePairs) {
+  SKIP_WITHOUT_DEVICE();
+  RdmaOptions options;
+  options.cq_depth = 16;
+  options.max_send_wr = 256;
+  auto a = Create(0, options);
+  auto b = Create(1, options);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << " / " << b.status();
+  std::vector<std::byte> src(8, std::byte{1});
+  std::vector<std::byte> dst(8);
+  auto src_mr = (*a)->RegisterMemory(src.data(), src.size(), kAccessLocalWrite);
+  auto dst_mr =
+      (*b)->RegisterMemory(dst.data(), dst.size(), kAccessLocalWrite | kAccessRemoteWrite);
+  ASSERT_TRUE(src_mr.ok() && dst_mr.ok());
+  auto [qa, qb] = Connect(**a, **b);
+  ASSERT_TRUE(qa && qb);
+  const int depth = (*a)->limits().cq_depth;
+  const int count = std::min(4 * depth + 8, (*a)->limits().max_send_wr);
+  ASSERT_GT(count, depth + 1);
+  std::vector<SendRequest> writes;
+  for (int i = 0; i < count; ++i) writes.push_back(WriteOf(i, **src_mr, **dst_mr, 8));
+  ASSERT_TRUE(qa->PostSend(writes).ok());
+  // Nobody polls the CQ: only events are read (PollCompletions or WaitForActivity would reap).
+  std::optional<Event> event;
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  while (!event && steady_clock::now() < deadline) {
+    Event e;
+    if ((*a)->PollEvents({&e, 1}) == 1 && e.type == EventType::kDeviceError) event = e;
+    if (!event) std::this_thread::yield();
+  }
+  ASSERT_TRUE(event.has_value()) << "no kDeviceError after " << count << " completions into a CQ "
+                                 << "of " << depth;
+  EXPECT_NE(event->detail.find("CQ overrun"), std::string::npos) << event->detail;
+  EXPECT_EQ(qa->state(), QpState::kError);
+}
+
+// An address nobody answers for ends Connect early with Unavailable and the CM's reason.
+TEST_F(RdmaTest, ConnectToAnUnreachableAddressIsUnavailable) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string address = Address();
+  const size_t dot = address.rfind('.');
+  if (std::getenv("RXE_VM") == nullptr || dot == std::string::npos) {
+    GTEST_SKIP() << "needs the rxe-vm's private IPv4 subnet to name an absent host";
+  }
+  const std::string absent = address.substr(0, dot) + ".213";
+  const uint16_t base = rdma_test::BasePort(kNodes, 4);
+  const AddressBook book = [&](NodeId id) -> Result<std::string> {
+    if (id >= 2) return Status::NotFound("node ", id, " is outside the world");
+    return StrCat(id == 0 ? absent : address, ":", base + id);
+  };
+  RdmaOptions options;
+  options.resolve_timeout = milliseconds(500);
+  auto fabric = CreateRdmaFabric(1, options, book);
+  ASSERT_TRUE(fabric.ok()) << fabric.status();
+  const ConnectRequest request{0, {}};
+  const auto start = steady_clock::now();
+  auto result = (*fabric)->Connect({&request, 1}, std::chrono::seconds(20));
+  const auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status();
+  EXPECT_NE(result.status().message().find(absent), std::string::npos) << result.status();
+  EXPECT_LT(took, std::chrono::seconds(15)) << result.status();
+  std::printf("unreachable peer: %s after %lld ms\n", result.status().ToString().c_str(),
+              static_cast<long long>(took.count()));
+}
+
 // Registration beyond RLIMIT_MEMLOCK names the limit and the `ulimit -l` it needs. Root may pin
 // any amount (CAP_IPC_LOCK), so a child process drops that capability and lowers the limit (the
 // verbs and rdma_cm files refuse writes once the process credentials change, so the child makes

@@ -766,7 +766,8 @@ void ReleaseConnLocked(Core& core, std::unique_ptr<Conn> conn, bool disconnect) 
     // The CQ may still hold completions of the destroyed QP, and its qp_num may be reused:
     // move what the CQ holds to the backlog now (the QP's own entries are dropped), and forget
     // the backlog entries of this QP.
-    while (ReapLocked(core, kPollBatch) > 0) {
+    for (int i = 0; i <= core.limits.cq_depth / kPollBatch; ++i) {
+      if (ReapLocked(core, kPollBatch) < kPollBatch) break;
     }
     std::erase_if(core.backlog, [&](const Reaped& r) { return r.conn == conn.get(); });
   }
@@ -1119,11 +1120,20 @@ void HandleAsyncEventLocked(Core& core, const ibv_async_event& event) {
                                           ibv_event_type_str(event.event_type))});
     return;
   }
-  core.PushEvent(Event{.type = *type,
-                       .peer = kInvalidNode,
-                       .qp = 0,
-                       .detail = StrCat("node ", core.node, " (", core.info.device,
-                                        "): ", ibv_event_type_str(event.event_type))});
+  std::string detail = StrCat("node ", core.node, " (", core.info.device,
+                              "): ", ibv_event_type_str(event.event_type));
+  if (event.event_type == IBV_EVENT_CQ_ERR) {
+    // An overrun CQ lost completions: the QPs feeding it are no longer trustworthy (the IB spec
+    // moves them to the error state; the loopback model does the same).
+    detail += StrCat(": CQ overrun, more than ", core.limits.cq_depth,
+                     " unpolled completions (cq_depth); every queue pair of the node fails");
+    for (auto& [id, each] : core.conns) {
+      if (each->qp == nullptr) continue;
+      each->SetCause(Cause::kFailed);
+      ToError(each->qp.get());
+    }
+  }
+  core.PushEvent(Event{.type = *type, .peer = kInvalidNode, .qp = 0, .detail = std::move(detail)});
 }
 
 // Retrieves, acknowledges and handles every pending rdma_cm and async event. Caller holds mu.
