@@ -173,6 +173,17 @@ TEST_F(RdmaTest, BadOptionsAndAddressesAreInvalidArguments) {
   EXPECT_EQ(CreateRdmaFabric(0, {}, AddressBook()).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(RdmaTest, PortRangeAddressBookGivesHostPortPerNode) {
+  const AddressBook v4 = PortRangeAddressBook("10.0.0.7", 7000, 3);
+  EXPECT_EQ(*v4(0), "10.0.0.7:7000");
+  EXPECT_EQ(*v4(2), "10.0.0.7:7002");
+  EXPECT_EQ(v4(3).status().code(), StatusCode::kNotFound);
+  const AddressBook v6 = PortRangeAddressBook("fe80::1", 7000, 2);
+  EXPECT_EQ(*v6(1), "[fe80::1]:7001");
+  const AddressBook high = PortRangeAddressBook("10.0.0.7", 65535, 2);
+  EXPECT_EQ(high(1).status().code(), StatusCode::kInvalidArgument);
+}
+
 // ---------------------------------------------------------------------------------------------
 // With a device
 
