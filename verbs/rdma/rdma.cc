@@ -91,6 +91,12 @@ std::string JoinNodes(const std::vector<NodeId>& nodes) {
   return out;
 }
 
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& name : names) out += StrCat(out.empty() ? "" : ", ", name);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection private data: a 12-byte header, then the caller's bytes. Little-endian.
 
@@ -416,14 +422,11 @@ Status Core::Open() {
   // 0: is there any device at all?
   FT_RETURN_IF_ERROR(Step(options, 0, "device list"));
   const std::vector<std::string> devices = DeviceNames();
-  if (devices.empty()) {
-    FT_ASSIGN_OR_RETURN(ContextPtr none, OpenDevice(options.device));  // NotFound: no device
-    (void)none;
-  }
-  if (!options.device.empty() &&
-      std::find(devices.begin(), devices.end(), options.device) == devices.end()) {
-    FT_ASSIGN_OR_RETURN(ContextPtr none, OpenDevice(options.device));  // NotFound, listing them
-    (void)none;
+  if (devices.empty() || (!options.device.empty() && std::find(devices.begin(), devices.end(),
+                                                               options.device) == devices.end())) {
+    // NotFound: "no RDMA device", or the device asked for with the list of those that exist.
+    Result<ContextPtr> missing = OpenDevice(options.device);
+    if (!missing.ok()) return missing.status();
   }
 
   // 1-3: the listening id, bound to our address; binding tells the device and port.
@@ -447,8 +450,7 @@ Status Core::Open() {
       return Status::FailedPrecondition("node ", node, ": listen address ", listen.text,
                                         " is not an address of an RDMA device on this host "
                                         "(RDMA devices: ",
-                                        StrCat(devices.empty() ? "none" : devices.front()),
-                                        devices.size() > 1 ? ", ..." : "", ")");
+                                        JoinNames(devices), ")");
     }
     return ErrnoStatus(error, StrCat("rdma_bind_addr(", listen.text, ")"));
   }
