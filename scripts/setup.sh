@@ -46,9 +46,10 @@ for build in "${builds[@]}"; do
     asan) flags=(-DCMAKE_BUILD_TYPE=Debug -DFT_SANITIZE=ON) ;;
     *) echo "setup: unknown build '$build' (release, debug or asan)" >&2; exit 2 ;;
   esac
-  if [[ ! -f build/$build/build.ninja ]] || ! grep -q "^FT_WERROR:BOOL=$werror$" build/$build/CMakeCache.txt; then
-    cmake -S . -B "build/$build" -G Ninja "${flags[@]}" -DFT_WERROR="$werror" >/dev/null
-  fi
+  # Configure every time (a second or two): options are set explicitly, so a tree configured by
+  # hand with other options is brought back to what this script promises.
+  cmake -S . -B "build/$build" -G Ninja "${flags[@]}" -DFT_WERROR="$werror" \
+    -DFT_BUILD_TESTS=ON -DFT_BUILD_BENCH=ON >/dev/null
   echo "setup: building build/$build"
   cmake --build "build/$build"
 done
