@@ -16,18 +16,22 @@
 // How real verbs differ from the loopback model (both pass fabric_conformance):
 // - A peer that is not listening (not started yet, or dead) cannot be told apart: Connect retries
 //   until its deadline and returns DeadlineExceeded naming the peer and why (no listener, no
-//   answer), where loopback says Unavailable for a killed node.
+//   answer), where loopback says Unavailable for a killed node. A host that does not answer
+//   address resolution, or a CM request that gets no answer, is Unavailable at once.
 // - Work executes on the device, not in PollCompletions; PollCompletions only reaps.
 // - Inline payloads are copied at post time without any lkey check (loopback reports a bad lkey
 //   of an inline request as kLocalProtectionError).
-// - kQpError is raised when the first error completion of a QP is polled (or when the device
-//   reports an async QP error), not when the failure happens on the wire.
+// - kQpError is raised when the first error completion of a QP is reaped from the CQ (by
+//   PollCompletions or WaitForActivity), or when the device reports an async QP error; not when
+//   the failure happens on the wire.
 // - A DISCONNECTED event moves our QP to the error state at once: later work completes kFlushed
 //   rather than kRetryExceeded.
+// - Soft-RoCE words some errors differently from the IB spec and treats retry_count 7 as
+//   "forever": errors.h maps its codes back, RdmaOptions caps retry_count at 6.
 //
 // Thread-safety: as the Fabric contract. Lifetime: QueuePairs and MemoryRegions should be
-// destroyed before their Fabric; those still alive keep the device resources (PD, CQ) alive but
-// fail with Unavailable, and their peers are disconnected when the Fabric goes.
+// destroyed before their Fabric; those still alive keep the device resources (PD, CQ) alive, the
+// QueuePairs fail with Unavailable, and their peers are disconnected when the Fabric goes.
 #ifndef FT_VERBS_RDMA_RDMA_H_
 #define FT_VERBS_RDMA_RDMA_H_
 
