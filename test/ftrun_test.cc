@@ -1,0 +1,500 @@
+// ftrun, the local launcher, run as a program (FTRUN_PATH) on /bin/sh scripts: the environment
+// of each rank and spare, tagged output, the exit status, --kill, signal forwarding, the bounds
+// on the job and the refusal of bad flags. Every run is bounded by RunFtrun's deadline; the test
+// itself never sleeps (the scripts it launches may).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long any one ftrun run may take before the test kills it and fails.
+constexpr auto kRunDeadline = std::chrono::seconds(30);
+// A job that ends "quickly": far below the `sleep 30` its processes would otherwise do.
+constexpr double kQuickSeconds = 10;
+
+struct RunOptions {
+  std::vector<std::string> set_environment;  // NAME=value, added to the test's own
+  bool stdin_open_pipe =
+      false;  // ftrun's stdin: a pipe nobody writes to or closes (else /dev/null)
+  bool own_process_group = false;  // ftrun leads its own group, as a terminal's job would
+  // Once `ready(stdout so far)` holds, `signal` goes to ftrun (to its group if to_group).
+  std::function<bool(const std::string&)> ready;
+  int signal = 0;
+  bool to_group = false;
+};
+
+struct RunResult {
+  int status = -1;  // exit status, or 128 + signal
+  bool timed_out = false;
+  bool signal_sent = false;
+  double seconds = 0;  // launch to exit
+  std::string out;
+  std::string err;
+};
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream stream(text);
+  for (std::string line; std::getline(stream, line);) lines.push_back(line);
+  return lines;
+}
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+size_t Count(const std::vector<std::string>& lines, const std::string& line) {
+  return static_cast<size_t>(std::count(lines.begin(), lines.end(), line));
+}
+
+// Runs ftrun with `args`, collecting its stdout and stderr, bounded by kRunDeadline. The
+// environment is the test's without RXE_VM_IP and FT_* (so the test behaves the same inside the
+// soft-RoCE VM or under a launcher), plus options.set_environment.
+RunResult RunFtrun(const std::vector<std::string>& args, const RunOptions& options = {}) {
+  std::vector<std::string> arguments = {FTRUN_PATH};
+  arguments.insert(arguments.end(), args.begin(), args.end());
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string variable(*entry);
+    if (variable.starts_with("RXE_VM_IP=") || variable.starts_with("FT_")) continue;
+    environment.push_back(variable);
+  }
+  environment.insert(environment.end(), options.set_environment.begin(),
+                     options.set_environment.end());
+  std::vector<char*> argv;
+  for (std::string& argument : arguments) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (std::string& variable : environment) envp.push_back(variable.data());
+  envp.push_back(nullptr);
+
+  RunResult result;
+  int out[2];
+  int err[2];
+  int in[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2 failed";
+    return result;
+  }
+  const Clock::time_point start = Clock::now();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (options.own_process_group) setpgid(0, 0);
+    const int stdin_fd = options.stdin_open_pipe ? in[0] : open("/dev/null", O_RDONLY);
+    dup2(stdin_fd, STDIN_FILENO);
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(126);
+  }
+  if (options.own_process_group) setpgid(pid, pid);
+  close(out[1]);
+  close(err[1]);
+  close(in[0]);
+  int fds[2] = {out[0], err[0]};
+  for (int fd : fds) fcntl(fd, F_SETFL, O_NONBLOCK);  // poll() below bounds every wait
+  std::string* sinks[2] = {&result.out, &result.err};
+  bool exited = false;
+  Clock::time_point exit_time;
+  while (true) {
+    int wait_status = 0;
+    if (!exited && waitpid(pid, &wait_status, WNOHANG) == pid) {
+      exited = true;
+      exit_time = Clock::now();
+      result.seconds = std::chrono::duration<double>(exit_time - start).count();
+      result.status =
+          WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+    }
+    const Clock::time_point now = Clock::now();
+    if (exited && ((fds[0] < 0 && fds[1] < 0) || now - exit_time > std::chrono::seconds(5))) {
+      break;  // a pipe still open 5 s after exit: something ftrun left behind holds it
+    }
+    if (!exited && now - start > kRunDeadline) {
+      result.timed_out = true;
+      kill(pid, SIGKILL);
+      waitpid(pid, &wait_status, 0);
+      break;
+    }
+    pollfd polled[2];
+    nfds_t count = 0;
+    for (int fd : fds) {
+      if (fd >= 0) polled[count++] = pollfd{fd, POLLIN, 0};
+    }
+    poll(polled, count, 50);
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i] < 0) continue;
+      char buffer[4096];
+      const ssize_t got = read(fds[i], buffer, sizeof(buffer));
+      if (got > 0) {
+        sinks[i]->append(buffer, static_cast<size_t>(got));
+      } else if (got == 0) {
+        close(fds[i]);
+        fds[i] = -1;
+      }
+    }
+    if (options.signal != 0 && !result.signal_sent && !exited && options.ready(result.out)) {
+      kill(options.to_group ? -pid : pid, options.signal);
+      result.signal_sent = true;
+    }
+  }
+  for (int fd : {fds[0], fds[1], in[1]}) {
+    if (fd >= 0) close(fd);
+  }
+  return result;
+}
+
+// A scratch directory for scripts to signal each other through files.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string name = std::filesystem::temp_directory_path() / "ftrun_test.XXXXXX";
+    path_ = mkdtemp(name.data()) != nullptr ? name : "";
+  }
+  ~ScratchDir() {
+    if (!path_.empty()) std::filesystem::remove_all(path_);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+RunOptions WithEnvironment(const std::string& variable) {
+  RunOptions options;
+  options.set_environment.push_back(variable);
+  return options;
+}
+
+std::vector<std::string> Sh(const std::string& script) { return {"/bin/sh", "-c", script}; }
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST(FtrunTest, EveryRankGetsItsEnvironment) {
+  const RunResult run =
+      RunFtrun(Concat({"-n", "3", "--"},
+                      Sh("echo \"$FT_RANK $FT_WORLD_SIZE $FT_COORDINATOR $FT_COORDINATOR_RANK "
+                         "$FT_SPARES $FT_SPARE $INHERITED_BY_RANKS\"")),
+               WithEnvironment("INHERITED_BY_RANKS=yes"));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.err, "");
+  const std::vector<std::string> lines = Lines(run.out);
+  ASSERT_EQ(lines.size(), 3u) << run.out;
+  std::set<std::string> ranks;
+  std::set<std::string> coordinators;
+  for (const std::string& line : lines) {
+    std::istringstream fields(line);
+    std::string rank, world, coordinator, coordinator_rank, spares, spare, inherited;
+    fields >> rank >> world >> coordinator >> coordinator_rank >> spares >> spare >> inherited;
+    ranks.insert(rank);
+    coordinators.insert(coordinator);
+    EXPECT_EQ(world, "3") << line;
+    EXPECT_EQ(coordinator_rank, "0") << line;
+    EXPECT_EQ(spares, "0") << line;
+    EXPECT_EQ(spare, "0") << line;
+    EXPECT_EQ(inherited, "yes") << line;
+  }
+  EXPECT_EQ(ranks, (std::set<std::string>{"0", "1", "2"}));
+  ASSERT_EQ(coordinators.size(), 1u) << "every rank must name the same coordinator";
+  const std::string coordinator = *coordinators.begin();
+  ASSERT_TRUE(coordinator.starts_with("127.0.0.1:")) << coordinator;
+  const int port = std::atoi(coordinator.substr(10).c_str());
+  EXPECT_GE(port, 1);
+  EXPECT_LE(port, 65535);
+}
+
+TEST(FtrunTest, PortFlagAndTheSoftRoceVmAddress) {
+  const std::vector<std::string> print = Sh("echo $FT_COORDINATOR");
+  RunResult run = RunFtrun(Concat({"-n", "2", "--port", "7471", "--"}, print));
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "127.0.0.1:7471\n127.0.0.1:7471\n");
+
+  run = RunFtrun(Concat({"-n", "2", "--port", "7471", "--"}, print),
+                 WithEnvironment("RXE_VM_IP=10.77.0.1"));
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "10.77.0.1:7471\n10.77.0.1:7471\n");
+}
+
+TEST(FtrunTest, SparesGetFtSpareAndAreStoppedWhenTheRanksAreDone) {
+  ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  // Spares say they are ready (their TERM trap set) and idle; ranks wait for both, then exit.
+  const std::string script =
+      "echo \"$FT_RANK $FT_WORLD_SIZE $FT_SPARES $FT_SPARE\"\n"
+      "if [ \"$FT_SPARE\" = 1 ]; then\n"
+      "  trap 'echo stopped; exit 0' TERM\n"
+      "  touch " +
+      dir.path() +
+      "/ready.$FT_RANK\n"
+      "  while :; do sleep 1; done\n"
+      "fi\n"
+      "while [ ! -e " +
+      dir.path() + "/ready.2 ] || [ ! -e " + dir.path() +
+      "/ready.3 ]; do\n"
+      "  sleep 0.05\n"
+      "done\n";
+  const RunResult run =
+      RunFtrun(Concat({"-n", "2", "--spares", "2", "--tag-output", "--"}, Sh(script)));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_FALSE(Contains(run.err, "ftrun: ")) << "no failure, no SIGKILL: " << run.err;
+  const std::vector<std::string> lines = Lines(run.out);
+  EXPECT_EQ(Count(lines, "[1,0]<stdout>: 0 2 2 0"), 1u) << run.out;
+  EXPECT_EQ(Count(lines, "[1,1]<stdout>: 1 2 2 0"), 1u) << run.out;
+  EXPECT_EQ(Count(lines, "[1,2]<stdout>: 2 2 2 1"), 1u) << run.out;
+  EXPECT_EQ(Count(lines, "[1,3]<stdout>: 3 2 2 1"), 1u) << run.out;
+  EXPECT_EQ(Count(lines, "[1,2]<stdout>: stopped"), 1u) << run.out;
+  EXPECT_EQ(Count(lines, "[1,3]<stdout>: stopped"), 1u) << run.out;
+  EXPECT_EQ(lines.size(), 6u) << run.out;
+}
+
+TEST(FtrunTest, SpareIgnoringSigtermGetsSigkillAfterTheGrace) {
+  ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string script = "if [ \"$FT_SPARE\" = 1 ]; then trap '' TERM; touch " + dir.path() +
+                             "/ready; exec sleep 30; fi\n"
+                             "while [ ! -e " +
+                             dir.path() + "/ready ]; do sleep 0.05; done\n";
+  const RunResult run =
+      RunFtrun(Concat({"-n", "1", "--spares", "1", "--grace", "0.3", "--"}, Sh(script)));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << "a spare ftrun stops does not count: " << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_EQ(run.err, "ftrun: rank 1 (spare) still running 0.3 s after SIGTERM; sent SIGKILL\n");
+}
+
+TEST(FtrunTest, TagOutputPrefixesWholeLines) {
+  // Each line is written in three pieces; four ranks write at once.
+  const std::string script =
+      "i=0\n"
+      "while [ $i -lt 200 ]; do\n"
+      "  printf \"a$FT_RANK\"; printf \"b$FT_RANK\"; printf \"c$FT_RANK\\n\"\n"
+      "  printf \"e$FT_RANK\\n\" >&2\n"
+      "  i=$((i + 1))\n"
+      "done\n"
+      "printf \"tail$FT_RANK\"\n";
+  const RunResult run = RunFtrun(Concat({"-n", "4", "--tag-output", "--"}, Sh(script)));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  const std::vector<std::string> out = Lines(run.out);
+  const std::vector<std::string> err = Lines(run.err);
+  EXPECT_EQ(out.size(), 4u * 201u);
+  EXPECT_EQ(err.size(), 4u * 200u);
+  for (int rank = 0; rank < 4; ++rank) {
+    const std::string r = std::to_string(rank);
+    const std::string tag = "[1," + r + "]";
+    EXPECT_EQ(Count(out, tag + "<stdout>: a" + r + "b" + r + "c" + r), 200u) << "rank " << r;
+    EXPECT_EQ(Count(out, tag + "<stdout>: tail" + r), 1u) << "partial last line, rank " << r;
+    EXPECT_EQ(Count(err, tag + "<stderr>: e" + r), 200u) << "rank " << r;
+  }
+}
+
+TEST(FtrunTest, WithoutTagOutputProcessesShareFtrunsStreams) {
+  const RunResult run =
+      RunFtrun(Concat({"-n", "2", "--"}, Sh("echo out$FT_RANK; echo err$FT_RANK >&2")));
+  EXPECT_EQ(run.status, 0) << run.err;
+  const std::vector<std::string> out = Lines(run.out);
+  const std::vector<std::string> err = Lines(run.err);
+  EXPECT_EQ(std::set<std::string>(out.begin(), out.end()), (std::set<std::string>{"out0", "out1"}));
+  EXPECT_EQ(std::set<std::string>(err.begin(), err.end()), (std::set<std::string>{"err0", "err1"}));
+}
+
+TEST(FtrunTest, ProgramsStdinIsDevNull) {
+  // `cat` on an inherited stdin would wait for the test's pipe forever.
+  RunOptions options;
+  options.stdin_open_pipe = true;
+  const RunResult run = RunFtrun({"-n", "2", "--", "cat"}, options);
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "");
+}
+
+TEST(FtrunTest, EverythingAfterProgramIsItsOwn) {
+  RunResult run = RunFtrun({"-n", "1", "/bin/echo", "--kill", "3", "-n", "5", "--", "x"});
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "--kill 3 -n 5 -- x\n");
+  run = RunFtrun({"-n", "1", "--tag-output", "--", "/bin/echo", "--tag-output"});
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "[1,0]<stdout>: --tag-output\n");
+}
+
+TEST(FtrunTest, ExitStatusIsTheFirstFailure) {
+  const RunResult run = RunFtrun(
+      Concat({"-n", "3", "--"}, Sh("case $FT_RANK in 1) exit 3;; 2) sleep 1; exit 4;; esac")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 3) << run.err;
+  EXPECT_EQ(run.err, "ftrun: rank 1 exited with status 3\nftrun: rank 2 exited with status 4\n");
+}
+
+TEST(FtrunTest, SignalDeathIs128PlusTheSignal) {
+  const RunResult run = RunFtrun(Concat({"-n", "2", "--"}, Sh("kill -USR1 $$")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 128 + SIGUSR1) << run.err;
+  EXPECT_PRED2(Contains, run.err, "killed by signal " + std::to_string(SIGUSR1) + " (SIGUSR1)");
+}
+
+TEST(FtrunTest, KillSigkillsTheRankAfterTheDelayAndTheJobEndsQuickly) {
+  // Rank 1 and the spare would sleep 30 s; rank 0 is done at once.
+  const RunResult run =
+      RunFtrun(Concat({"-n", "2", "--spares", "1", "--kill", "1", "--after", "0.2", "--"},
+                      Sh("if [ \"$FT_RANK\" != 0 ]; then sleep 30; fi")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 128 + SIGKILL) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_GE(run.seconds, 0.2);
+  EXPECT_EQ(run.err,
+            "ftrun: killed rank 1 (SIGKILL) after 0.2 s\n"
+            "ftrun: rank 1 killed by signal 9 (SIGKILL)\n");
+}
+
+// Ranks that trap `signal`, say they are ready, and idle until it comes.
+std::vector<std::string> TrappingRanks(const std::string& signal, int exit_status) {
+  return Sh("trap 'echo got " + signal + " $FT_RANK; exit " + std::to_string(exit_status) + "' " +
+            signal + "\necho ready $FT_RANK\nwhile :; do sleep 1; done");
+}
+
+bool AllReady(const std::string& out, int ranks) {
+  for (int rank = 0; rank < ranks; ++rank) {
+    if (!Contains(out, "ready " + std::to_string(rank) + "\n")) return false;
+  }
+  return true;
+}
+
+// Options that send `signal` to ftrun once ranks 0..ranks-1 have said "ready".
+RunOptions SignalWhenReady(int ranks, int signal) {
+  RunOptions options;
+  options.ready = [ranks](const std::string& out) { return AllReady(out, ranks); };
+  options.signal = signal;
+  return options;
+}
+
+TEST(FtrunTest, SigtermIsForwardedToEveryRank) {
+  const RunResult run =
+      RunFtrun(Concat({"-n", "2", "--"}, TrappingRanks("TERM", 5)), SignalWhenReady(2, SIGTERM));
+  ASSERT_FALSE(run.timed_out);
+  ASSERT_TRUE(run.signal_sent) << run.out << run.err;
+  EXPECT_EQ(run.status, 5) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  const std::vector<std::string> lines = Lines(run.out);
+  EXPECT_EQ(Count(lines, "got TERM 0"), 1u) << run.out;
+  EXPECT_EQ(Count(lines, "got TERM 1"), 1u) << run.out;
+  EXPECT_PRED2(Contains, run.err, "ftrun: got SIGTERM; forwarded it to 2 processes\n");
+}
+
+TEST(FtrunTest, CtrlCToFtrunsGroupReachesEachRankOnce) {
+  // As a terminal's Ctrl-C: SIGINT to ftrun's whole process group. The ranks are in groups of
+  // their own, so only ftrun's forwarding reaches them.
+  RunOptions options = SignalWhenReady(3, SIGINT);
+  options.own_process_group = true;
+  options.to_group = true;
+  const RunResult run =
+      RunFtrun(Concat({"-n", "3", "--tag-output", "--"}, TrappingRanks("INT", 6)), options);
+  ASSERT_FALSE(run.timed_out);
+  ASSERT_TRUE(run.signal_sent) << run.out << run.err;
+  EXPECT_EQ(run.status, 6) << run.err;
+  const std::vector<std::string> lines = Lines(run.out);
+  for (int rank = 0; rank < 3; ++rank) {
+    const std::string r = std::to_string(rank);
+    EXPECT_EQ(Count(lines, "[1," + r + "]<stdout>: got INT " + r), 1u) << run.out;
+  }
+}
+
+TEST(FtrunTest, RanksIgnoringAForwardedSignalGetSigkillAfterTheGrace) {
+  const RunResult run = RunFtrun(
+      Concat({"-n", "1", "--grace", "0.3", "--"}, Sh("trap '' TERM; echo ready 0; exec sleep 30")),
+      SignalWhenReady(1, SIGTERM));
+  ASSERT_FALSE(run.timed_out);
+  ASSERT_TRUE(run.signal_sent);
+  EXPECT_EQ(run.status, 128 + SIGKILL) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_PRED2(Contains, run.err, "ftrun: rank 0 still running 0.3 s after SIGTERM; sent SIGKILL");
+}
+
+TEST(FtrunTest, TimeoutEndsTheJobWith124) {
+  const RunResult run = RunFtrun({"-n", "2", "--timeout", "0.3", "--", "sleep", "30"});
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 124) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_PRED2(Contains, run.err, "--timeout 0.3 s");
+}
+
+TEST(FtrunTest, BadFlagsExit2WithAMessageAndLaunchNothing) {
+  const std::vector<std::string> launched = Sh("echo launched");
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      Concat({}, launched),                                          // no -n
+      Concat({"-n", "0", "--"}, launched),                           // N < 1
+      Concat({"-n", "-2", "--"}, launched),                          // N < 1
+      Concat({"-n", "two", "--"}, launched),                         // not a number
+      Concat({"-n", "2", "--spares", "-1", "--"}, launched),         // S < 0
+      Concat({"-n", "2", "--after", "1", "--"}, launched),           // --after without --kill
+      Concat({"-n", "2", "--kill", "1", "--"}, launched),            // --kill without --after
+      Concat({"-n", "2", "--kill", "2", "--after", "1"}, launched),  // no rank 2
+      Concat({"-n", "2", "--kill", "0", "--after", "-1"}, launched),
+      Concat({"-n", "2", "--port", "0", "--"}, launched),
+      Concat({"-n", "2", "--port", "65536", "--"}, launched),
+      Concat({"-n", "2", "--grace", "-1", "--"}, launched),
+      Concat({"-n", "2", "--timeout", "0", "--"}, launched),
+      Concat({"-n", "2", "--bogus"}, launched),  // unknown flag
+      Concat({"-n", "2", "-x"}, launched),       // unknown flag
+      {"-n", "2"},                               // no PROGRAM
+      {"-n", "2", "--"},                         // no PROGRAM
+  };
+  for (const std::vector<std::string>& args : cases) {
+    std::string joined;
+    for (const std::string& arg : args) joined += " " + arg;
+    const RunResult run = RunFtrun(args);
+    EXPECT_EQ(run.status, 2) << "ftrun" << joined << "\n" << run.err;
+    EXPECT_TRUE(run.err.starts_with("ftrun: ")) << "ftrun" << joined << "\n" << run.err;
+    EXPECT_EQ(run.out, "") << "ftrun" << joined;
+  }
+}
+
+TEST(FtrunTest, MissingProgramExits127NamingIt) {
+  RunResult run = RunFtrun({"-n", "2", "--", "ftrun-test-no-such-command"});
+  EXPECT_EQ(run.status, 127);
+  EXPECT_EQ(run.err, "ftrun: ftrun-test-no-such-command: command not found\n");
+
+  run = RunFtrun({"-n", "2", "/nonexistent/ftrun-test-program"});
+  EXPECT_EQ(run.status, 127);
+  EXPECT_PRED2(Contains, run.err, "/nonexistent/ftrun-test-program");
+
+  run = RunFtrun({"-n", "2", "/dev/null"});  // exists, cannot be executed
+  EXPECT_EQ(run.status, 126);
+  EXPECT_PRED2(Contains, run.err, "/dev/null");
+}
+
+TEST(FtrunTest, HelpListsEveryFlag) {
+  const RunResult run = RunFtrun({"--help"});
+  EXPECT_EQ(run.status, 0);
+  for (const char* flag :
+       {"-n", "--spares", "--tag-output", "--kill", "--after", "--port", "--grace", "--timeout",
+        "PROGRAM", "FT_RANK", "FT_WORLD_SIZE", "FT_COORDINATOR", "FT_SPARE", "RXE_VM_IP", "127"}) {
+    EXPECT_PRED2(Contains, run.out, flag);
+  }
+}
+
+}  // namespace

@@ -1,0 +1,786 @@
+// How ftrun runs a job.
+//
+// Process model. Every process (rank or spare) is forked, put in its own process group
+// (pgid == pid) and exec'd with execvpe; its stdin is /dev/null. Signals and kills go to the
+// whole group, so what a process started (`sh -c` children) goes with it. Because the processes
+// are not in ftrun's group, a Ctrl-C at a terminal (SIGINT to the foreground group) reaches ftrun
+// alone, which forwards it once: no process sees it twice. Each child also asks for SIGKILL when
+// ftrun dies (PR_SET_PDEATHSIG), so a killed launcher leaves no ranks behind.
+//
+// Event loop. SIGINT, SIGTERM, SIGHUP (those not ignored when ftrun started) and SIGCHLD are
+// blocked and read from a signalfd; one poll() waits on it, on the output pipes (--tag-output)
+// and on the nearest deadline, never longer than kMaxPollWait. Deadlines: --kill, --timeout,
+// SIGKILL after --grace, giving up kReapAfterKill after a SIGKILL, and the output drain.
+//
+// Status. The first failure in time (reaping order) of a rank, or of a spare that failed on its
+// own, decides the exit status: its exit status, or 128 + signal. Spares that ftrun stops at the
+// end of the job (SIGTERM, then SIGKILL) do not count.
+#include "tools/ftrun/job.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace ft::ftrun {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+constexpr size_t kReadChunk = 64 * 1024;  // one read() of a child's pipe
+constexpr size_t kMaxLine = 64 * 1024;    // a longer line is tagged in pieces of this size
+constexpr int kMaxDrainReads = 16;        // bound on reading a dead child's pipe at once
+constexpr auto kMaxPollWait = std::chrono::milliseconds(500);
+constexpr auto kReapAfterKill = std::chrono::seconds(5);    // SIGKILL to giving up on a process
+constexpr auto kExecReportWait = std::chrono::seconds(10);  // fork to exec (or its failure)
+constexpr auto kDrainAfterExit = std::chrono::seconds(1);   // last exit to closing the pipes
+constexpr auto kWriteStall = std::chrono::seconds(10);      // our stdout/stderr not draining
+
+// The variables ftrun sets; inherited values of the same names are dropped.
+constexpr const char* kOwnVariables[] = {"FT_RANK",   "FT_WORLD_SIZE",  "FT_SPARE",
+                                         "FT_SPARES", "FT_COORDINATOR", "FT_COORDINATOR_RANK"};
+
+Clock::duration Seconds(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+// Milliseconds for poll(): rounded up, so a wake-up is never before the deadline.
+int PollMillis(Clock::duration wait) {
+  if (wait <= Clock::duration::zero()) return 0;
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+}
+
+std::string FormatSeconds(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", seconds);
+  return text;
+}
+
+std::string SignalName(int signal) {
+  const char* abbreviation = sigabbrev_np(signal);
+  return abbreviation != nullptr ? std::string("SIG") + abbreviation
+                                 : "signal " + std::to_string(signal);
+}
+
+// An owned file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { Reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+// A close-on-exec pipe; nullopt with errno set on failure.
+std::optional<Pipe> MakePipe() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return std::nullopt;
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+// One of ftrun's own output streams (stdout or stderr). Each Write is whole lines and completes
+// before the next starts (ftrun is single-threaded), so lines from different ranks never mix.
+// After EPIPE, or kWriteStall without progress on a non-blocking descriptor, the rest is dropped.
+class Sink {
+ public:
+  explicit Sink(int fd) : fd_(fd) {}
+
+  void Write(std::string_view data) {
+    const TimePoint deadline = Clock::now() + kWriteStall;
+    while (!data.empty() && !broken_) {
+      const ssize_t written = write(fd_, data.data(), data.size());
+      if (written > 0) {
+        data.remove_prefix(static_cast<size_t>(written));
+        continue;
+      }
+      if (written < 0 && errno == EINTR) continue;
+      if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && Clock::now() < deadline) {
+        pollfd ready{fd_, POLLOUT, 0};
+        poll(&ready, 1, PollMillis(deadline - Clock::now()));
+        continue;
+      }
+      broken_ = true;
+    }
+  }
+
+ private:
+  int fd_;
+  bool broken_ = false;
+};
+
+// ftrun's notes on stderr: "ftrun: <text>\n" in one write.
+void Note(Sink& err, const std::string& text) { err.Write("ftrun: " + text + "\n"); }
+
+// Reads one child stream (a non-blocking pipe) and writes each of its lines to `sink` as
+// `prefix` + line + "\n". A partial last line is completed at EOF or Close().
+class LineRelay {
+ public:
+  LineRelay(UniqueFd fd, std::string prefix, Sink* sink)
+      : fd_(std::move(fd)), prefix_(std::move(prefix)), sink_(sink) {}
+
+  int fd() const { return fd_.get(); }
+  bool open() const { return fd_.valid(); }
+
+  // One read of what the pipe holds. False when nothing was read (empty, EOF or error; the last
+  // two close the relay).
+  bool ReadOnce() {
+    if (!fd_.valid()) return false;
+    std::string& buffer = ReadBuffer();
+    ssize_t got;
+    do {
+      got = read(fd_.get(), buffer.data(), buffer.size());
+    } while (got < 0 && errno == EINTR);
+    if (got > 0) {
+      pending_.append(buffer.data(), static_cast<size_t>(got));
+      Emit(/*flush_partial=*/false);
+      return true;
+    }
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    Close();
+    return false;
+  }
+
+  // Reads what is already in the pipe (bounded: kMaxDrainReads reads).
+  void Drain() {
+    for (int i = 0; i < kMaxDrainReads && ReadOnce(); ++i) {
+    }
+  }
+
+  // Writes a partial last line and stops reading.
+  void Close() {
+    Emit(/*flush_partial=*/true);
+    fd_.Reset();
+  }
+
+ private:
+  static std::string& ReadBuffer() {
+    static std::string buffer(kReadChunk, '\0');
+    return buffer;
+  }
+
+  void Emit(bool flush_partial) {
+    std::string out;
+    size_t start = 0;
+    while (start < pending_.size()) {
+      const size_t newline = pending_.find('\n', start);
+      size_t end;
+      size_t next;
+      if (newline != std::string::npos && newline - start <= kMaxLine) {
+        end = newline;
+        next = newline + 1;
+      } else if (pending_.size() - start >= kMaxLine) {
+        end = start + kMaxLine;
+        next = end;
+      } else if (flush_partial) {
+        end = pending_.size();
+        next = end;
+      } else {
+        break;
+      }
+      out += prefix_;
+      out.append(pending_, start, end - start);
+      out += '\n';
+      start = next;
+    }
+    pending_.erase(0, start);
+    if (!out.empty()) sink_->Write(out);
+  }
+
+  UniqueFd fd_;
+  std::string prefix_;
+  Sink* sink_;
+  std::string pending_;  // bytes after the last complete line
+};
+
+// A forked child, leader of its own process group. Owning: destroying one that was not reaped
+// SIGKILLs its group and reaps it (bounded by kReapAfterKill), so an early return leaves nothing
+// running.
+class Process {
+ public:
+  Process() = default;
+  explicit Process(pid_t pid) : pid_(pid) {}
+  Process(Process&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
+  Process& operator=(Process&& other) noexcept {
+    if (this != &other) {
+      KillAndReap();
+      pid_ = std::exchange(other.pid_, -1);
+    }
+    return *this;
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() { KillAndReap(); }
+
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+
+  // Sends `signal` to the process group; false when there was no one to send it to.
+  bool Signal(int signal) const { return pid_ > 0 && kill(-pid_, signal) == 0; }
+
+  // The process was reaped (waitpid), or is given up on: forget it.
+  void Release() { pid_ = -1; }
+
+ private:
+  void KillAndReap() {
+    if (pid_ <= 0) return;
+    kill(-pid_, SIGKILL);
+    const TimePoint deadline = Clock::now() + kReapAfterKill;
+    while (waitpid(pid_, nullptr, WNOHANG) == 0 && Clock::now() < deadline) {
+      const timespec pause{0, 10'000'000};
+      nanosleep(&pause, nullptr);
+    }
+    pid_ = -1;
+  }
+
+  pid_t pid_ = -1;
+};
+
+// While alive: SIGCHLD and the forwarded signals are blocked and readable from fd(), SIGCHLD has
+// its default disposition (waitpid works) and SIGPIPE is ignored (a closed stdout is an EPIPE,
+// not our death). The destructor restores all of it; children restore it before exec.
+class SignalRouting {
+ public:
+  SignalRouting() = default;
+  SignalRouting(const SignalRouting&) = delete;
+  SignalRouting& operator=(const SignalRouting&) = delete;
+  ~SignalRouting() {
+    if (!installed_) return;
+    fd_.Reset();
+    sigaction(SIGPIPE, &original_sigpipe_, nullptr);
+    sigaction(SIGCHLD, &original_sigchld_, nullptr);
+    sigprocmask(SIG_SETMASK, &original_mask_, nullptr);
+  }
+
+  // False with errno set on failure.
+  bool Install() {
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGCHLD);
+    // A signal ignored when we started (nohup, a background job of a non-interactive shell)
+    // stays ignored: we neither act on it nor forward it, and the children inherit SIG_IGN.
+    for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction current {};
+      if (sigaction(signal, nullptr, &current) != 0) return false;
+      if (current.sa_handler != SIG_IGN) sigaddset(&handled, signal);
+    }
+    struct sigaction default_action {};
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    struct sigaction ignore_action = default_action;
+    ignore_action.sa_handler = SIG_IGN;
+    if (sigaction(SIGCHLD, &default_action, &original_sigchld_) != 0) return false;
+    if (sigaction(SIGPIPE, &ignore_action, &original_sigpipe_) != 0) {
+      sigaction(SIGCHLD, &original_sigchld_, nullptr);
+      return false;
+    }
+    sigprocmask(SIG_BLOCK, &handled, &original_mask_);
+    installed_ = true;  // from here on the destructor undoes it all
+    fd_ = UniqueFd(signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK));
+    return fd_.valid();
+  }
+
+  int fd() const { return fd_.get(); }
+  const sigset_t& original_mask() const { return original_mask_; }
+  const struct sigaction& original_sigpipe() const { return original_sigpipe_; }
+  const struct sigaction& original_sigchld() const { return original_sigchld_; }
+
+ private:
+  bool installed_ = false;
+  sigset_t original_mask_{};
+  struct sigaction original_sigpipe_ {};
+  struct sigaction original_sigchld_ {};
+  UniqueFd fd_;
+};
+
+// Everything a child needs between fork and exec, prepared before fork, so that the child
+// allocates nothing and makes only system calls (and execvpe, which searches PATH on the stack).
+struct ChildSetup {
+  pid_t parent;
+  int stdin_fd;
+  int stdout_fd;  // -1: inherit ftrun's
+  int stderr_fd;  // -1: inherit ftrun's
+  int report_fd;  // close-on-exec pipe: the exec errno is written here when exec fails
+  const SignalRouting* signals;
+  char* const* argv;
+  char* const* envp;
+};
+
+[[noreturn]] void RunChild(const ChildSetup& setup) {
+  setpgid(0, 0);
+  // SIGKILL when ftrun dies; if it already died, the parent is no longer ours.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != setup.parent) _exit(kExitLaunchFailed);
+  // Every source descriptor is >= 3 (EnsureStandardDescriptors), so dup2 clobbers none of them.
+  if (dup2(setup.stdin_fd, STDIN_FILENO) < 0) _exit(kExitLaunchFailed);
+  if (setup.stdout_fd >= 0 && dup2(setup.stdout_fd, STDOUT_FILENO) < 0) _exit(kExitLaunchFailed);
+  if (setup.stderr_fd >= 0 && dup2(setup.stderr_fd, STDERR_FILENO) < 0) _exit(kExitLaunchFailed);
+  sigaction(SIGPIPE, &setup.signals->original_sigpipe(), nullptr);
+  sigaction(SIGCHLD, &setup.signals->original_sigchld(), nullptr);
+  sigprocmask(SIG_SETMASK, &setup.signals->original_mask(), nullptr);
+  execvpe(setup.argv[0], setup.argv, setup.envp);
+  const int error = errno;
+  ssize_t ignored = write(setup.report_fd, &error, sizeof(error));
+  (void)ignored;
+  _exit(error == ENOENT || error == ENOTDIR ? kExitNotFound : kExitCannotExecute);
+}
+
+// Opens /dev/null on any of descriptors 0, 1 and 2 that is closed, so that no descriptor ftrun
+// opens later is one of them.
+void EnsureStandardDescriptors() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      // Takes the lowest free number, `fd`, and stays open for the life of ftrun on purpose.
+      open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    }
+  }
+}
+
+// A TCP port free on `host` right now (bind port 0, read it back, close), or 0.
+uint16_t FreePort(const std::string& host) {
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    length = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    length = sizeof(*v6);
+  } else {
+    return 0;
+  }
+  UniqueFd socket_fd(socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!socket_fd.valid()) return 0;
+  if (bind(socket_fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) return 0;
+  if (getsockname(socket_fd.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) return 0;
+  return ntohs(address.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
+}
+
+struct Child {
+  int rank = 0;
+  bool spare = false;
+  Process process;
+  bool stopping = false;  // a spare that ftrun stops at the end of the job: its exit does not count
+  int last_signal = 0;    // the last signal ftrun sent it, for the SIGKILL note
+  std::optional<LineRelay> out;
+  std::optional<LineRelay> err;
+
+  std::string Name() const { return "rank " + std::to_string(rank) + (spare ? " (spare)" : ""); }
+};
+
+class Job {
+ public:
+  explicit Job(const JobOptions& options) : options_(options) {}
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  int Run() {
+    EnsureStandardDescriptors();
+    if (!signals_.Install()) {
+      Note(err_sink_, std::string("cannot set up signal handling: ") + std::strerror(errno));
+      return kExitLaunchFailed;
+    }
+    if (!ChooseCoordinator()) return kExitLaunchFailed;
+    dev_null_ = UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!dev_null_.valid()) {
+      Note(err_sink_, std::string("cannot open /dev/null: ") + std::strerror(errno));
+      return kExitLaunchFailed;
+    }
+    KeepInheritedEnvironment();
+    const int total = options_.ranks + options_.spares;
+    children_.reserve(static_cast<size_t>(total));
+    for (int rank = 0; rank < total; ++rank) {
+      if (const int failure = Spawn(rank); failure != kExitOk) return failure;
+    }
+    start_ = Clock::now();
+    ranks_running_ = options_.ranks;
+    if (options_.kill_rank) kill_at_ = start_ + Seconds(options_.kill_after_seconds);
+    if (options_.timeout_seconds) timeout_at_ = start_ + Seconds(*options_.timeout_seconds);
+    Supervise();
+    if (timed_out_) return kExitTimeout;
+    return first_failure_.value_or(kExitOk);
+  }
+
+ private:
+  bool ChooseCoordinator() {
+    const char* vm_ip = std::getenv("RXE_VM_IP");
+    const std::string host = vm_ip != nullptr && *vm_ip != '\0' ? vm_ip : "127.0.0.1";
+    uint16_t port = options_.port.value_or(0);
+    // A port free on the coordinator's address; if that address is not ours to bind here,
+    // one free on loopback. Someone else may take it before rank 0 listens: --port avoids that.
+    if (port == 0) port = FreePort(host);
+    if (port == 0) port = FreePort("127.0.0.1");
+    if (port == 0) {
+      Note(err_sink_, std::string("cannot find a free TCP port for the coordinator: ") +
+                          std::strerror(errno) + " (give one with --port)");
+      return false;
+    }
+    const bool ipv6 = host.find(':') != std::string::npos;
+    coordinator_ = (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    return true;
+  }
+
+  void KeepInheritedEnvironment() {
+    for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+      const std::string_view variable(*entry);
+      const std::string_view name = variable.substr(0, variable.find('='));
+      if (std::find(std::begin(kOwnVariables), std::end(kOwnVariables), name) ==
+          std::end(kOwnVariables)) {
+        environment_.emplace_back(variable);
+      }
+    }
+  }
+
+  // Forks and execs one process; kExitOk, or ftrun's exit status after a note.
+  int Spawn(int rank) {
+    const bool spare = rank >= options_.ranks;
+    std::vector<std::string> environment = environment_;
+    environment.push_back("FT_RANK=" + std::to_string(rank));
+    environment.push_back("FT_WORLD_SIZE=" + std::to_string(options_.ranks));
+    environment.push_back(std::string("FT_SPARE=") + (spare ? "1" : "0"));
+    environment.push_back("FT_SPARES=" + std::to_string(options_.spares));
+    environment.push_back("FT_COORDINATOR=" + coordinator_);
+    environment.push_back("FT_COORDINATOR_RANK=0");
+    std::vector<char*> envp;
+    for (std::string& variable : environment) envp.push_back(variable.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> command = options_.command;
+    std::vector<char*> argv;
+    for (std::string& argument : command) argv.push_back(argument.data());
+    argv.push_back(nullptr);
+
+    std::optional<Pipe> report = MakePipe();
+    std::optional<Pipe> out;
+    std::optional<Pipe> err;
+    if (report && options_.tag_output) {
+      out = MakePipe();
+      if (out) err = MakePipe();
+    }
+    if (!report || (options_.tag_output && (!out || !err))) {
+      Note(err_sink_, "cannot create a pipe for rank " + std::to_string(rank) + ": " +
+                          std::strerror(errno) + (errno == EMFILE ? " (see ulimit -n)" : ""));
+      return kExitLaunchFailed;
+    }
+    const ChildSetup setup{.parent = getpid(),
+                           .stdin_fd = dev_null_.get(),
+                           .stdout_fd = out ? out->write.get() : -1,
+                           .stderr_fd = err ? err->write.get() : -1,
+                           .report_fd = report->write.get(),
+                           .signals = &signals_,
+                           .argv = argv.data(),
+                           .envp = envp.data()};
+    const pid_t pid = fork();
+    if (pid < 0) {
+      Note(err_sink_, "cannot fork rank " + std::to_string(rank) + ": " + std::strerror(errno));
+      return kExitLaunchFailed;
+    }
+    if (pid == 0) RunChild(setup);
+    setpgid(pid, pid);  // the child does it too: whichever runs first, signals find the group
+    Process process(pid);
+    report->write.Reset();
+    if (out) out->write.Reset();
+    if (err) err->write.Reset();
+
+    // EOF: exec succeeded (the close-on-exec pipe closed). An int: exec's errno.
+    pollfd ready{report->read.get(), POLLIN, 0};
+    int error = 0;
+    ssize_t got = -1;
+    if (poll(&ready, 1, PollMillis(kExecReportWait)) == 1) {
+      do {
+        got = read(report->read.get(), &error, sizeof(error));
+      } while (got < 0 && errno == EINTR);
+    }
+    if (got != 0) {
+      const std::string& program = options_.command.front();
+      if (got == static_cast<ssize_t>(sizeof(error))) {
+        const bool not_found = error == ENOENT || error == ENOTDIR;
+        const bool searched = program.find('/') == std::string::npos;
+        Note(err_sink_,
+             program + ": " + (not_found && searched ? "command not found" : std::strerror(error)));
+        return not_found ? kExitNotFound : kExitCannotExecute;
+      }
+      Note(err_sink_, "rank " + std::to_string(rank) + " did not start " + program);
+      return kExitLaunchFailed;
+    }
+
+    Child& child = children_.emplace_back();
+    child.rank = rank;
+    child.spare = spare;
+    child.process = std::move(process);
+    by_pid_[pid] = children_.size() - 1;
+    if (options_.tag_output) {
+      for (Pipe* pipe : {&*out, &*err}) {
+        fcntl(pipe->read.get(), F_SETFL, fcntl(pipe->read.get(), F_GETFL) | O_NONBLOCK);
+      }
+      const std::string tag = "[1," + std::to_string(rank) + "]";
+      child.out.emplace(std::move(out->read), tag + "<stdout>: ", &out_sink_);
+      child.err.emplace(std::move(err->read), tag + "<stderr>: ", &err_sink_);
+    }
+    ++running_;
+    return kExitOk;
+  }
+
+  void Supervise() {
+    std::optional<TimePoint> drain_until;
+    std::vector<pollfd> polled;
+    std::vector<LineRelay*> relays;  // relays[i] is read through polled[i + 1]
+    while (true) {
+      Reap();
+      const TimePoint now = Clock::now();
+      StopSparesWhenRanksAreDone();
+      HandleDeadlines(now);
+      if (running_ == 0) {
+        if (!drain_until) drain_until = now + kDrainAfterExit;
+        if (!AnyRelayOpen()) return;
+        if (now >= *drain_until) {
+          AbandonRelays();
+          return;
+        }
+      } else if (give_up_at_ && now >= *give_up_at_) {
+        GiveUp();
+        return;
+      }
+
+      TimePoint wake = now + kMaxPollWait;
+      for (const std::optional<TimePoint>& deadline :
+           {kill_at_, timeout_at_, sigkill_at_, give_up_at_, drain_until}) {
+        if (deadline) wake = std::min(wake, *deadline);
+      }
+      polled.assign(1, pollfd{signals_.fd(), POLLIN, 0});
+      relays.clear();
+      for (Child& child : children_) {
+        for (std::optional<LineRelay>* relay : {&child.out, &child.err}) {
+          if (*relay && (*relay)->open()) {
+            polled.push_back(pollfd{(*relay)->fd(), POLLIN, 0});
+            relays.push_back(&**relay);
+          }
+        }
+      }
+      const int ready = poll(polled.data(), polled.size(), PollMillis(wake - Clock::now()));
+      if (ready <= 0) continue;  // timeout, or EINTR (nothing interrupts: all is blocked)
+      if (polled[0].revents != 0) ReadSignals();
+      for (size_t i = 0; i < relays.size(); ++i) {
+        if (polled[i + 1].revents != 0) relays[i]->ReadOnce();
+      }
+    }
+  }
+
+  void ReadSignals() {
+    signalfd_siginfo info;
+    while (read(signals_.fd(), &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+      const int signal = static_cast<int>(info.ssi_signo);
+      if (signal != SIGCHLD) Forward(signal);  // SIGCHLD: Reap() runs on every turn
+    }
+  }
+
+  // Sends `signal` to every running process; SIGKILL follows after --grace.
+  void Forward(int signal) {
+    const int sent = SignalRunning(signal, /*stopping=*/false);
+    Note(err_sink_, "got " + SignalName(signal) + "; forwarded it to " + std::to_string(sent) +
+                        (sent == 1 ? " process" : " processes"));
+  }
+
+  // Sends `signal` to every running process (marking spares `stopping` when asked) and arms the
+  // SIGKILL deadline. Returns how many processes got it.
+  int SignalRunning(int signal, bool stopping) {
+    int sent = 0;
+    for (Child& child : children_) {
+      if (!child.process.running() || (stopping && !child.spare)) continue;
+      child.stopping = child.stopping || stopping;
+      if (child.process.Signal(signal)) {
+        child.last_signal = signal;
+        ++sent;
+      }
+    }
+    if (sent > 0) {
+      const TimePoint kill_at = Clock::now() + Seconds(options_.grace_seconds);
+      sigkill_at_ = sigkill_at_ ? std::min(*sigkill_at_, kill_at) : kill_at;
+    }
+    return sent;
+  }
+
+  // Spares idle until recovery needs them: once no rank is left, nothing will.
+  void StopSparesWhenRanksAreDone() {
+    if (ranks_running_ > 0 || spares_stopped_) return;
+    spares_stopped_ = true;
+    SignalRunning(SIGTERM, /*stopping=*/true);
+  }
+
+  void HandleDeadlines(TimePoint now) {
+    if (kill_at_ && now >= *kill_at_) {
+      kill_at_.reset();
+      Child& target = children_[static_cast<size_t>(*options_.kill_rank)];
+      if (target.process.Signal(SIGKILL)) {
+        Note(err_sink_, "killed rank " + std::to_string(target.rank) + " (SIGKILL) after " +
+                            FormatSeconds(options_.kill_after_seconds) + " s");
+      } else {
+        Note(err_sink_,
+             "--kill: rank " + std::to_string(target.rank) + " had already exited; killed nothing");
+      }
+    }
+    if (timeout_at_ && now >= *timeout_at_) {
+      timeout_at_.reset();
+      timed_out_ = true;
+      const int sent = SignalRunning(SIGTERM, /*stopping=*/false);
+      Note(err_sink_, "the job reached --timeout " + FormatSeconds(*options_.timeout_seconds) +
+                          " s; sent SIGTERM to " + std::to_string(sent) +
+                          (sent == 1 ? " process" : " processes"));
+    }
+    if (sigkill_at_ && now >= *sigkill_at_) {
+      sigkill_at_.reset();
+      for (Child& child : children_) {
+        if (!child.process.running()) continue;
+        child.process.Signal(SIGKILL);
+        Note(err_sink_, child.Name() + " still running " + FormatSeconds(options_.grace_seconds) +
+                            " s after " + SignalName(child.last_signal) + "; sent SIGKILL");
+      }
+      give_up_at_ = now + kReapAfterKill;
+    }
+  }
+
+  void Reap() {
+    while (true) {
+      int status = 0;
+      const pid_t pid = waitpid(-1, &status, WNOHANG);
+      if (pid < 0 && errno == EINTR) continue;
+      if (pid <= 0) return;  // none exited (0) or no children left (ECHILD)
+      const auto found = by_pid_.find(pid);
+      if (found == by_pid_.end()) continue;
+      OnExit(children_[found->second], status);
+    }
+  }
+
+  void OnExit(Child& child, int status) {
+    child.process.Release();
+    --running_;
+    if (!child.spare) --ranks_running_;
+    // What it wrote before exiting is in the pipes: relay it before saying how it ended.
+    if (child.out) child.out->Drain();
+    if (child.err) child.err->Drain();
+    if (child.stopping) return;  // a spare we stopped: neither reported nor counted
+    int code = 0;
+    std::string how;
+    if (WIFSIGNALED(status)) {
+      const int signal = WTERMSIG(status);
+      code = 128 + signal;
+      how = "killed by signal " + std::to_string(signal) + " (" + SignalName(signal) + ")";
+    } else {
+      code = WEXITSTATUS(status);
+      how = "exited with status " + std::to_string(code);
+    }
+    if (code == 0) return;
+    Note(err_sink_, child.Name() + " " + how);
+    if (!first_failure_) first_failure_ = code;
+  }
+
+  bool AnyRelayOpen() const {
+    return std::any_of(children_.begin(), children_.end(), [](const Child& child) {
+      return (child.out && child.out->open()) || (child.err && child.err->open());
+    });
+  }
+
+  // Every process exited, but someone (a background process they started) still holds a pipe.
+  void AbandonRelays() {
+    for (Child& child : children_) {
+      for (std::optional<LineRelay>* relay : {&child.out, &child.err}) {
+        if (!*relay || !(*relay)->open()) continue;
+        (*relay)->Drain();
+        if (!(*relay)->open()) continue;
+        (*relay)->Close();
+        Note(err_sink_, child.Name() + "'s " + (relay == &child.out ? "stdout" : "stderr") +
+                            " is still open after it exited (held by a process it started); "
+                            "no longer reading it");
+      }
+    }
+  }
+
+  // Processes still there kReapAfterKill after SIGKILL (stuck in the kernel): leave them.
+  void GiveUp() {
+    for (Child& child : children_) {
+      if (!child.process.running()) continue;
+      Note(err_sink_, child.Name() + " did not exit " +
+                          std::to_string(std::chrono::seconds(kReapAfterKill).count()) +
+                          " s after SIGKILL; leaving it behind");
+      child.process.Release();
+      if (!child.stopping && !first_failure_) first_failure_ = 128 + SIGKILL;
+    }
+    for (Child& child : children_) {
+      if (child.out && child.out->open()) child.out->Close();
+      if (child.err && child.err->open()) child.err->Close();
+    }
+  }
+
+  const JobOptions& options_;
+  Sink out_sink_{STDOUT_FILENO};
+  Sink err_sink_{STDERR_FILENO};
+  SignalRouting signals_;
+  UniqueFd dev_null_;
+  std::string coordinator_;               // host:port
+  std::vector<std::string> environment_;  // inherited, minus kOwnVariables
+  std::vector<Child> children_;           // index == rank
+  std::unordered_map<pid_t, size_t> by_pid_;
+  int running_ = 0;        // processes not yet reaped
+  int ranks_running_ = 0;  // of them, ranks (not spares)
+  bool spares_stopped_ = false;
+  bool timed_out_ = false;
+  std::optional<int> first_failure_;  // exit status or 128 + signal
+  TimePoint start_;
+  std::optional<TimePoint> kill_at_;
+  std::optional<TimePoint> timeout_at_;
+  std::optional<TimePoint> sigkill_at_;  // SIGKILL whoever is still running
+  std::optional<TimePoint> give_up_at_;
+};
+
+}  // namespace
+
+int RunJob(const JobOptions& options) {
+  Job job(options);
+  return job.Run();
+}
+
+}  // namespace ft::ftrun

@@ -1,0 +1,171 @@
+// ftrun: ftengine's local job launcher. Starts N ranks (and S spares) of one program on this
+// machine with the FT_* bootstrap variables set, forwards signals, tags output on request and
+// returns the job's status. main() parses and checks the flags; job.cc runs the job.
+//
+// Exit codes: 0 every rank exited 0 (or --help), 2 bad flags, 124 --timeout, 125 ftrun failed,
+// 126 PROGRAM not executable, 127 PROGRAM not found; otherwise the job's first failure.
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tools/ftrun/job.h"
+
+namespace {
+
+using ft::ftrun::kExitOk;
+using ft::ftrun::kExitUsage;
+
+constexpr const char* kUsage =
+    "Usage: ftrun -n N [--spares S] [--tag-output] [--kill RANK --after SECONDS] [--port P]\n"
+    "             [--grace SECONDS] [--timeout SECONDS] [--] PROGRAM [ARGS...]\n"
+    "Launches an ftengine job of N processes (and S spares) of PROGRAM on this machine.\n"
+    "Everything from PROGRAM on is PROGRAM's (put -- before a PROGRAM starting with '-').\n";
+
+// CLI11's usage line cannot show PROGRAM [ARGS...] (they are not options): ours replaces it,
+// description included.
+class Formatter : public CLI::Formatter {
+ public:
+  std::string make_description(const CLI::App*) const override { return ""; }
+  std::string make_usage(const CLI::App*, std::string) const override { return kUsage; }
+};
+
+constexpr const char* kFooter =
+    "Environment of each process: ftrun's own, plus\n"
+    "  FT_RANK              0..N-1 for the ranks, N..N+S-1 for the spares\n"
+    "  FT_WORLD_SIZE        N\n"
+    "  FT_SPARE             1 for a spare (it idles until recovery needs it), 0 for a rank\n"
+    "  FT_SPARES            S\n"
+    "  FT_COORDINATOR       host:port where rank 0, the coordinator, listens: host 127.0.0.1\n"
+    "                       ($RXE_VM_IP when set), port --port or a TCP port free at launch\n"
+    "  FT_COORDINATOR_RANK  0\n"
+    "Standard input is /dev/null. Each process runs in its own process group, so a terminal's\n"
+    "Ctrl-C reaches ftrun alone; ftrun forwards SIGINT, SIGTERM and SIGHUP to every process\n"
+    "(and what it started) and sends SIGKILL to those still running --grace seconds later.\n"
+    "A failed rank does not stop the others. Once every rank has exited, the spares get SIGTERM,\n"
+    "then SIGKILL after --grace seconds.\n"
+    "Exit status: 0 when every rank exited 0; otherwise the first failure in time: a non-zero\n"
+    "exit status, or 128 + signal for a process killed by a signal. Ranks count, and spares that\n"
+    "fail on their own (not those ftrun stops at the end). ftrun's own: 2 bad flags, 124 "
+    "--timeout\n"
+    "expired, 125 ftrun failed, 126 PROGRAM cannot be executed, 127 PROGRAM not found.";
+
+int UsageError(const std::string& message) {
+  std::cerr << "ftrun: " << message << "\nRun with --help for more information.\n";
+  return kExitUsage;
+}
+
+bool ValidSeconds(double seconds, bool zero_ok) {
+  return std::isfinite(seconds) && (zero_ok ? seconds >= 0 : seconds > 0) &&
+         seconds <= ft::ftrun::kMaxSeconds;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ft::ftrun::JobOptions options;
+  int kill_rank = 0;
+  int port = 0;
+  double timeout = 0;
+
+  CLI::App app("", "ftrun");
+  app.prefix_command();  // PROGRAM and everything after it land in remaining()
+  app.footer(kFooter);
+  app.formatter(std::make_shared<Formatter>());
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "ftrun: " + std::string(e.what()) + "\nRun with --help for more information.\n";
+  });
+  CLI::Option* ranks_option =
+      app.add_option("-n,--np", options.ranks, "Number of ranks N >= 1 (FT_RANK 0..N-1)")
+          ->type_name("N");
+  app.add_option("--spares", options.spares,
+                 "Number of spare processes S (FT_RANK N..N+S-1, FT_SPARE=1)")
+      ->type_name("S")
+      ->capture_default_str();
+  app.add_flag(
+      "--tag-output", options.tag_output,
+      "Prefix each output line with \"[1,RANK]<stdout>: \" (or <stderr>); lines never mix");
+  CLI::Option* kill_option =
+      app.add_option("--kill", kill_rank, "SIGKILL this rank (0..N+S-1) --after SECONDS")
+          ->type_name("RANK");
+  CLI::Option* after_option = app.add_option("--after", options.kill_after_seconds,
+                                             "Seconds after launch for --kill (fractions ok)")
+                                  ->type_name("SECONDS");
+  kill_option->needs(after_option);
+  after_option->needs(kill_option);
+  CLI::Option* port_option =
+      app.add_option("--port", port, "Coordinator port (default: a TCP port free at launch)")
+          ->type_name("P");
+  app.add_option("--grace", options.grace_seconds,
+                 "Seconds from SIGTERM (or a forwarded signal) to SIGKILL")
+      ->type_name("SECONDS")
+      ->capture_default_str();
+  CLI::Option* timeout_option =
+      app.add_option("--timeout", timeout,
+                     "Bound on the whole job: SIGTERM everyone after SECONDS, exit 124")
+          ->type_name("SECONDS");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Prints the help (to stdout) or the error (to stderr). CLI11's codes are not ours.
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+
+  std::vector<std::string> command = app.remaining();
+  if (!command.empty() && command.front() == "--") {
+    command.erase(command.begin());
+  } else if (!command.empty() && command.front().size() > 1 && command.front()[0] == '-') {
+    return UsageError("unknown flag " + command.front() +
+                      " (a PROGRAM starting with '-' goes after --)");
+  }
+  if (ranks_option->count() == 0) {
+    return UsageError(
+        "-n N is required: how many ranks to launch (ftrun's flags go before "
+        "PROGRAM)");
+  }
+  if (options.ranks < 1) {
+    return UsageError("-n must be at least 1, not " + std::to_string(options.ranks));
+  }
+  if (options.spares < 0) {
+    return UsageError("--spares must be 0 or more, not " + std::to_string(options.spares));
+  }
+  if (options.ranks > ft::ftrun::kMaxProcesses - options.spares) {
+    return UsageError("-n plus --spares must be at most " +
+                      std::to_string(ft::ftrun::kMaxProcesses));
+  }
+  const int total = options.ranks + options.spares;
+  if (kill_option->count() > 0) {
+    if (kill_rank < 0 || kill_rank >= total) {
+      return UsageError("--kill " + std::to_string(kill_rank) + " is not a rank: ranks are 0.." +
+                        std::to_string(total - 1));
+    }
+    if (!ValidSeconds(options.kill_after_seconds, /*zero_ok=*/true)) {
+      return UsageError("--after must be a number of seconds in [0, 1e6]");
+    }
+    options.kill_rank = kill_rank;
+  }
+  if (port_option->count() > 0) {
+    if (port < 1 || port > 65535) {
+      return UsageError("--port must be in [1, 65535], not " + std::to_string(port));
+    }
+    options.port = static_cast<uint16_t>(port);
+  }
+  if (!ValidSeconds(options.grace_seconds, /*zero_ok=*/true)) {
+    return UsageError("--grace must be a number of seconds in [0, 1e6]");
+  }
+  if (timeout_option->count() > 0) {
+    if (!ValidSeconds(timeout, /*zero_ok=*/false)) {
+      return UsageError("--timeout must be a number of seconds in (0, 1e6]");
+    }
+    options.timeout_seconds = timeout;
+  }
+  if (command.empty()) return UsageError("no PROGRAM given: what should the ranks run?");
+  options.command = std::move(command);
+
+  return ft::ftrun::RunJob(options);
+}
