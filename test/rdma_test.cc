@@ -379,6 +379,33 @@ SendRequest WriteOf(uint64_t wr_id, const MemoryRegion& local, const MemoryRegio
   return w;
 }
 
+// Receives posted on a QP in error complete kFlushed, as in the loopback model (soft-RoCE flushes
+// its receive queue only on a transition to the error state; the backend makes one).
+TEST_F(RdmaTest, ReceivesPostedAfterToErrorAreFlushed) {
+  SKIP_WITHOUT_DEVICE();
+  auto a = Create(0);
+  auto b = Create(1);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << " / " << b.status();
+  std::vector<std::byte> inbox(64);
+  auto inbox_mr = (*b)->RegisterMemory(inbox.data(), inbox.size(), kAccessLocalWrite);
+  ASSERT_TRUE(inbox_mr.ok());
+  auto [qa, qb] = Connect(**a, **b);
+  ASSERT_TRUE(qa && qb);
+  qb->ToError();
+  const RecvRequest recvs[] = {
+      {.wr_id = 41, .sge = {reinterpret_cast<uintptr_t>(inbox.data()), 32, (*inbox_mr)->lkey()}},
+      {.wr_id = 42,
+       .sge = {reinterpret_cast<uintptr_t>(inbox.data()) + 32, 32, (*inbox_mr)->lkey()}}};
+  ASSERT_TRUE(qb->PostRecv(recvs).ok());
+  for (uint64_t wr_id : {41u, 42u}) {
+    auto c = PollOne(**b, std::chrono::seconds(10));
+    ASSERT_TRUE(c.has_value()) << "receive " << wr_id << " was not flushed";
+    EXPECT_EQ(c->wr_id, wr_id);
+    EXPECT_EQ(c->status, WcStatus::kFlushed) << WcStatusName(c->status);
+    EXPECT_EQ(c->qp, qb->id());
+  }
+}
+
 // A CQ that overruns raises kDeviceError and fails the node's QPs, as in the loopback model.
 TEST_F(RdmaTest, CqOverrunIsADeviceErrorAndFailsTheQueuePairs) {
   SKIP_WITHOUT_DEVICE();
