@@ -115,6 +115,67 @@ struct RegionRef {
   uint32_t lkey = 0;
 };
 
+// A thread that runs one blocking Fabric::Connect at a time for the worker, so that the worker
+// keeps polling while partners connect. Made once per engine: creating a thread per round costs
+// too much in a 1024-node process (thread creation serialises there, worst under sanitizers).
+class ConnectHelper {
+ public:
+  using Outcome = Result<std::vector<std::unique_ptr<verbs::QueuePair>>>;
+
+  explicit ConnectHelper(verbs::Fabric* fabric) : fabric_(fabric), thread_([this] { Run(); }) {}
+  ~ConnectHelper() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();  // a Connect in progress ends by its own timeout
+  }
+  ConnectHelper(const ConnectHelper&) = delete;
+  ConnectHelper& operator=(const ConnectHelper&) = delete;
+
+  // Starts a Connect; the previous one must have been collected (its future was ready).
+  std::future<Outcome> Submit(std::vector<verbs::ConnectRequest> requests, Nanos timeout) {
+    std::promise<Outcome> promise;
+    std::future<Outcome> future = promise.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      task_ = Task{std::move(requests), timeout, std::move(promise)};
+    }
+    cv_.notify_one();
+    return future;
+  }
+
+ private:
+  struct Task {
+    std::vector<verbs::ConnectRequest> requests;
+    Nanos timeout;
+    std::promise<Outcome> promise;
+  };
+
+  void Run() {
+    while (true) {
+      std::optional<Task> task;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || task_.has_value(); });
+        if (!task_.has_value()) return;  // stopping, nothing to do
+        task = std::move(task_);
+        task_.reset();
+      }
+      task->promise.set_value(fabric_->Connect(task->requests, task->timeout));
+      fabric_->Interrupt();  // wake the worker to harvest
+    }
+  }
+
+  verbs::Fabric* fabric_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::optional<Task> task_;
+  std::thread thread_;  // last: starts after the members it uses exist
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -278,7 +339,8 @@ class Engine::Impl {
   int reads_outstanding_ = 0;
   Status read_failure_;
   bool self_killed_ = false;
-  std::future<Result<std::vector<std::unique_ptr<verbs::QueuePair>>>> connect_in_flight_;
+  std::unique_ptr<ConnectHelper> connect_helper_;
+  std::future<ConnectHelper::Outcome> connect_in_flight_;
   std::optional<Status> connect_failure_;  // of a background Connect, for the round that waits
   Nanos connect_started_for_{-1};          // Round::started of the round that launched it
 };
@@ -341,6 +403,7 @@ Status Engine::Impl::Start() {
   FT_ASSIGN_OR_RETURN(pipeline_mr_, fabric_->RegisterMemory(pipeline_.data(), pipeline_.size(),
                                                             verbs::kAccessLocalWrite));
   metrics_.store_bytes = store_.size();
+  connect_helper_ = std::make_unique<ConnectHelper>(fabric_.get());
   worker_ = std::thread([this] { WorkerLoop(); });
   return Status();
 }
@@ -356,6 +419,7 @@ void Engine::Impl::Stop() {
   // A background Connect ends by its own deadline; its QPs go with the others.
   if (connect_in_flight_.valid()) connect_in_flight_.wait();
   HarvestConnect();
+  connect_helper_.reset();
   // Destruction order: QPs before memory regions before the fabric (verbs' order).
   peers_.clear();
   qp_peer_.clear();
@@ -520,8 +584,10 @@ void Engine::Impl::WorkerLoop() {
     // Completions, events and Interrupt() end the wait early; the timeout only paces deadline
     // checks, so an idle engine sleeps long (a 1024-node world has 1024 of these threads).
     if (!progressed) {
-      fabric_->WaitForActivity(round_.phase == Phase::kIdle ? std::chrono::milliseconds(500)
-                                                            : std::chrono::milliseconds(20));
+      // Waiting for a background Connect: the helper's Interrupt() ends the wait when it returns.
+      const bool waiting_long = round_.phase == Phase::kIdle || connect_in_flight_.valid();
+      fabric_->WaitForActivity(waiting_long ? std::chrono::milliseconds(500)
+                                            : std::chrono::milliseconds(20));
     }
   }
   // Shutting down: fence every QP so nothing more lands, let the in-flight round fail.
@@ -876,14 +942,8 @@ Result<bool> Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
   // execute only in our own progress steps, and a peer waits for them (its GO) to connect to us.
   if (sends_outstanding_ > 0 || !pending_sends_.empty()) return false;
   const Nanos timeout = std::max(Nanos(0), round_.deadline - Now());
-  verbs::Fabric* fabric = fabric_.get();
   connect_started_for_ = round_.started;
-  connect_in_flight_ =
-      std::async(std::launch::async, [fabric, requests = std::move(requests), timeout] {
-        auto result = fabric->Connect(requests, timeout);
-        fabric->Interrupt();  // wake the worker to harvest
-        return result;
-      });
+  connect_in_flight_ = connect_helper_->Submit(std::move(requests), timeout);
   return false;
 }
 

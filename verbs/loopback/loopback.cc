@@ -201,6 +201,9 @@ struct Offer {
   NodeId to = kInvalidNode;
   std::span<const std::byte> data;
   std::shared_ptr<End> result;  // our End, once a peer matched the offer
+  // The condition variable its Connect call waits on: a match wakes only the two calls involved
+  // (a network-wide notify_all woke every waiting Connect: O(N^2) wake-ups for N nodes).
+  std::condition_variable* wake = nullptr;
 };
 
 struct Net {
@@ -231,7 +234,6 @@ struct Net {
   std::mt19937_64 rng;  // guarded by rng_mu
 
   mutable std::mutex mu;
-  std::condition_variable cv;                          // Connect rendezvous
   std::vector<bool> alive;                             // guarded by mu: per rank
   std::vector<std::shared_ptr<Node>> current;          // guarded by mu: newest Node of each rank
   std::map<std::pair<NodeId, NodeId>, Offer*> offers;  // guarded by mu: (from, to)
@@ -259,6 +261,8 @@ struct Net {
 };
 
 // ---------------------------------------------------------------------------------------------
+void WakeWaitingConnects(Net& net);
+
 // Helpers on nodes: locks, wake-ups, completions and events.
 
 // Takes two nodes' registration locks shared, in lock order.
@@ -884,7 +888,7 @@ class LoopbackFabric final : public Fabric {
     {
       std::lock_guard lock(net.mu);
       if (net.current[n.id] == node_) net.current[n.id].reset();
-      net.cv.notify_all();
+      WakeWaitingConnects(net);
     }
     net.live_objects.fetch_sub(1);
   }
@@ -975,6 +979,14 @@ class LoopbackFabric final : public Fabric {
   std::shared_ptr<Node> node_;
 };
 
+// Wakes every Connect still waiting (a node died or left: waiters re-check their peers).
+// Caller holds Net::mu.
+void WakeWaitingConnects(Net& net) {
+  for (auto& [key, offer] : net.offers) {
+    if (offer->wake != nullptr) offer->wake->notify_one();
+  }
+}
+
 // Creates the pair for two matched offers and registers its Ends with both nodes.
 // Caller holds Net::mu.
 void MatchOffers(Net& net, Offer& ours, Offer& theirs) {
@@ -993,6 +1005,7 @@ void MatchOffers(Net& net, Offer& ours, Offer& theirs) {
   other.peer_private_data.assign(ours.data.begin(), ours.data.end());
   ours.result = std::shared_ptr<End>(pair, &mine);
   theirs.result = std::shared_ptr<End>(pair, &other);
+  if (theirs.wake != nullptr) theirs.wake->notify_one();
   for (Offer* offer : {&ours, &theirs}) {
     Node& n = *offer->from;
     std::lock_guard lock(n.mu);
@@ -1036,6 +1049,8 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
   if (requests.empty()) return qps;
 
   std::vector<Offer> offers(requests.size());
+  std::condition_variable wake;  // matches of our offers and deaths of peers notify it
+  for (Offer& offer : offers) offer.wake = &wake;
   std::unique_lock lock(net.mu);
   for (const ConnectRequest& r : requests) {
     if (!net.alive[r.peer]) {
@@ -1050,7 +1065,6 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
     }
   }
   // Register every offer of the batch before waiting for any: batches never deadlock.
-  bool matched_any = false;
   for (size_t i = 0; i < requests.size(); ++i) {
     Offer& offer = offers[i];
     offer.from = node_;
@@ -1060,12 +1074,10 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
     if (it != net.offers.end() && !it->second->from->dead.load()) {
       MatchOffers(net, offer, *it->second);
       net.offers.erase(it);
-      matched_any = true;
     } else {
       net.offers[{n.id, offer.to}] = &offer;
     }
   }
-  if (matched_any) net.cv.notify_all();
 
   std::vector<NodeId> missing;
   std::vector<NodeId> dead;
@@ -1081,7 +1093,7 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
   };
   bool timed_out = false;
   while (!settled()) {
-    if (net.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+    if (wake.wait_until(lock, deadline) == std::cv_status::timeout) {
       timed_out = !settled();
       break;
     }
@@ -1233,7 +1245,7 @@ void LoopbackNetwork::Kill(NodeId node) {
   FT_CHECK_MSG(node < static_cast<NodeId>(net.nodes), "Kill: node out of range");
   std::lock_guard lock(net.mu);
   net.alive[node] = false;
-  net.cv.notify_all();  // Connects waiting for this node fail Unavailable
+  WakeWaitingConnects(net);  // Connects waiting for this node fail Unavailable
   const std::shared_ptr<Node> n = net.current[node];
   if (n == nullptr || n->dead.exchange(true)) return;
   Drain(*n);  // copies into or out of its memory that already started finish; no new ones start
