@@ -53,4 +53,34 @@ const char* EventTypeName(EventType type) {
   return "UnknownEventType";
 }
 
+Status ValidateSendRequest(const SendRequest& r, size_t index, const Limits& limits,
+                           uint64_t* bytes) {
+  const auto where = [&] { return StrCat("PostSend request ", index, " (wr_id ", r.wr_id, "): "); };
+  if (r.opcode != Opcode::kWrite && r.opcode != Opcode::kRead && r.opcode != Opcode::kSend) {
+    return Status::InvalidArgument(where(), "opcode ", static_cast<int>(r.opcode),
+                                   " is not WRITE, READ or SEND");
+  }
+  if (r.num_sge < 0 || r.num_sge > kMaxSge) {
+    return Status::InvalidArgument(where(), "num_sge = ", r.num_sge, " is outside [0, ", kMaxSge,
+                                   "]");
+  }
+  uint64_t total = 0;
+  for (int i = 0; i < r.num_sge; ++i) total += r.sge[i].length;
+  if (total > limits.max_message_bytes) {
+    return Status::InvalidArgument(where(), "message of ", total,
+                                   " bytes exceeds max_message_bytes ", limits.max_message_bytes);
+  }
+  if (r.inline_data) {
+    if (r.opcode == Opcode::kRead) {
+      return Status::InvalidArgument(where(), "a READ cannot be inline");
+    }
+    if (total > limits.max_inline_bytes) {
+      return Status::InvalidArgument(where(), "inline payload of ", total,
+                                     " bytes exceeds max_inline_bytes ", limits.max_inline_bytes);
+    }
+  }
+  *bytes = total;
+  return Status::Ok();
+}
+
 }  // namespace ft::verbs

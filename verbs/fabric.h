@@ -215,6 +215,12 @@ class Fabric {
   virtual void Interrupt() = 0;
 };
 
+// The local checks every backend's PostSend makes on request `index` of a batch: opcode, SGE
+// count, message size against limits.max_message_bytes, inline rules. On success *bytes is the
+// request's total length.
+Status ValidateSendRequest(const SendRequest& request, size_t index, const Limits& limits,
+                           uint64_t* bytes);
+
 }  // namespace ft::verbs
 
 #endif  // FT_VERBS_FABRIC_H_

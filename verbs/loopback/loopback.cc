@@ -703,35 +703,6 @@ class LoopbackMemoryRegion final : public MemoryRegion {
   uint32_t rkey_;
 };
 
-Status ValidateSend(const SendRequest& r, size_t index, const Limits& limits, uint64_t* bytes) {
-  const auto where = [&] { return StrCat("PostSend request ", index, " (wr_id ", r.wr_id, "): "); };
-  if (r.opcode != Opcode::kWrite && r.opcode != Opcode::kRead && r.opcode != Opcode::kSend) {
-    return Status::InvalidArgument(where(), "opcode ", static_cast<int>(r.opcode),
-                                   " is not WRITE, READ or SEND");
-  }
-  if (r.num_sge < 0 || r.num_sge > kMaxSge) {
-    return Status::InvalidArgument(where(), "num_sge = ", r.num_sge, " is outside [0, ", kMaxSge,
-                                   "]");
-  }
-  uint64_t total = 0;
-  for (int i = 0; i < r.num_sge; ++i) total += r.sge[i].length;
-  if (total > limits.max_message_bytes) {
-    return Status::InvalidArgument(where(), "message of ", total,
-                                   " bytes exceeds max_message_bytes ", limits.max_message_bytes);
-  }
-  if (r.inline_data) {
-    if (r.opcode == Opcode::kRead) {
-      return Status::InvalidArgument(where(), "a READ cannot be inline");
-    }
-    if (total > limits.max_inline_bytes) {
-      return Status::InvalidArgument(where(), "inline payload of ", total,
-                                     " bytes exceeds max_inline_bytes ", limits.max_inline_bytes);
-    }
-  }
-  *bytes = total;
-  return Status::Ok();
-}
-
 class LoopbackQueuePair final : public QueuePair {
  public:
   explicit LoopbackQueuePair(std::shared_ptr<End> end) : end_(std::move(end)) {
@@ -768,7 +739,7 @@ class LoopbackQueuePair final : public QueuePair {
     for (size_t i = 0; i < requests.size(); ++i) {
       const SendRequest& r = requests[i];
       uint64_t bytes = 0;
-      invalid = ValidateSend(r, i, limits, &bytes);
+      invalid = ValidateSendRequest(r, i, limits, &bytes);
       if (!invalid.ok()) break;
       Pending& p = prepared.emplace_back();
       p.req = r;

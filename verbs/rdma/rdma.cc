@@ -1244,34 +1244,6 @@ class RdmaMemoryRegion final : public MemoryRegion {
   size_t length_;
 };
 
-Status ValidateSend(const SendRequest& r, size_t index, const Limits& limits, uint64_t* bytes) {
-  const auto where = [&] { return StrCat("PostSend request ", index, " (wr_id ", r.wr_id, "): "); };
-  if (r.opcode != Opcode::kWrite && r.opcode != Opcode::kRead && r.opcode != Opcode::kSend) {
-    return Status::InvalidArgument(where(), "opcode ", static_cast<int>(r.opcode),
-                                   " is not WRITE, READ or SEND");
-  }
-  if (r.num_sge < 0 || r.num_sge > kMaxSge) {
-    return Status::InvalidArgument(where(), "num_sge = ", r.num_sge, " is outside [0, ", kMaxSge,
-                                   "]");
-  }
-  uint64_t total = 0;
-  for (int i = 0; i < r.num_sge; ++i) total += r.sge[i].length;
-  if (total > limits.max_message_bytes) {
-    return Status::InvalidArgument(where(), "message of ", total,
-                                   " bytes exceeds max_message_bytes ", limits.max_message_bytes);
-  }
-  if (r.inline_data) {
-    if (r.opcode == Opcode::kRead)
-      return Status::InvalidArgument(where(), "a READ cannot be inline");
-    if (total > limits.max_inline_bytes) {
-      return Status::InvalidArgument(where(), "inline payload of ", total,
-                                     " bytes exceeds max_inline_bytes ", limits.max_inline_bytes);
-    }
-  }
-  *bytes = total;
-  return Status::Ok();
-}
-
 ibv_wr_opcode IbvOpcode(Opcode opcode) {
   switch (opcode) {
     case Opcode::kWrite:
@@ -1323,7 +1295,7 @@ class RdmaQueuePair final : public QueuePair {
         const size_t index = done + static_cast<size_t>(n);
         const SendRequest& r = requests[index];
         uint64_t bytes = 0;
-        status = ValidateSend(r, index, limits, &bytes);
+        status = ValidateSendRequest(r, index, limits, &bytes);
         if (!status.ok()) break;
         if (outstanding + static_cast<uint64_t>(n) >= static_cast<uint64_t>(limits.max_send_wr)) {
           status = Status::ResourceExhausted(
