@@ -86,8 +86,6 @@ constexpr int kPollBatch = 64;
 // Connection private data: {magic, rank, epoch}.
 constexpr uint32_t kConnectMagic = 0x46544331;  // "FTC1"
 
-uint64_t StoreFootprint(const erasure::StripeGeometry& g) { return erasure::FootprintBytes(g); }
-
 std::vector<std::byte> ConnectData(uint32_t rank, uint64_t epoch) {
   std::vector<std::byte> data(16);
   std::memcpy(data.data(), &kConnectMagic, 4);
@@ -215,7 +213,6 @@ class Engine::Impl {
   };
   struct Peer {
     std::unique_ptr<verbs::QueuePair> qp;
-    int recv_base = -1;  // first control receive buffer, or -1 without control traffic
     bool lost = false;
   };
   enum class Phase { kIdle, kAwaitGo, kConnecting, kWriting, kHeaders, kDraining, kAwaitCommit };
@@ -234,7 +231,7 @@ class Engine::Impl {
     NodeId failed_peer = UINT32_MAX;
     std::optional<recovery::AbortMessage> abort;
     std::optional<recovery::GoMessage> go;
-    Nanos started{0}, deadline{0}, writing_at{0}, encoded_at{0}, done_sent_at{0};
+    Nanos started{0}, deadline{0}, writing_at{0}, done_sent_at{0};
     Nanos encode_time{0};
   };
   // A synchronous read-back request from an application thread.
@@ -326,7 +323,6 @@ class Engine::Impl {
   uint64_t header_area_bytes_ = 0;
   internal::AlignedBuffer pending_copy_;
 
-  uint64_t placement_id_ = 0;
   std::vector<recovery::HolderAddress> holders_;  // by column
   std::vector<NodeId> hosted_owners_;
   uint64_t committed_version_ = 0;
@@ -387,13 +383,12 @@ Status Engine::Impl::Start() {
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
     FT_RETURN_IF_ERROR(CheckConnectData(qp->peer_private_data(), peer));
-    Peer& entry = peers_[peer];
-    entry.recv_base = next_recv;
+    const int first_buffer = next_recv;
     next_recv += kRecvPerPeer;
     recv_peer_.resize(next_recv, peer);
     qp_peer_[qp->id()] = peer;
-    entry.qp = std::move(qp);
-    for (int i = 0; i < kRecvPerPeer; ++i) RepostRecv(static_cast<uint32_t>(entry.recv_base + i));
+    peers_[peer].qp = std::move(qp);
+    for (int i = 0; i < kRecvPerPeer; ++i) RepostRecv(static_cast<uint32_t>(first_buffer + i));
   }
   // Pipeline cells (bounce data cells and parity): pipeline_depth stripes of k + m cells. Made
   // here, not at the first checkpoint: first-touching tens of MiB costs more than a version.
@@ -860,7 +855,7 @@ void Engine::Impl::StartRound(std::shared_ptr<CheckpointHandle::State> handle) {
   prepare.epoch = epoch_;
   prepare.node = world_.rank;
   prepare.image_bytes = image;
-  prepare.footprint_bytes = StoreFootprint(*round_.geometry);
+  prepare.footprint_bytes = erasure::FootprintBytes(*round_.geometry);
   prepare.capacity_bytes = store_.size();
   prepare.domain = domain_;
   prepare.store_addr = reinterpret_cast<uint64_t>(store_.data());
@@ -882,7 +877,7 @@ void Engine::Impl::StartRound(std::shared_ptr<CheckpointHandle::State> handle) {
 Status Engine::Impl::PrepareBuffers() {
   const erasure::StripeGeometry& g = *round_.geometry;
   if (store_.size() == 0) {
-    const uint64_t capacity = static_cast<uint64_t>(g.width()) * StoreFootprint(g);
+    const uint64_t capacity = Engine::StoreBytesFor(g.image_bytes(), options_);
     FT_ASSIGN_OR_RETURN(store_, internal::AlignedBuffer::Allocate(capacity));
     FT_ASSIGN_OR_RETURN(
         store_mr_, fabric_->RegisterMemory(store_.data(), store_.size(),
@@ -998,7 +993,6 @@ void Engine::Impl::StepRound() {
         }
         holders_ = go.holders;
         hosted_owners_ = go.hosted_owners;
-        placement_id_ = go.placement_id;
         go.has_placement = false;  // applied; later steps of this phase only connect
       } else if (holders_.empty()) {
         FailRound(Status::Internal("GO without a placement before any placement"), UINT32_MAX);
@@ -1044,7 +1038,6 @@ void Engine::Impl::StepRound() {
       }
       if (r.phase != Phase::kWriting) return;
       if (r.next_stripe == g.stripes() && r.outstanding == 0) {
-        r.encoded_at = Now();
         PostHeaders();
       }
       return;
