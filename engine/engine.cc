@@ -77,34 +77,44 @@ constexpr WrKind KindOf(uint64_t wr_id) { return static_cast<WrKind>(wr_id >> 56
 constexpr uint32_t FieldA(uint64_t wr_id) { return static_cast<uint32_t>(wr_id >> 32) & 0xffffff; }
 constexpr uint32_t FieldB(uint64_t wr_id) { return static_cast<uint32_t>(wr_id); }
 
-constexpr size_t kControlBytes = recovery::kMaxControlMessageBytes;
+static_assert(recovery::kMaxEndpointBytes == verbs::Fabric::kMaxEndpointBytes);
 // Each peer has at most one request and one reply in flight to the coordinator (PREPARE/GO,
 // DONE/COMMIT, plus an ABORT), so 4 posted receives per control QP never run dry.
 constexpr int kRecvPerPeer = 4;
 constexpr int kSendBuffers = 256;
 constexpr int kPollBatch = 64;
-// Connection private data: {magic, rank, epoch}.
+// Connection private data: {magic, rank, epoch, endpoint}. The endpoint (where the sender's
+// fabric listens, empty on loopback) lets the coordinator tell each node where its partners are.
 constexpr uint32_t kConnectMagic = 0x46544331;  // "FTC1"
+constexpr size_t kConnectHeaderBytes = 16;
 
-std::vector<std::byte> ConnectData(uint32_t rank, uint64_t epoch) {
-  std::vector<std::byte> data(16);
+std::vector<std::byte> ConnectData(uint32_t rank, uint64_t epoch,
+                                   std::span<const std::byte> endpoint = {}) {
+  std::vector<std::byte> data(kConnectHeaderBytes + endpoint.size());
   std::memcpy(data.data(), &kConnectMagic, 4);
   std::memcpy(data.data() + 4, &rank, 4);
   std::memcpy(data.data() + 8, &epoch, 8);
+  if (!endpoint.empty())
+    std::memcpy(data.data() + kConnectHeaderBytes, endpoint.data(), endpoint.size());
   return data;
 }
 
-Status CheckConnectData(std::span<const std::byte> data, NodeId expected_rank) {
+// Checks the peer's private data; returns the endpoint it carries (may be empty).
+Result<std::span<const std::byte>> CheckConnectData(std::span<const std::byte> data,
+                                                    NodeId expected_rank) {
   uint32_t magic = 0, rank = 0;
-  if (data.size() < 16)
-    return Status::Internal("peer sent ", data.size(), " bytes of private data");
+  if (data.size() < kConnectHeaderBytes ||
+      data.size() > kConnectHeaderBytes + verbs::Fabric::kMaxEndpointBytes) {
+    return Status::Internal("node ", expected_rank, " sent ", data.size(),
+                            " bytes of connection private data");
+  }
   std::memcpy(&magic, data.data(), 4);
   std::memcpy(&rank, data.data() + 4, 4);
   if (magic != kConnectMagic || rank != expected_rank) {
     return Status::Internal("connection private data names rank ", rank, ", expected ",
                             expected_rank);
   }
-  return Status();
+  return data.subspan(kConnectHeaderBytes);
 }
 
 struct RegionRef {
@@ -250,6 +260,7 @@ class Engine::Impl {
   void OnControlMessage(NodeId from, recovery::Message message);
   void OnPeerLost(NodeId peer, std::string_view why);
   void SendControl(NodeId to, recovery::Message message);
+  void AddEndpoints(recovery::GoMessage& go) const;
   void FlushPendingSends();
   void RepostRecv(uint32_t buffer);
   NodeId PeerOfQp(uint32_t qp) const {
@@ -306,6 +317,15 @@ class Engine::Impl {
   internal::AlignedBuffer control_buffer_;
   std::unique_ptr<verbs::MemoryRegion> control_mr_;
   int recv_buffers_ = 0;
+  // The coordinator receives only small upstream messages and sends GOs; nodes the reverse.
+  size_t recv_bytes_ = 0;
+  size_t send_bytes_ = 0;
+  std::byte* RecvBuffer(uint32_t index) { return control_buffer_.data() + index * recv_bytes_; }
+  std::byte* SendBuffer(int index) {
+    return control_buffer_.data() + recv_buffers_ * recv_bytes_ + index * send_bytes_;
+  }
+  // Coordinator only: where each node's fabric listens (empty on loopback), for GO.
+  std::vector<std::vector<std::byte>> endpoints_;
   std::vector<NodeId> recv_peer_;  // control receive buffer -> the peer whose QP it is posted on
   std::vector<int> free_send_buffers_;
   std::deque<std::pair<NodeId, recovery::Message>> pending_sends_;
@@ -348,8 +368,13 @@ Status Engine::Impl::Start() {
   const bool is_coordinator = world_.rank == world_.coordinator;
   const int control_peers = is_coordinator ? static_cast<int>(world_.size) - 1 : 1;
   recv_buffers_ = control_peers * kRecvPerPeer;
-  FT_ASSIGN_OR_RETURN(control_buffer_, internal::AlignedBuffer::Allocate(
-                                           (recv_buffers_ + kSendBuffers) * kControlBytes));
+  recv_bytes_ =
+      is_coordinator ? recovery::kMaxUpstreamMessageBytes : recovery::kMaxControlMessageBytes;
+  send_bytes_ =
+      is_coordinator ? recovery::kMaxControlMessageBytes : recovery::kMaxUpstreamMessageBytes;
+  FT_ASSIGN_OR_RETURN(
+      control_buffer_,
+      internal::AlignedBuffer::Allocate(recv_buffers_ * recv_bytes_ + kSendBuffers * send_bytes_));
   FT_ASSIGN_OR_RETURN(control_mr_,
                       fabric_->RegisterMemory(control_buffer_.data(), control_buffer_.size(),
                                               verbs::kAccessLocalWrite));
@@ -364,14 +389,17 @@ Status Engine::Impl::Start() {
   }
 
   std::vector<verbs::ConnectRequest> requests;
+  const std::vector<std::byte> endpoint = fabric_->endpoint();
   if (is_coordinator) {
     for (NodeId node = 0; node < world_.size; ++node) {
       if (node != world_.rank) requests.push_back({node, ConnectData(world_.rank, epoch_)});
     }
     FT_ASSIGN_OR_RETURN(
         coordinator_, recovery::Coordinator::Create({world_.size, options_.k, options_.m, epoch_}));
+    endpoints_.resize(world_.size);
+    endpoints_[world_.rank] = endpoint;
   } else {
-    requests.push_back({world_.coordinator, ConnectData(world_.rank, epoch_)});
+    requests.push_back({world_.coordinator, ConnectData(world_.rank, epoch_, endpoint)});
   }
   auto connected = fabric_->Connect(requests, options_.timeout);
   if (!connected.ok()) {
@@ -382,7 +410,9 @@ Status Engine::Impl::Start() {
   int next_recv = 0;
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
-    FT_RETURN_IF_ERROR(CheckConnectData(qp->peer_private_data(), peer));
+    FT_ASSIGN_OR_RETURN(std::span<const std::byte> peer_endpoint,
+                        CheckConnectData(qp->peer_private_data(), peer));
+    if (is_coordinator) endpoints_[peer].assign(peer_endpoint.begin(), peer_endpoint.end());
     const int first_buffer = next_recv;
     next_recv += kRecvPerPeer;
     recv_peer_.resize(next_recv, peer);
@@ -655,7 +685,7 @@ void Engine::Impl::OnCompletion(const Completion& completion) {
         }
         return;
       }
-      const std::byte* data = control_buffer_.data() + static_cast<size_t>(buffer) * kControlBytes;
+      const std::byte* data = RecvBuffer(buffer);
       Result<recovery::Message> message = recovery::DecodeMessage({data, completion.bytes});
       RepostRecv(buffer);
       if (!message.ok()) {
@@ -709,12 +739,30 @@ void Engine::Impl::OnPeerLost(NodeId peer, std::string_view why) {
 }
 
 void Engine::Impl::SendControl(NodeId to, recovery::Message message) {
+  if (auto* go = std::get_if<recovery::GoMessage>(&message); go != nullptr && go->has_placement) {
+    AddEndpoints(*go);
+  }
   if (to == world_.rank) {
     local_inbox_.push_back(std::move(message));
     return;
   }
   pending_sends_.emplace_back(to, std::move(message));
   FlushPendingSends();
+}
+
+// A new placement names partners the node may never have met: on a networked fabric, the GO
+// says where they listen (the coordinator learned every node's endpoint when it connected).
+void Engine::Impl::AddEndpoints(recovery::GoMessage& go) const {
+  std::vector<NodeId> partners;
+  for (const recovery::HolderAddress& holder : go.holders) partners.push_back(holder.slot.holder);
+  partners.insert(partners.end(), go.hosted_owners.begin(), go.hosted_owners.end());
+  std::sort(partners.begin(), partners.end());
+  partners.erase(std::unique(partners.begin(), partners.end()), partners.end());
+  for (NodeId partner : partners) {
+    if (partner < endpoints_.size() && !endpoints_[partner].empty()) {
+      go.endpoints.push_back({partner, endpoints_[partner]});
+    }
+  }
 }
 
 void Engine::Impl::FlushPendingSends() {
@@ -733,9 +781,8 @@ void Engine::Impl::FlushPendingSends() {
       continue;
     }
     const int buffer = free_send_buffers_.back();
-    std::byte* data =
-        control_buffer_.data() + static_cast<size_t>(recv_buffers_ + buffer) * kControlBytes;
-    Result<size_t> bytes = recovery::EncodeMessage(message, {data, kControlBytes});
+    std::byte* data = SendBuffer(buffer);
+    Result<size_t> bytes = recovery::EncodeMessage(message, {data, send_bytes_});
     if (!bytes.ok()) {
       FT_LOG(kError) << "node " << world_.rank << ": cannot encode a message to node " << to << ": "
                      << bytes.status();
@@ -762,10 +809,10 @@ void Engine::Impl::FlushPendingSends() {
 }
 
 void Engine::Impl::RepostRecv(uint32_t buffer) {
-  std::byte* data = control_buffer_.data() + static_cast<size_t>(buffer) * kControlBytes;
+  std::byte* data = RecvBuffer(buffer);
   verbs::RecvRequest request;
   request.wr_id = MakeWrId(WrKind::kRecv, 0, buffer);
-  request.sge = {reinterpret_cast<uint64_t>(data), static_cast<uint32_t>(kControlBytes),
+  request.sge = {reinterpret_cast<uint64_t>(data), static_cast<uint32_t>(recv_bytes_),
                  control_mr_->lkey()};
   const NodeId node = recv_peer_[buffer];
   Peer& entry = peers_[node];
@@ -955,8 +1002,8 @@ void Engine::Impl::HarvestConnect() {
   }
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
-    if (Status status = CheckConnectData(qp->peer_private_data(), peer); !status.ok()) {
-      connect_failure_ = status;
+    if (auto checked = CheckConnectData(qp->peer_private_data(), peer); !checked.ok()) {
+      connect_failure_ = checked.status();
       continue;
     }
     qp_peer_[qp->id()] = peer;
@@ -990,6 +1037,13 @@ void Engine::Impl::StepRound() {
         if (go.holders.size() != static_cast<size_t>(options_.k + options_.m)) {
           FailRound(Status::Internal("GO names ", go.holders.size(), " holders"), UINT32_MAX);
           return;
+        }
+        for (const recovery::PeerEndpoint& endpoint : go.endpoints) {
+          if (Status learned = fabric_->LearnEndpoint(endpoint.node, endpoint.bytes);
+              !learned.ok()) {
+            FailRound(learned, UINT32_MAX);
+            return;
+          }
         }
         holders_ = go.holders;
         hosted_owners_ = go.hosted_owners;

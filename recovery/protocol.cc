@@ -86,7 +86,7 @@ void Write(Writer& w, const GoMessage& m) {
   w.Put(static_cast<uint32_t>(m.has_placement));
   w.Put(static_cast<uint32_t>(m.holders.size()));
   w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
-  w.Put(uint32_t{0});
+  w.Put(static_cast<uint32_t>(m.endpoints.size()));
   for (const HolderAddress& holder : m.holders) {
     w.Put(holder.slot.holder);
     w.Put(holder.store_rkey);
@@ -94,6 +94,11 @@ void Write(Writer& w, const GoMessage& m) {
     w.Put(holder.store_addr);
   }
   for (NodeId owner : m.hosted_owners) w.Put(owner);
+  for (const PeerEndpoint& endpoint : m.endpoints) {
+    w.Put(endpoint.node);
+    w.Put(static_cast<uint8_t>(endpoint.bytes.size()));
+    w.PutBytes(endpoint.bytes.data(), endpoint.bytes.size());
+  }
 }
 
 void Write(Writer& w, const DoneMessage& m) {
@@ -131,6 +136,15 @@ Status Truncated(const char* what) {
 }  // namespace
 
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out) {
+  if (const auto* go = std::get_if<GoMessage>(&message)) {
+    for (const PeerEndpoint& endpoint : go->endpoints) {
+      if (endpoint.bytes.size() > kMaxEndpointBytes) {
+        return Status::InvalidArgument("GO: node ", endpoint.node, "'s endpoint has ",
+                                       endpoint.bytes.size(), " bytes, more than ",
+                                       kMaxEndpointBytes);
+      }
+    }
+  }
   Writer writer(out);
   std::visit([&](const auto& m) { Write(writer, m); }, message);
   if (writer.overflow()) {
@@ -162,9 +176,9 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
     case MessageType::kGo: {
       GoMessage m;
       m.epoch = epoch;
-      uint32_t has_placement = 0, holders = 0, hosted = 0, pad = 0;
+      uint32_t has_placement = 0, holders = 0, hosted = 0, endpoints = 0;
       if (!r.Get(&m.version) || !r.Get(&m.placement_id) || !r.Get(&has_placement) ||
-          !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&pad) || has_placement > 1) {
+          !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&endpoints) || has_placement > 1) {
         return Truncated("GO");
       }
       if (holders > static_cast<uint32_t>(kMaxStripeWidth) ||
@@ -182,6 +196,16 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
       m.hosted_owners.resize(hosted);
       for (NodeId& owner : m.hosted_owners) {
         if (!r.Get(&owner)) return Truncated("GO");
+      }
+      if (static_cast<size_t>(endpoints) * 5 > r.remaining()) return Truncated("GO");
+      m.endpoints.resize(endpoints);
+      for (PeerEndpoint& endpoint : m.endpoints) {
+        uint8_t length = 0;
+        if (!r.Get(&endpoint.node) || !r.Get(&length) || length > kMaxEndpointBytes) {
+          return Truncated("GO");
+        }
+        endpoint.bytes.resize(length);
+        if (!r.GetBytes(endpoint.bytes.data(), length)) return Truncated("GO");
       }
       return Message(std::move(m));
     }

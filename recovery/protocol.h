@@ -25,11 +25,21 @@
 
 namespace ft::recovery {
 
-inline constexpr size_t kMaxControlMessageBytes = 4096;
+// Coordinator -> node messages (GO is the large one) fit kMaxControlMessageBytes; node ->
+// coordinator messages (PREPARE, DONE) fit kMaxUpstreamMessageBytes, which keeps the
+// coordinator's posted receive buffers small when it has thousands of peers.
+inline constexpr size_t kMaxControlMessageBytes = 8192;
+inline constexpr size_t kMaxUpstreamMessageBytes = 128;
 inline constexpr size_t kMaxReasonBytes = 256;
 inline constexpr int kMaxStripeWidth = 64;  // k + m, as erasure::kMaxCells
-// Header (16) + GO fields (32) + 64 holders (24 each) leave room for this many hosted owners.
-inline constexpr size_t kMaxHostedOwners = (kMaxControlMessageBytes - 48 - 64 * 24) / 4;
+// A peer's network endpoint (verbs::Fabric::endpoint()): opaque bytes, at most this many.
+inline constexpr size_t kMaxEndpointBytes = 20;
+// Header (16) + GO fields (32) + 64 holders (24 each) with their endpoints (4 + 1 + 20 each)
+// leave room for this many hosted owners (4 bytes each, plus an endpoint).
+inline constexpr size_t kMaxHostedOwners =
+    (kMaxControlMessageBytes - 48 - 64 * 24 - 64 * (5 + kMaxEndpointBytes)) /
+    (4 + 5 + kMaxEndpointBytes);
+static_assert(kMaxHostedOwners >= 2 * kMaxStripeWidth, "a balanced placement must always fit");
 
 enum class MessageType : uint8_t { kPrepare = 1, kGo = 2, kDone = 3, kCommit = 4, kAbort = 5 };
 
@@ -53,6 +63,13 @@ struct HolderAddress {
   bool operator==(const HolderAddress&) const = default;
 };
 
+// Where a peer listens, for fabrics whose nodes find each other on a network (rdma).
+struct PeerEndpoint {
+  NodeId node = 0;
+  std::vector<std::byte> bytes;  // at most kMaxEndpointBytes
+  bool operator==(const PeerEndpoint&) const = default;
+};
+
 struct GoMessage {
   uint64_t epoch = 0;
   uint64_t version = 0;
@@ -60,6 +77,8 @@ struct GoMessage {
   bool has_placement = false;          // when false the node keeps the placement it has
   std::vector<HolderAddress> holders;  // this node's k + m holders, by column
   std::vector<NodeId> hosted_owners;   // owners whose fragments this node hosts (to connect)
+  // With a placement, on a networked fabric: where the holders and hosted owners listen.
+  std::vector<PeerEndpoint> endpoints;
   bool operator==(const GoMessage&) const = default;
 };
 

@@ -21,6 +21,8 @@
 #include "ftengine/status.h"
 #include "recovery/placement.h"
 
+#include "test/status_matchers.h"
+
 namespace ft::recovery {
 namespace {
 
@@ -103,6 +105,22 @@ GoMessage SampleGo(size_t holders, size_t hosted) {
   return m;
 }
 
+// A GO on a networked fabric: every holder and hosted owner with its endpoint (IPv4 and IPv6
+// shapes alternate).
+GoMessage SampleGoWithEndpoints(size_t holders, size_t hosted) {
+  GoMessage m = SampleGo(holders, hosted);
+  for (size_t i = 0; i < holders + hosted; ++i) {
+    PeerEndpoint endpoint;
+    endpoint.node = static_cast<NodeId>(1000 + i);
+    endpoint.bytes.resize(i % 2 == 0 ? 8 : kMaxEndpointBytes);
+    for (size_t b = 0; b < endpoint.bytes.size(); ++b) {
+      endpoint.bytes[b] = static_cast<std::byte>(i * 7 + b);
+    }
+    m.endpoints.push_back(std::move(endpoint));
+  }
+  return m;
+}
+
 DoneMessage SampleDone(StatusCode code, NodeId failed_peer) {
   DoneMessage m;
   m.epoch = 3;
@@ -127,7 +145,8 @@ AbortMessage SampleAbort(std::string reason) {
 std::vector<Message> SampleMessages() {
   std::vector<Message> messages;
   messages.emplace_back(SamplePrepare());
-  messages.emplace_back(GoMessage{1, 2, 3, false, {}, {}});
+  messages.emplace_back(GoMessage{1, 2, 3, false, {}, {}, {}});
+  messages.emplace_back(SampleGoWithEndpoints(6, 6));
   messages.emplace_back(SampleGo(6, 0));
   messages.emplace_back(SampleGo(14, 40));
   messages.emplace_back(SampleGo(0, 5));
@@ -162,11 +181,11 @@ TEST(ProtocolTest, GoWithPlacementRoundTrips) {
   ExpectRoundTrip(SampleGo(0, 9), kGoFixedBytes + 9 * 4);
 }
 
-// 14 holders and 1000 hosted owners need 4384 bytes: more than kMaxControlMessageBytes (4096),
+// 14 holders and 2100 hosted owners need 8792 bytes: more than kMaxControlMessageBytes (8192),
 // the size of a posted receive buffer. The format carries it; a receive buffer does not.
-TEST(ProtocolTest, GoWithFourteenHoldersAndThousandHostedOwners) {
-  const GoMessage go = SampleGo(14, 1000);
-  const size_t bytes = kGoFixedBytes + 14 * kGoHolderBytes + 1000 * 4;
+TEST(ProtocolTest, GoWithFourteenHoldersAndTwoThousandHostedOwners) {
+  const GoMessage go = SampleGo(14, 2100);
+  const size_t bytes = kGoFixedBytes + 14 * kGoHolderBytes + 2100 * 4;
   EXPECT_GT(bytes, kMaxControlMessageBytes);
   ExpectRoundTrip(go, bytes, bytes);
 
@@ -179,6 +198,41 @@ TEST(ProtocolTest, GoWithFourteenHoldersAndThousandHostedOwners) {
   const size_t fit = (kMaxControlMessageBytes - kGoFixedBytes - 14 * kGoHolderBytes) / 4;
   ExpectRoundTrip(SampleGo(14, fit), kGoFixedBytes + 14 * kGoHolderBytes + fit * 4);
   EXPECT_FALSE(EncodeMessage(SampleGo(14, fit + 1), small).ok());
+}
+
+TEST(ProtocolTest, GoWithEndpointsRoundTrips) {
+  // 8-byte (IPv4) and 20-byte (IPv6) endpoints alternate, each after a 4-byte node and a length.
+  const size_t endpoints_bytes = 6 * 5 + 3 * 8 + 3 * kMaxEndpointBytes;
+  ExpectRoundTrip(SampleGoWithEndpoints(6, 0),
+                  kGoFixedBytes + 6 * kGoHolderBytes + endpoints_bytes);
+}
+
+// The worst GO the coordinator may send: the widest stripe, as many hosted owners as the
+// coordinator allows, and a 20-byte endpoint for each of them.
+TEST(ProtocolTest, WorstCaseGoWithEndpointsFitsAReceiveBuffer) {
+  GoMessage go = SampleGo(kMaxStripeWidth, kMaxHostedOwners);
+  for (NodeId i = 0; i < kMaxStripeWidth + kMaxHostedOwners; ++i) {
+    go.endpoints.push_back({i, std::vector<std::byte>(kMaxEndpointBytes, std::byte{0xee})});
+  }
+  std::vector<std::byte> buffer(kMaxControlMessageBytes);
+  Result<size_t> used = EncodeMessage(go, buffer);
+  ASSERT_TRUE(used.ok()) << used.status();
+  ExpectRoundTrip(go, *used);
+}
+
+TEST(ProtocolTest, GoWithOversizedEndpointIsRejected) {
+  GoMessage go = SampleGo(2, 0);
+  go.endpoints.push_back({5, std::vector<std::byte>(kMaxEndpointBytes + 1)});
+  std::vector<std::byte> buffer(kMaxControlMessageBytes);
+  EXPECT_TRUE(ft::test::HasError(EncodeMessage(go, buffer).status(), StatusCode::kInvalidArgument,
+                                 "node 5's endpoint has 21 bytes"));
+}
+
+// Nodes send the coordinator only PREPARE and DONE, into receive buffers of
+// kMaxUpstreamMessageBytes.
+TEST(ProtocolTest, UpstreamMessagesFitTheCoordinatorsReceiveBuffers) {
+  EXPECT_LE(kPrepareBytes, kMaxUpstreamMessageBytes);
+  EXPECT_LE(kDoneBytes, kMaxUpstreamMessageBytes);
 }
 
 TEST(ProtocolTest, DoneRoundTripsEveryCode) {

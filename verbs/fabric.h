@@ -213,6 +213,17 @@ class Fabric {
   virtual void WaitForActivity(Nanos timeout) = 0;
   // Makes a current or the next WaitForActivity return early. Callable from any thread.
   virtual void Interrupt() = 0;
+
+  // Address exchange, for backends whose nodes find each other on a network (rdma: a node's
+  // rdmacm listen address). endpoint() is this node's address as opaque bytes (at most
+  // kMaxEndpointBytes) for the caller to hand to its peers; LearnEndpoint tells this node where
+  // `peer` listens, ahead of a Connect that needs it (it takes precedence over what the backend
+  // was configured with). An in-process backend has no endpoint (empty) and accepts any.
+  static constexpr size_t kMaxEndpointBytes = 20;
+  virtual std::vector<std::byte> endpoint() const { return {}; }
+  virtual Status LearnEndpoint(NodeId /*peer*/, std::span<const std::byte> /*endpoint*/) {
+    return Status();
+  }
 };
 
 // The local checks every backend's PostSend makes on request `index` of a batch: opcode, SGE

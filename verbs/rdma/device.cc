@@ -113,6 +113,56 @@ std::string FormatSocketAddress(const sockaddr* address) {
   return StrCat("(address family ", address->sa_family, ")");
 }
 
+std::vector<std::byte> EncodeEndpoint(const SocketAddress& address) {
+  const sockaddr* sa = address.get();
+  std::vector<std::byte> out(4);
+  uint16_t port_be = 0;
+  if (sa->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    out[0] = std::byte{4};
+    port_be = in->sin_port;
+    out.resize(8);
+    std::memcpy(out.data() + 4, &in->sin_addr, 4);
+  } else if (sa->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    out[0] = std::byte{6};
+    port_be = in6->sin6_port;
+    out.resize(20);
+    std::memcpy(out.data() + 4, &in6->sin6_addr, 16);
+  } else {
+    return {};
+  }
+  std::memcpy(out.data() + 2, &port_be, 2);
+  return out;
+}
+
+Result<SocketAddress> DecodeEndpoint(std::span<const std::byte> bytes) {
+  SocketAddress out;
+  const bool v4 = bytes.size() == 8 && bytes[0] == std::byte{4};
+  const bool v6 = bytes.size() == 20 && bytes[0] == std::byte{6};
+  if (!v4 && !v6) {
+    return Status::InvalidArgument("an endpoint of ", bytes.size(),
+                                   " bytes is not an rdma listen address (want 8 or 20)");
+  }
+  uint16_t port_be = 0;
+  std::memcpy(&port_be, bytes.data() + 2, 2);
+  if (v4) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&out.storage);
+    in->sin_family = AF_INET;
+    in->sin_port = port_be;
+    std::memcpy(&in->sin_addr, bytes.data() + 4, 4);
+    out.length = sizeof(sockaddr_in);
+  } else {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = port_be;
+    std::memcpy(&in6->sin6_addr, bytes.data() + 4, 16);
+    out.length = sizeof(sockaddr_in6);
+  }
+  out.text = FormatSocketAddress(out.get());
+  return out;
+}
+
 Status ApplyEnvironment(RdmaOptions& options) {
   if (!options.read_environment) return Status::Ok();
   if (options.device.empty()) {

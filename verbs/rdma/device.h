@@ -5,6 +5,7 @@
 #include <infiniband/verbs.h>
 #include <sys/socket.h>
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,12 @@ struct SocketAddress {
 Result<SocketAddress> ParseHostPort(std::string_view host_port);
 // "host:port" of a socket address.
 std::string FormatSocketAddress(const sockaddr* address);
+
+// A listen address as Fabric::endpoint() bytes: {family u8 (4 or 6), 0 u8, port u16 big-endian,
+// address (4 or 16 bytes)}: 8 or 20 bytes, at most Fabric::kMaxEndpointBytes.
+std::vector<std::byte> EncodeEndpoint(const SocketAddress& address);
+// The inverse; InvalidArgument for bytes that are not an endpoint.
+Result<SocketAddress> DecodeEndpoint(std::span<const std::byte> bytes);
 
 // Fills options.device and options.gid_index from FT_DEVICE / FT_GID_INDEX when they are left at
 // their defaults and options.read_environment is set. A malformed value is InvalidArgument naming

@@ -336,7 +336,7 @@ struct Core {
   // --- set at creation, then immutable ---
   const NodeId node;
   const RdmaOptions options;
-  const SocketAddress listen;
+  SocketAddress listen;  // port 0 asked for: Open() puts the port the system chose in here
   // Device resources, in creation order.
   EventChannelPtr channel;
   CmIdPtr listen_id;  // guarded by mu after creation (reset when the Fabric goes)
@@ -453,6 +453,14 @@ Status Core::Open() {
                                         JoinNames(devices), ")");
     }
     return ErrnoStatus(error, StrCat("rdma_bind_addr(", listen.text, ")"));
+  }
+  if (const sockaddr* bound = rdma_get_local_addr(listen_id.get()); bound != nullptr) {
+    // Port 0 asks the system for a free port: peers must be told the one it chose.
+    const socklen_t length =
+        bound->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    std::memcpy(&listen.storage, bound, length);
+    listen.length = length;
+    listen.text = FormatSocketAddress(bound);
   }
   if (listen_id->verbs == nullptr) {
     return Status::FailedPrecondition(
@@ -1542,9 +1550,34 @@ class RdmaFabric final : public Fabric {
 
   void Interrupt() override { WriteEventFd(core_->wake_fd.get()); }
 
+  std::vector<std::byte> endpoint() const override { return EncodeEndpoint(core_->listen); }
+
+  Status LearnEndpoint(NodeId peer, std::span<const std::byte> endpoint) override {
+    Result<SocketAddress> address = DecodeEndpoint(endpoint);
+    if (!address.ok()) {
+      return address.status().WithContext(
+          StrCat("node ", core_->node, " learning node ", peer, "'s endpoint"));
+    }
+    std::lock_guard lock(learned_mu_);
+    learned_[peer] = std::move(address).value();
+    return Status::Ok();
+  }
+
  private:
+  // Where `peer` listens: a learned endpoint first, else the address book.
+  Result<SocketAddress> PeerAddress(NodeId peer) const {
+    {
+      std::lock_guard lock(learned_mu_);
+      if (auto it = learned_.find(peer); it != learned_.end()) return it->second;
+    }
+    FT_ASSIGN_OR_RETURN(std::string text, addresses_(peer));
+    return ParseHostPort(text);
+  }
+
   std::shared_ptr<Core> core_;
   const AddressBook addresses_;
+  mutable std::mutex learned_mu_;
+  std::unordered_map<NodeId, SocketAddress> learned_;
   CmThread cm_thread_;  // after core_: stopped before the Core can go
 };
 
@@ -1573,20 +1606,14 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
     a.active = core.node > r.peer;
     a.user_data = r.private_data;
     if (a.active) {
-      Result<std::string> address = addresses_(r.peer);
+      // Only the dialling side needs the peer's address; the accepting side learns it from the
+      // request.
+      Result<SocketAddress> address = PeerAddress(r.peer);
       if (!address.ok()) {
-        return Status::InvalidArgument("Connect from node ", core.node, ": peer ", r.peer,
-                                       " has no address: ", address.status().message());
+        return Status::InvalidArgument("Connect from node ", core.node, " to node ", r.peer,
+                                       ": no address: ", address.status().message());
       }
-      Result<SocketAddress> parsed = ParseHostPort(*address);
-      if (!parsed.ok()) {
-        return Status::InvalidArgument("Connect from node ", core.node, " to node ", r.peer, ": ",
-                                       parsed.status().message());
-      }
-      a.address = std::move(parsed).value();
-    } else if (Result<std::string> address = addresses_(r.peer); !address.ok()) {
-      return Status::InvalidArgument("Connect from node ", core.node, ": peer ", r.peer,
-                                     " is not in the address book: ", address.status().message());
+      a.address = std::move(address).value();
     }
   }
   std::vector<std::unique_ptr<QueuePair>> qps;
