@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/buffer.h"
+#include "engine/datapath.h"
 #include "erasure/codec.h"
 #include "erasure/fragment.h"
 #include "erasure/geometry.h"
@@ -82,7 +83,7 @@ static_assert(recovery::kMaxEndpointBytes == verbs::Fabric::kMaxEndpointBytes);
 // DONE/COMMIT, plus an ABORT), so 4 posted receives per control QP never run dry.
 constexpr int kRecvPerPeer = 4;
 constexpr int kSendBuffers = 256;
-constexpr int kPollBatch = 64;
+using internal::kPollBatch;
 // Connection private data: {magic, rank, epoch, endpoint}. The endpoint (where the sender's
 // fabric listens, empty on loopback) lets the coordinator tell each node where its partners are.
 constexpr uint32_t kConnectMagic = 0x46544331;  // "FTC1"

@@ -109,6 +109,13 @@ class Engine {
   static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
                                                 const WorldInfo& world,
                                                 std::unique_ptr<verbs::Fabric> fabric);
+  // The engine of this process in a job launched by ftrun, srun or mpirun, over rdma: rank,
+  // world size and the coordinator's address from the environment (ftengine/bootstrap.h), the
+  // RDMA device that holds the address toward the coordinator (FT_DEVICE, FT_GID_INDEX and
+  // FT_LISTEN override). Every process of the job calls it; the coordinator (rank 0) listens at
+  // FT_COORDINATOR. Errors name the variable, device or address at fault; a coordinator that
+  // does not answer within options.timeout gives DeadlineExceeded naming FT_COORDINATOR.
+  static Result<std::unique_ptr<Engine>> CreateFromEnvironment(const EngineOptions& options);
   ~Engine();  // waits for a checkpoint in flight to end (bounded by options.timeout)
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -1,0 +1,22 @@
+// How the engine drives its WRITEs: shared by the checkpoint path (engine.cc) and
+// `ftbench write-bw`, so that the benchmark measures the same batching, signaling and depth.
+//
+// - One cell, one WRITE, one PostSend call; every data WRITE is signaled (its completion frees
+//   the cell's pipeline slot, and a cell is large: 1 MiB by default, so completions are few).
+// - A WRITE is followed by one progress step that reaps up to kPollBatch completions.
+// - In flight: a stripe slot is reused only when all of its k + m WRITEs completed, so each
+//   holder's QP carries at most pipeline_depth WRITEs (one per slot) and the node at most
+//   pipeline_depth x (k + m).
+#ifndef FT_ENGINE_DATAPATH_H_
+#define FT_ENGINE_DATAPATH_H_
+
+namespace ft::internal {
+
+inline constexpr int kPollBatch = 64;
+
+// WRITEs one holder QP has in flight at most, for a given EngineOptions::pipeline_depth.
+constexpr int WritesInFlightPerQp(int pipeline_depth) { return pipeline_depth; }
+
+}  // namespace ft::internal
+
+#endif  // FT_ENGINE_DATAPATH_H_

@@ -1,0 +1,162 @@
+#include "engine/process.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "common/log.h"
+
+namespace ft {
+namespace {
+
+const char* Get(const Getenv& getenv, const char* name) {
+  const char* value = getenv ? getenv(name) : std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : nullptr;
+}
+
+std::string JoinHostPort(const std::string& host, uint16_t port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return v6 ? StrCat("[", host, "]:", port) : StrCat(host, ":", port);
+}
+
+// The local address the kernel would send from toward host:port: a connected UDP socket sends
+// nothing, but getsockname then names the interface that routes there (IPoIB or the RoCE netdev
+// when the coordinator's address is on the RDMA network).
+Result<std::string> SourceAddressToward(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+      rc != 0 || found == nullptr) {
+    return Status::InvalidArgument("FT_COORDINATOR host \"", host,
+                                   "\" does not resolve: ", gai_strerror(rc));
+  }
+  Status last = Status::Unavailable("no address of FT_COORDINATOR host \"", host, "\"");
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    sockaddr_storage local{};
+    socklen_t length = sizeof(local);
+    const bool ok = connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+                    getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0;
+    const int error = errno;
+    close(fd);
+    if (!ok) {
+      last = Status::Unavailable("no local address routes to the coordinator at ",
+                                 JoinHostPort(host, port), ": ", std::strerror(error));
+      continue;
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* address = local.ss_family == AF_INET6
+                              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                              : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+    inet_ntop(local.ss_family, address, text, sizeof(text));
+    freeaddrinfo(found);
+    return std::string(text);
+  }
+  freeaddrinfo(found);
+  return last;
+}
+
+}  // namespace
+
+Result<std::string> ListenAddress(const Bootstrap& bootstrap, const Getenv& getenv) {
+  if (!bootstrap.spare && bootstrap.rank == bootstrap.coordinator_rank) {
+    return JoinHostPort(bootstrap.coordinator_host, bootstrap.coordinator_port);
+  }
+  if (const char* listen = Get(getenv, "FT_LISTEN")) {
+    const std::string text(listen);
+    const bool bracketed = text.front() == '[';
+    const size_t colons = std::count(text.begin(), text.end(), ':');
+    const bool has_port = bracketed ? text.find("]:") != std::string::npos : colons == 1;
+    if (!has_port) {
+      if (bracketed) {
+        if (text.back() != ']') {
+          return Status::InvalidArgument("FT_LISTEN=\"", text, "\" is not host, host:port, [v6] or [v6]:port");
+        }
+        return StrCat(text, ":0");
+      }
+      return JoinHostPort(text, 0);
+    }
+    FT_ASSIGN_OR_RETURN(auto host_port, ParseHostPort(text, "FT_LISTEN"));
+    return JoinHostPort(host_port.first, host_port.second);
+  }
+  FT_ASSIGN_OR_RETURN(std::string host,
+                      SourceAddressToward(bootstrap.coordinator_host, bootstrap.coordinator_port));
+  return JoinHostPort(host, 0);
+}
+
+verbs::AddressBook ProcessAddressBook(const Bootstrap& bootstrap, std::string listen) {
+  return [self = bootstrap.rank, coordinator = bootstrap.coordinator_rank, size = bootstrap.size,
+          listen = std::move(listen),
+          coordinator_address = JoinHostPort(bootstrap.coordinator_host,
+                                             bootstrap.coordinator_port)](
+             verbs::NodeId id) -> Result<std::string> {
+    if (id == self) return listen;
+    if (id == coordinator) return coordinator_address;
+    if (id >= size) return Status::NotFound("node ", id, " is outside the world of ", size);
+    return Status::NotFound("node ", id,
+                            "'s address is not known yet (the coordinator's GO gives it)");
+  };
+}
+
+Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
+                                          const verbs::RdmaOptions& rdma, const Getenv& getenv) {
+  if (bootstrap.spare) {
+    return Status::FailedPrecondition(
+        "rank ", bootstrap.rank, " is a spare (FT_SPARE=1): spares join the job at recovery");
+  }
+  if (bootstrap.coordinator_rank != 0) {
+    return Status::InvalidArgument("FT_COORDINATOR_RANK=", bootstrap.coordinator_rank,
+                                   ": over rdma the coordinator must be rank 0 (every process "
+                                   "dials lower ranks, and only the coordinator's address is "
+                                   "known to all)");
+  }
+  FT_ASSIGN_OR_RETURN(std::string listen, ListenAddress(bootstrap, getenv));
+  ProcessFabric out;
+  out.bootstrap = bootstrap;
+  out.world = WorldInfo{bootstrap.rank, bootstrap.size, bootstrap.coordinator_rank};
+  Result<std::unique_ptr<verbs::Fabric>> fabric =
+      verbs::CreateRdmaFabric(bootstrap.rank, rdma, ProcessAddressBook(bootstrap, listen));
+  if (!fabric.ok()) {
+    return fabric.status().WithContext(StrCat("rank ", bootstrap.rank, " of ", bootstrap.size,
+                                              " (", bootstrap.source, ") listening on ", listen));
+  }
+  out.fabric = std::move(fabric).value();
+  return out;
+}
+
+Result<ProcessFabric> CreateProcessFabric(const verbs::RdmaOptions& rdma, const Getenv& getenv) {
+  FT_ASSIGN_OR_RETURN(Bootstrap bootstrap, BootstrapFromEnvironment(getenv));
+  return CreateProcessFabric(bootstrap, rdma, getenv);
+}
+
+Result<std::unique_ptr<Engine>> Engine::CreateFromEnvironment(const EngineOptions& options) {
+  FT_ASSIGN_OR_RETURN(ProcessFabric process, CreateProcessFabric());
+  const Bootstrap& boot = process.bootstrap;
+  Result<std::unique_ptr<Engine>> engine =
+      Create(options, process.world, std::move(process.fabric));
+  if (!engine.ok() && boot.rank != boot.coordinator_rank &&
+      (engine.status().code() == StatusCode::kDeadlineExceeded ||
+       engine.status().code() == StatusCode::kUnavailable)) {
+    return engine.status().WithContext(
+        StrCat("rank ", boot.rank, ": the coordinator at FT_COORDINATOR=",
+               JoinHostPort(boot.coordinator_host, boot.coordinator_port),
+               " did not answer within ",
+               std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout).count(),
+               " ms (EngineOptions::timeout)"));
+  }
+  return engine;
+}
+
+}  // namespace ft
