@@ -141,11 +141,11 @@ Result<ProcessFabric> CreateProcessFabric(const verbs::RdmaOptions& rdma, const 
   return CreateProcessFabric(bootstrap, rdma, getenv);
 }
 
-Result<std::unique_ptr<Engine>> Engine::CreateFromEnvironment(const EngineOptions& options) {
-  FT_ASSIGN_OR_RETURN(ProcessFabric process, CreateProcessFabric());
+Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
+                                                    const EngineOptions& options) {
   const Bootstrap& boot = process.bootstrap;
   Result<std::unique_ptr<Engine>> engine =
-      Create(options, process.world, std::move(process.fabric));
+      Engine::Create(options, process.world, std::move(process.fabric));
   if (!engine.ok() && boot.rank != boot.coordinator_rank &&
       (engine.status().code() == StatusCode::kDeadlineExceeded ||
        engine.status().code() == StatusCode::kUnavailable)) {
@@ -157,6 +157,11 @@ Result<std::unique_ptr<Engine>> Engine::CreateFromEnvironment(const EngineOption
                " ms (EngineOptions::timeout)"));
   }
   return engine;
+}
+
+Result<std::unique_ptr<Engine>> Engine::CreateFromEnvironment(const EngineOptions& options) {
+  FT_ASSIGN_OR_RETURN(ProcessFabric process, CreateProcessFabric());
+  return CreateProcessEngine(std::move(process), options);
 }
 
 }  // namespace ft

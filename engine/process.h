@@ -48,6 +48,11 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                           const verbs::RdmaOptions& rdma,
                                           const Getenv& getenv = {});
 
+// Engine::Create on a process's fabric; a coordinator that does not answer in time gets an error
+// naming FT_COORDINATOR and the timeout.
+Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
+                                                    const EngineOptions& options);
+
 }  // namespace ft
 
 #endif  // FT_ENGINE_PROCESS_H_

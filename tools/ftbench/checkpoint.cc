@@ -13,14 +13,18 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "engine/loopback_world.h"
+#include "engine/process.h"
 #include "erasure/codec.h"
 #include "erasure/geometry.h"
+#include "ftengine/bootstrap.h"
 #include "ftengine/engine.h"
+#include "verbs/rdma/rdma.h"
 
 namespace ft::ftbench {
 namespace {
@@ -116,9 +120,11 @@ Command RegisterCheckpoint(CLI::App& app) {
       "checkpoint",
       "N nodes in this process checkpoint their images over the loopback fabric; verifies the "
       "last version by reading it back with one holder's fragments treated as lost");
-  sub->add_option("--nodes", options->nodes, "Nodes (one thread each)")
-      ->check(CLI::Range(2u, 65536u))
-      ->capture_default_str();
+  CLI::Option* nodes =
+      sub->add_option("--nodes", options->nodes,
+                      "Nodes (loopback: one thread each; rdma: must match the launcher's world)")
+          ->check(CLI::Range(2u, 65536u))
+          ->capture_default_str();
   AddSizeOption(*sub, "--size", &options->size, "Image bytes per node (KiB/MiB/GiB suffixes)");
   sub->add_option("-k,--k", options->k, "Data cells per stripe")
       ->check(CLI::Range(1, erasure::kMaxCells - 1))
@@ -136,26 +142,142 @@ Command RegisterCheckpoint(CLI::App& app) {
   sub->add_option("--pipeline-depth", options->pipeline_depth, "Stripes in flight per node")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  sub->add_option("--fabric", options->fabric,
+                  "loopback: N nodes in this process; rdma: this process is one node of a job "
+                  "launched by ftrun, srun or mpirun")
+      ->check(CLI::IsMember({"loopback", "rdma"}))
+      ->capture_default_str();
+  sub->add_option("--timeout", options->timeout_seconds,
+                  "rdma: seconds to wait for the coordinator and for each checkpoint")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
   sub->add_flag("--json", options->json, "Print one JSON object instead of the table");
   sub->add_flag("-v,--verbose", options->verbose, "Per-phase times and memory use on stderr");
-  return {sub, [options] { return RunCheckpoint(*options); }};
+  return {sub, [options, nodes] {
+            options->nodes_given = nodes->count() > 0;
+            return options->fabric == "rdma" ? RunCheckpointRdma(*options)
+                                             : RunCheckpoint(*options);
+          }};
 }
 
-int RunCheckpoint(const CheckpointOptions& o) {
-  auto usage = [](const std::string& message) {
-    std::cerr << "ftbench checkpoint: " << message << "\n";
-    return kExitUsage;
-  };
-  if (o.nodes < 2) return usage("--nodes " + std::to_string(o.nodes) + ": need at least 2");
-  if (static_cast<uint64_t>(o.k) + o.m >= o.nodes) {
-    return usage("--k " + std::to_string(o.k) + " --m " + std::to_string(o.m) +
-                 ": k + m = " + std::to_string(o.k + o.m) + " needs at least " +
-                 std::to_string(o.k + o.m + 1) + " nodes; --nodes " + std::to_string(o.nodes) +
-                 " allows k + m <= " + std::to_string(o.nodes - 1));
+namespace {
+
+int Usage(const std::string& message) {
+  std::cerr << "ftbench checkpoint: " << message << "\n";
+  return kExitUsage;
+}
+
+// The flag checks both fabrics share; an empty string when the flags are fine.
+std::string CheckFlags(const CheckpointOptions& o, uint32_t nodes, const char* nodes_name) {
+  if (nodes < 2) return StrCat(nodes_name, " ", nodes, ": need at least 2");
+  if (static_cast<uint64_t>(o.k) + o.m >= nodes) {
+    return StrCat("--k ", o.k, " --m ", o.m, ": k + m = ", o.k + o.m, " needs at least ",
+                  o.k + o.m + 1, " nodes; ", nodes_name, " ", nodes, " allows k + m <= ",
+                  nodes - 1);
   }
-  if (o.size == 0) return usage("--size 0: an image needs at least one byte");
-  if (o.cell_bytes == 0) return usage("--cell-bytes 0: a cell needs at least one byte");
-  if (o.cell_bytes > (1u << 30)) return usage("--cell-bytes above 1 GiB is not supported");
+  if (o.size == 0) return "--size 0: an image needs at least one byte";
+  if (o.cell_bytes == 0) return "--cell-bytes 0: a cell needs at least one byte";
+  if (o.cell_bytes > (1u << 30)) return "--cell-bytes above 1 GiB is not supported";
+  auto geometry = erasure::StripeGeometry::Create(o.size, o.cell_bytes, o.k, o.m);
+  if (!geometry.ok()) return std::string(geometry.status().message());
+  return "";
+}
+
+// The reference's buffers for one node, allocated (and touched) before any timing.
+Result<RawWork> MakeRawWork(const CheckpointOptions& o, const erasure::StripeGeometry& g) {
+  RawWork w;
+  w.k = o.k;
+  w.m = o.m;
+  w.cell = o.cell_bytes;
+  w.stripes = g.stripes();
+  w.image_bytes = o.size;
+  std::vector<uint8_t> matrix(static_cast<size_t>(o.k + o.m) * o.k);
+  gf_gen_cauchy1_matrix(matrix.data(), o.k + o.m, o.k);
+  w.tables.resize(32u * o.k * o.m);
+  ec_init_tables(o.k, o.m, matrix.data() + o.k * o.k, w.tables.data());
+  FT_ASSIGN_OR_RETURN(w.tail, AlignedBuffer::Create(o.cell_bytes * o.k));
+  FT_ASSIGN_OR_RETURN(w.parity, AlignedBuffer::Create(o.cell_bytes * o.m));
+  FT_ASSIGN_OR_RETURN(w.destination, AlignedBuffer::Create(g.fragment_bytes() * g.width()));
+  return w;
+}
+
+// Prints the table or the JSON object; the exit code.
+int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
+            const std::string& verbose_lines) {
+  const double image = static_cast<double>(o.size);
+  const double median = Median(report.version_seconds);
+  const double p99 = Percentile(report.version_seconds, 0.99);
+  const double gbps_per_node = GigabytesPerSecond(image, median);
+  const double aggregate = gbps_per_node * n;
+  const double raw_gbps = GigabytesPerSecond(image, Median(report.raw_seconds));
+  const double memcpy_gbps = GigabytesPerSecond(image, Median(report.memcpy_seconds));
+  const double ideal = memcpy_gbps * o.k / (o.k + o.m);
+
+  if (o.json) {
+    nlohmann::json out;
+    out["nodes"] = n;
+    out["k"] = o.k;
+    out["m"] = o.m;
+    out["cell_bytes"] = o.cell_bytes;
+    out["image_bytes"] = o.size;
+    out["versions"] = o.versions;
+    out["checkpoint_seconds_median"] = median;
+    out["checkpoint_seconds_p99"] = p99;
+    out["checkpoint_gbps_per_node"] = gbps_per_node;
+    out["aggregate_gbps"] = aggregate;
+    out["raw_work_gbps_per_node"] = raw_gbps;
+    out["ratio_to_raw"] = gbps_per_node / raw_gbps;
+    out["memcpy_gbps"] = memcpy_gbps;
+    out["ratio_to_memcpy_ideal"] = gbps_per_node / ideal;
+    out["verified"] = report.verified;
+    out["fabric"] = o.fabric;
+    std::cout << out.dump() << "\n";
+  } else {
+    Table table({"fabric", "nodes", "k", "m", "cell", "image/node", "versions", "median s", "p99 s",
+                 "GB/s/node", "aggregate GB/s"});
+    table.AddRow({o.fabric, std::to_string(n), std::to_string(o.k), std::to_string(o.m),
+                  FormatSize(o.cell_bytes), FormatSize(o.size), std::to_string(o.versions),
+                  FormatFixed(median, 4), FormatFixed(p99, 4), FormatFixed(gbps_per_node, 3),
+                  FormatFixed(aggregate, 3)});
+    std::cout << table.ToString();
+    const std::string who =
+        o.fabric == "rdma" ? "rank 0's process" : std::to_string(n) + " threads";
+    Table reference({"reference (same run, " + who + ")", "GB/s/node", "checkpoint ratio"});
+    reference.AddRow({"raw work: ISA-L encode + CRC64 + memcpy of (k+m)/k x image",
+                      FormatFixed(raw_gbps, 3), FormatFixed(gbps_per_node / raw_gbps, 3)});
+    reference.AddRow({"memcpy of the image x k/(k+m) (ideal)", FormatFixed(ideal, 3),
+                      FormatFixed(gbps_per_node / ideal, 3)});
+    std::cout << reference.ToString();
+    std::cout << "verified: "
+              << (report.verified ? "yes (every node read back, CRCs checked, one holder's "
+                                    "fragments decoded, every byte compared)"
+                                  : "NO: " + report.verify_error)
+              << "\n";
+  }
+  if (o.verbose) {
+    const EngineMetrics& m = report.metrics0;
+    std::cerr << "node 0 last version: prepare " << FormatFixed(m.last_prepare_seconds, 4)
+              << " s, encode+crc " << FormatFixed(m.last_encode_seconds, 4) << " s, writes "
+              << FormatFixed(m.last_write_seconds, 4) << " s, commit "
+              << FormatFixed(m.last_commit_seconds, 4) << " s; store " << FormatSize(m.store_bytes)
+              << "; bounce bytes " << m.bounce_bytes << "\n";
+    std::cerr << "per version (slowest node), s:";
+    for (double seconds : report.version_seconds) std::cerr << " " << FormatFixed(seconds, 4);
+    std::cerr << "\n" << verbose_lines;
+  }
+  if (!report.verified) {
+    if (o.json)
+      std::cerr << "ftbench checkpoint: verification failed: " << report.verify_error << "\n";
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunCheckpoint(const CheckpointOptions& o) {
+  auto usage = [](const std::string& message) { return Usage(message); };
+  if (std::string bad = CheckFlags(o, o.nodes, "--nodes"); !bad.empty()) return usage(bad);
   auto geometry = erasure::StripeGeometry::Create(o.size, o.cell_bytes, o.k, o.m);
   if (!geometry.ok()) return usage(std::string(geometry.status().message()));
 
@@ -194,27 +316,14 @@ int RunCheckpoint(const CheckpointOptions& o) {
   std::vector<RawWork> raw(n);
   uint64_t reference_bytes = 0;
   for (uint32_t rank = 0; rank < n; ++rank) {
-    RawWork& w = raw[rank];
-    w.k = o.k;
-    w.m = o.m;
-    w.cell = o.cell_bytes;
-    w.stripes = g.stripes();
-    w.image_bytes = o.size;
-    std::vector<uint8_t> matrix(static_cast<size_t>(o.k + o.m) * o.k);
-    gf_gen_cauchy1_matrix(matrix.data(), o.k + o.m, o.k);
-    w.tables.resize(32u * o.k * o.m);
-    ec_init_tables(o.k, o.m, matrix.data() + o.k * o.k, w.tables.data());
-    auto tail = AlignedBuffer::Create(o.cell_bytes * o.k);
-    auto parity = AlignedBuffer::Create(o.cell_bytes * o.m);
-    auto destination = AlignedBuffer::Create(g.fragment_bytes() * g.width());
-    if (!tail.ok() || !parity.ok() || !destination.ok()) {
-      std::cerr << "ftbench checkpoint: cannot allocate the reference buffers\n";
+    Result<RawWork> w = MakeRawWork(o, g);
+    if (!w.ok()) {
+      std::cerr << "ftbench checkpoint: cannot allocate the reference buffers: " << w.status()
+                << "\n";
       return kExitFailure;
     }
-    w.tail = std::move(tail).value();
-    w.parity = std::move(parity).value();
-    w.destination = std::move(destination).value();
-    reference_bytes += w.BufferBytes();
+    raw[rank] = std::move(w).value();
+    reference_bytes += raw[rank].BufferBytes();
   }
 
   Report report;
@@ -295,81 +404,126 @@ int RunCheckpoint(const CheckpointOptions& o) {
   report.verified = status.ok() && mismatches == 0;
   if (!status.ok()) report.verify_error = status.ToString();
 
-  const double image = static_cast<double>(o.size);
-  const double median = Median(report.version_seconds);
-  const double p99 = Percentile(report.version_seconds, 0.99);
-  const double gbps_per_node = GigabytesPerSecond(image, median);
-  const double aggregate = gbps_per_node * n;
-  const double raw_gbps = GigabytesPerSecond(image, Median(report.raw_seconds));
-  const double memcpy_gbps = GigabytesPerSecond(image, Median(report.memcpy_seconds));
-  const double ideal = memcpy_gbps * o.k / (o.k + o.m);
+  std::ostringstream verbose;
+  verbose << "cores busy on average while checkpointing (with fills and references): "
+          << FormatFixed(busy_cores, 2) << "\n";
+  const double engine_bytes = static_cast<double>(report.peak_rss_after_checkpoints) -
+                              static_cast<double>(reference_bytes);
+  verbose << "peak RSS " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1)
+          << " MiB, less ftbench's reference buffers " << FormatFixed(reference_bytes / 1048576.0, 1)
+          << " MiB = " << FormatFixed(engine_bytes / 1048576.0 / n, 1)
+          << " MiB per node (image, store, pipeline, control); store "
+          << FormatFixed(report.metrics0.store_bytes / 1048576.0, 1) << " MiB per node\n";
+  return Publish(o, n, report, verbose.str());
+}
 
-  if (o.json) {
-    nlohmann::json out;
-    out["nodes"] = o.nodes;
-    out["k"] = o.k;
-    out["m"] = o.m;
-    out["cell_bytes"] = o.cell_bytes;
-    out["image_bytes"] = o.size;
-    out["versions"] = o.versions;
-    out["checkpoint_seconds_median"] = median;
-    out["checkpoint_seconds_p99"] = p99;
-    out["checkpoint_gbps_per_node"] = gbps_per_node;
-    out["aggregate_gbps"] = aggregate;
-    out["raw_work_gbps_per_node"] = raw_gbps;
-    out["ratio_to_raw"] = gbps_per_node / raw_gbps;
-    out["memcpy_gbps"] = memcpy_gbps;
-    out["ratio_to_memcpy_ideal"] = gbps_per_node / ideal;
-    out["verified"] = report.verified;
-    std::cout << out.dump() << "\n";
-  } else {
-    Table table({"nodes", "k", "m", "cell", "image/node", "versions", "median s", "p99 s",
-                 "GB/s/node", "aggregate GB/s"});
-    table.AddRow({std::to_string(o.nodes), std::to_string(o.k), std::to_string(o.m),
-                  FormatSize(o.cell_bytes), FormatSize(o.size), std::to_string(o.versions),
-                  FormatFixed(median, 4), FormatFixed(p99, 4), FormatFixed(gbps_per_node, 3),
-                  FormatFixed(aggregate, 3)});
-    std::cout << table.ToString();
-    Table reference({"reference (same run, " + std::to_string(n) + " threads)", "GB/s/node",
-                     "checkpoint ratio"});
-    reference.AddRow({"raw work: ISA-L encode + CRC64 + memcpy of (k+m)/k x image",
-                      FormatFixed(raw_gbps, 3), FormatFixed(gbps_per_node / raw_gbps, 3)});
-    reference.AddRow({"memcpy of the image x k/(k+m) (ideal)", FormatFixed(ideal, 3),
-                      FormatFixed(gbps_per_node / ideal, 3)});
-    std::cout << reference.ToString();
-    std::cout << "verified: "
-              << (report.verified ? "yes (every node read back, CRCs checked, one holder's "
-                                    "fragments decoded, every byte compared)"
-                                  : "NO: " + report.verify_error)
-              << "\n";
+int RunCheckpointRdma(const CheckpointOptions& o) {
+  auto fail = [](uint32_t rank, const Status& status) {
+    std::cerr << "ftbench checkpoint: rank " << rank << ": " << status << "\n";
+    return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  };
+  Result<Bootstrap> bootstrap = BootstrapFromEnvironment();
+  if (!bootstrap.ok()) {
+    return Usage(StrCat("--fabric rdma runs one process per node under ftrun, srun or mpirun: ",
+                        bootstrap.status().message()));
   }
-  if (o.verbose) {
-    const EngineMetrics& m = report.metrics0;
-    std::cerr << "node 0 last version: prepare " << FormatFixed(m.last_prepare_seconds, 4)
-              << " s, encode+crc " << FormatFixed(m.last_encode_seconds, 4) << " s, writes "
-              << FormatFixed(m.last_write_seconds, 4) << " s, commit "
-              << FormatFixed(m.last_commit_seconds, 4) << " s; store " << FormatSize(m.store_bytes)
-              << "; bounce bytes " << m.bounce_bytes << "\n";
-    std::cerr << "per version (slowest node), s:";
-    for (double seconds : report.version_seconds) std::cerr << " " << FormatFixed(seconds, 4);
-    std::cerr << "\n";
-    std::cerr << "cores busy on average while checkpointing (with fills and references): "
-              << FormatFixed(busy_cores, 2) << "\n";
-    const double engine_bytes = static_cast<double>(report.peak_rss_after_checkpoints) -
-                                static_cast<double>(reference_bytes);
-    std::cerr << "peak RSS " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1)
-              << " MiB, less ftbench's reference buffers "
-              << FormatFixed(reference_bytes / 1048576.0, 1)
-              << " MiB = " << FormatFixed(engine_bytes / 1048576.0 / n, 1)
-              << " MiB per node (image, store, pipeline, control); store "
-              << FormatFixed(m.store_bytes / 1048576.0, 1) << " MiB per node\n";
+  const uint32_t rank = bootstrap->rank;
+  const uint32_t n = bootstrap->size;
+  if (bootstrap->spare) {
+    // Spares wait to replace a lost rank; without recovery there is nothing for them to do.
+    if (o.verbose) std::cerr << "ftbench checkpoint: rank " << rank << " is a spare: idle\n";
+    return kExitOk;
   }
-  if (!report.verified) {
-    if (o.json)
+  if (o.nodes_given && o.nodes != n) {
+    return Usage(StrCat("--nodes ", o.nodes, " but the launcher started ", n, " processes (",
+                        bootstrap->source, ")"));
+  }
+  if (std::string bad = CheckFlags(o, n, "the world size"); !bad.empty()) return Usage(bad);
+  auto geometry = erasure::StripeGeometry::Create(o.size, o.cell_bytes, o.k, o.m);
+  if (!geometry.ok()) return Usage(std::string(geometry.status().message()));
+
+  EngineOptions options;
+  options.k = o.k;
+  options.m = o.m;
+  options.cell_bytes = o.cell_bytes;
+  options.pipeline_depth = o.pipeline_depth;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
+  options.store_capacity = Engine::StoreBytesFor(o.size, options);
+  if (o.domains > 0) options.failure_domain = rank % o.domains;
+
+  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, verbs::RdmaOptions{});
+  if (!process.ok()) return fail(rank, process.status());
+  std::ostringstream verbose;
+  if (Result<verbs::RdmaDeviceInfo> info = verbs::GetRdmaDeviceInfo(*process->fabric); info.ok()) {
+    verbose << "rank 0: rdma device " << info->device << " port " << int{info->port} << ", "
+            << info->link_layer << ", " << info->gid_type << " gid " << info->gid_index
+            << ", mtu " << info->active_mtu << ", listens on " << info->listen << "\n";
+  }
+  Result<std::unique_ptr<Engine>> made = CreateProcessEngine(std::move(process).value(), options);
+  if (!made.ok()) return fail(rank, made.status());
+  Engine& engine = **made;
+
+  Result<AlignedBuffer> image = AlignedBuffer::Create(o.size);
+  if (!image.ok()) return fail(rank, image.status());
+  Result<RawWork> raw = MakeRawWork(o, *geometry);
+  if (!raw.ok()) return fail(rank, raw.status());
+  if (Status status = engine.Protect(0, image->data(), o.size); !status.ok()) {
+    return fail(rank, status);
+  }
+
+  Report report;
+  const bool progress = rank == 0 && !o.json && isatty(STDERR_FILENO);
+  uint64_t sink = 0;
+  for (int v = 1; v <= o.versions; ++v) {
+    FillImage(image->span(), rank, static_cast<uint64_t>(v));
+    Status status;
+    report.version_seconds.push_back(TimeSeconds([&] { status = engine.Checkpoint().status(); }));
+    if (!status.ok()) {
+      if (progress) std::cerr << "\n";
+      return fail(rank, status.WithContext(StrCat("checkpoint version ", v)));
+    }
+    report.raw_seconds.push_back(TimeSeconds([&] { sink += raw->Run(image->data()); }));
+    report.memcpy_seconds.push_back(TimeSeconds([&] {
+      std::memcpy(raw->destination.data(), image->data(), o.size);
+      ClobberMemory();
+    }));
+    if (progress) {
+      std::cerr << "\rftbench checkpoint: version " << v << "/" << o.versions << " "
+                << FormatFixed(report.version_seconds.back(), 3) << " s" << std::flush;
+    }
+  }
+  if (progress) std::cerr << "\r" << std::string(60, ' ') << "\r";
+  report.peak_rss_after_checkpoints = PeakRssBytes();
+  report.metrics0 = engine.Metrics();
+
+  // Verification: this rank's image read back from its holders, one holder's fragments lost.
+  Result<AlignedBuffer> back = AlignedBuffer::Create(o.size);
+  if (!back.ok()) return fail(rank, back.status());
+  const int lost[] = {static_cast<int>(rank % static_cast<uint32_t>(o.k))};
+  Status read = engine.ReadCommitted({reinterpret_cast<std::byte*>(back->data()), o.size}, lost);
+  report.verified = read.ok() && std::memcmp(back->data(), image->data(), o.size) == 0;
+  if (!read.ok()) {
+    report.verify_error = StrCat("rank ", rank, ": ", read.ToString());
+  } else if (!report.verified) {
+    report.verify_error = StrCat("rank ", rank, ": read-back differs from the image");
+  }
+  // A barrier before anyone leaves: a rank's holders must keep their stores until it has read
+  // back. A checkpoint is collective; it writes the other slot, not the one being read.
+  if (Status barrier = engine.Checkpoint().status(); !barrier.ok()) {
+    return fail(rank, barrier.WithContext("the closing checkpoint (a barrier)"));
+  }
+  if (rank != 0) {
+    if (!report.verified) {
       std::cerr << "ftbench checkpoint: verification failed: " << report.verify_error << "\n";
-    return kExitFailure;
+      return kExitFailure;
+    }
+    return kExitOk;
   }
-  return kExitOk;
+  verbose << "rank 0: peak RSS "
+          << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1) << " MiB (image, "
+          << "store, pipeline, control and the reference's buffers); store "
+          << FormatFixed(report.metrics0.store_bytes / 1048576.0, 1) << " MiB\n";
+  return Publish(o, n, report, verbose.str());
 }
 
 }  // namespace ft::ftbench

@@ -10,12 +10,20 @@
 // (all nodes at once): after each version every node does the raw work a checkpoint must do
 // without the engine (ISA-L encode of its image, CRC64 and memcpy of (k+m)/k x image into
 // pre-touched memory), then memcpy of its image alone. Medians over the versions.
+//
+// --fabric rdma: one process per node, launched by ftrun, srun or mpirun (engine/process.h):
+// the world size comes from the launcher (--nodes, when given, must match it). Each process
+// checkpoints its own image and runs the reference on it; a checkpoint is collective (it ends at
+// the commit, after the slowest node), so rank 0's times are the job's. Every rank verifies its
+// own image and exits 1 if it differs; rank 0 alone prints the table or --json. A lost rank ends
+// every survivor's checkpoint with an error naming it, and ftbench exits 1.
 #ifndef FT_TOOLS_FTBENCH_CHECKPOINT_H_
 #define FT_TOOLS_FTBENCH_CHECKPOINT_H_
 
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <string>
 
 #include "tools/ftbench/util.h"
 
@@ -32,10 +40,14 @@ struct CheckpointOptions {
   int pipeline_depth = 4;
   bool json = false;
   bool verbose = false;
+  std::string fabric = "loopback";  // or "rdma"
+  bool nodes_given = false;
+  double timeout_seconds = 60;  // bounds connecting and every checkpoint (rdma)
 };
 
 Command RegisterCheckpoint(CLI::App& app);
 int RunCheckpoint(const CheckpointOptions& options);
+int RunCheckpointRdma(const CheckpointOptions& options);
 
 }  // namespace ft::ftbench
 
