@@ -354,7 +354,8 @@ class Engine::Impl {
   Round round_;
   std::vector<erasure::RegionSlice> slices_;  // scratch
   int reads_outstanding_ = 0;
-  Status read_failure_;
+  Status read_failure_;                // the first failed READ of a ReadCommitted
+  std::vector<uint8_t> read_failed_;  // by column: a READ of it failed
   bool self_killed_ = false;
   std::unique_ptr<ConnectHelper> connect_helper_;
   std::future<ConnectHelper::Outcome> connect_in_flight_;
@@ -668,9 +669,16 @@ void Engine::Impl::OnCompletion(const Completion& completion) {
     }
     case WrKind::kRead:
       if (reads_outstanding_ > 0) --reads_outstanding_;
-      if (!ok && read_failure_.ok()) {
-        read_failure_ = Status::Unavailable("READ from node ", peer,
-                                            " failed: ", verbs::WcStatusName(completion.status));
+      if (!ok) {
+        // The column is unusable for this read (its QP is in error now); the others may still
+        // decode the image.
+        if (const uint32_t column = FieldB(completion.wr_id); column < read_failed_.size()) {
+          read_failed_[column] = 1;
+        }
+        if (read_failure_.ok()) {
+          read_failure_ = Status::Unavailable(
+              "READ from node ", peer, " failed: ", verbs::WcStatusName(completion.status));
+        }
       }
       return;
     case WrKind::kSend:
@@ -1387,6 +1395,7 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
   };
 
   read_failure_ = Status();
+  read_failed_.assign(width, 0);
   std::vector<uint8_t> usable(width, 0);
   for (int c = 0; c < width; ++c) {
     if (skip[c]) continue;
@@ -1403,6 +1412,7 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
   expected.stripes = g.stripes();
   Status first_problem = read_failure_;
   for (int c = 0; c < width; ++c) {
+    if (read_failed_[c]) usable[c] = 0;
     if (!usable[c]) continue;
     expected.column = static_cast<uint32_t>(c);
     Status status = erasure::CheckHeader({buffer.data() + c * area, area}, expected);
@@ -1411,10 +1421,6 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
       if (first_problem.ok()) first_problem = status;
     }
   }
-  if (!read_failure_.ok()) {
-    // A failed READ errors its QP; we cannot tell which header it was, so trust none of them.
-    return read_failure_;
-  }
 
   std::byte* cells = buffer.data() + area * width;
   for (uint64_t s = 0; s < g.stripes(); ++s) {
@@ -1422,14 +1428,23 @@ Status Engine::Impl::DoReadCommitted(ReadRequest& request) {
     std::vector<int> columns;
     for (int c = 0; c < width; ++c) {
       if (!usable[c]) continue;
-      FT_RETURN_IF_ERROR(post_read(c, cells + c * cell, cell, slot_addr(c) + area + s * cell));
+      if (Status posted = post_read(c, cells + c * cell, cell, slot_addr(c) + area + s * cell);
+          !posted.ok()) {
+        usable[c] = 0;
+        if (first_problem.ok()) first_problem = posted;
+        continue;
+      }
       columns.push_back(c);
     }
     FT_RETURN_IF_ERROR(WaitReads(&reads_outstanding_, deadline));
-    FT_RETURN_IF_ERROR(read_failure_);
     std::vector<int> present;
     std::vector<const uint8_t*> present_cells;
     for (int c : columns) {
+      if (read_failed_[c]) {
+        usable[c] = 0;
+        if (first_problem.ok()) first_problem = read_failure_;
+        continue;
+      }
       const uint64_t crc = erasure::Crc64(cells + c * cell, cell);
       if (crc != erasure::CellCrcs(std::span<const std::byte>(buffer.data() + c * area, area))[s]) {
         if (first_problem.ok()) {

@@ -480,7 +480,7 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
     report.version_seconds.push_back(TimeSeconds([&] { status = engine.Checkpoint().status(); }));
     if (!status.ok()) {
       if (progress) std::cerr << "\n";
-      return fail(rank, status.WithContext(StrCat("checkpoint version ", v)));
+      return fail(rank, status);
     }
     report.raw_seconds.push_back(TimeSeconds([&] { sink += raw->Run(image->data()); }));
     report.memcpy_seconds.push_back(TimeSeconds([&] {
