@@ -13,6 +13,7 @@
 
 struct ft_engine {
   ft::Engine* engine;
+  std::unique_ptr<ft::Engine> owned;  // set for ft_engine_create_from_environment's engines
 };
 struct ft_checkpoint_handle {
   ft::CheckpointHandle handle;
@@ -106,7 +107,7 @@ int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopb
     auto result = std::make_unique<ft_loopback_world>();
     result->world = std::move(created).value();
     for (uint32_t rank = 0; rank < nodes; ++rank) {
-      result->engines.push_back(ft_engine{&result->world->engine(rank)});
+      result->engines.push_back(ft_engine{&result->world->engine(rank), nullptr});
     }
     *world = result.release();  // ownership passes to the caller: ft_loopback_world_destroy
     return Report(ft::Status());
@@ -125,6 +126,34 @@ int ft_loopback_world_engine(ft_loopback_world* world, uint32_t rank, ft_engine*
                                             world->engines.size()));
   }
   *engine = &world->engines[rank];
+  return Report(ft::Status());
+}
+
+int ft_engine_create_from_environment(const ft_options* options, ft_engine** engine) {
+  if (options == nullptr) return NullArgument("ft_engine_create_from_environment", "options");
+  if (engine == nullptr) return NullArgument("ft_engine_create_from_environment", "engine");
+  return Guard([&] {
+    auto created = ft::Engine::CreateFromEnvironment(ToEngineOptions(*options));
+    if (!created.ok()) return Fail(created.status());
+    auto result = std::make_unique<ft_engine>();
+    result->owned = std::move(created).value();
+    result->engine = result->owned.get();
+    *engine = result.release();  // ownership passes to the caller: ft_engine_destroy
+    return Report(ft::Status());
+  });
+}
+
+void ft_engine_destroy(ft_engine* engine) {
+  if (engine == nullptr || engine->owned == nullptr) return;  // a world's engine: not ours
+  std::unique_ptr<ft_engine> owned(engine);
+}
+
+int ft_engine_world(const ft_engine* engine, uint32_t* rank, uint32_t* size) {
+  if (engine == nullptr) return NullArgument("ft_engine_world", "engine");
+  if (rank == nullptr) return NullArgument("ft_engine_world", "rank");
+  if (size == nullptr) return NullArgument("ft_engine_world", "size");
+  *rank = engine->engine->world().rank;
+  *size = engine->engine->world().size;
   return Report(ft::Status());
 }
 

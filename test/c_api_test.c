@@ -1,5 +1,8 @@
 /* Proves the C API from C: a 4-node loopback world, two checkpoints, read-back with a lost
  * fragment, and bad input. Prints "N passed, M failed" and exits non-zero on any failure. */
+/* setenv, unsetenv */
+#define _POSIX_C_SOURCE 200809L
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,6 +92,34 @@ int main(void) {
   EXPECT(ft_unprotect(engine, 99) == FT_NOT_FOUND);
   EXPECT(ft_checkpoint(engine, NULL) == FT_FAILED_PRECONDITION); /* nothing protected */
   EXPECT(ft_read_committed(engine, &options, sizeof(options), NULL, 0) == FT_NOT_FOUND);
+  uint32_t rank0 = 99, size = 0;
+  EXPECT(ft_engine_world(engine, &rank0, &size) == FT_OK);
+  EXPECT(rank0 == 0 && size == kNodes);
+  EXPECT(ft_engine_world(engine, NULL, &size) == FT_INVALID_ARGUMENT);
+  ft_engine_destroy(engine); /* a world's engine: ignored, the world owns it */
+  ft_engine_destroy(NULL);
+
+  /* One process per node, with no launcher's variables: an error naming them, nothing made. */
+  unsetenv("FT_RANK");
+  unsetenv("SLURM_PROCID");
+  unsetenv("PMI_RANK");
+  unsetenv("OMPI_COMM_WORLD_RANK");
+  unsetenv("FT_WORLD_SIZE");
+  unsetenv("SLURM_NTASKS");
+  unsetenv("PMI_SIZE");
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+  ft_engine* process_engine = NULL;
+  EXPECT(ft_engine_create_from_environment(&options, &process_engine) == FT_INVALID_ARGUMENT);
+  EXPECT(strstr(ft_last_error(), "FT_RANK") != NULL);
+  EXPECT(process_engine == NULL);
+  EXPECT(ft_engine_create_from_environment(NULL, &process_engine) == FT_INVALID_ARGUMENT);
+  setenv("FT_RANK", "1", 1);
+  setenv("FT_WORLD_SIZE", "x", 1);
+  EXPECT(ft_engine_create_from_environment(&options, &process_engine) == FT_INVALID_ARGUMENT);
+  EXPECT(strstr(ft_last_error(), "FT_WORLD_SIZE") != NULL);
+  unsetenv("FT_RANK");
+  unsetenv("FT_WORLD_SIZE");
+
   EXPECT(strcmp(ft_strerror(FT_DATA_LOSS), "DataLoss") == 0);
   EXPECT(strcmp(ft_strerror(1234), "Unknown") == 0);
 

@@ -74,6 +74,17 @@ void ft_loopback_world_destroy(ft_loopback_world* world);
 /* The engine of `rank`, owned by the world. */
 int ft_loopback_world_engine(ft_loopback_world* world, uint32_t rank, ft_engine** engine);
 
+/* This process's engine in a job launched by ftrun, srun or mpirun, over rdma: rank, world size
+ * and the coordinator's address come from the environment (FT_RANK/FT_WORLD_SIZE or the
+ * launcher's variables, FT_COORDINATOR=host:port). Collective: every process of the job calls
+ * it. Release it with ft_engine_destroy. */
+int ft_engine_create_from_environment(const ft_options* options, ft_engine** engine);
+/* Destroys an engine made by ft_engine_create_from_environment. NULL, and a loopback world's
+ * engines (the world owns them), are ignored. */
+void ft_engine_destroy(ft_engine* engine);
+/* This engine's rank and the world's size. */
+int ft_engine_world(const ft_engine* engine, uint32_t* rank, uint32_t* size);
+
 int ft_protect(ft_engine* engine, uint64_t id, void* ptr, uint64_t bytes);
 int ft_unprotect(ft_engine* engine, uint64_t id);
 /* Collective. On success *version is the committed version. */
