@@ -9,6 +9,7 @@
 #include "tools/ftbench/checkpoint.h"
 #include "tools/ftbench/encode.h"
 #include "tools/ftbench/util.h"
+#include "tools/ftbench/write_bw.h"
 
 int main(int argc, char** argv) {
   using ft::ftbench::Command;
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   std::vector<Command> commands = {
       ft::ftbench::RegisterEncode(app),
       ft::ftbench::RegisterCheckpoint(app),
+      ft::ftbench::RegisterWriteBw(app),
   };
 
   try {
