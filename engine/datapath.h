@@ -14,6 +14,11 @@ namespace ft::internal {
 
 inline constexpr int kPollBatch = 64;
 
+// Control messages: each peer has at most one request and one reply in flight to the coordinator
+// (PREPARE/GO, DONE/COMMIT, plus an ABORT), so this many posted receives per control QP never
+// run dry.
+inline constexpr int kControlReceivesPerPeer = 4;
+
 // WRITEs one holder QP has in flight at most, for a given EngineOptions::pipeline_depth.
 constexpr int WritesInFlightPerQp(int pipeline_depth) { return pipeline_depth; }
 

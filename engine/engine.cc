@@ -79,9 +79,7 @@ constexpr uint32_t FieldA(uint64_t wr_id) { return static_cast<uint32_t>(wr_id >
 constexpr uint32_t FieldB(uint64_t wr_id) { return static_cast<uint32_t>(wr_id); }
 
 static_assert(recovery::kMaxEndpointBytes == verbs::Fabric::kMaxEndpointBytes);
-// Each peer has at most one request and one reply in flight to the coordinator (PREPARE/GO,
-// DONE/COMMIT, plus an ABORT), so 4 posted receives per control QP never run dry.
-constexpr int kRecvPerPeer = 4;
+constexpr int kRecvPerPeer = internal::kControlReceivesPerPeer;
 constexpr int kSendBuffers = 256;
 using internal::kPollBatch;
 // Connection private data: {magic, rank, epoch, endpoint}. The endpoint (where the sender's
