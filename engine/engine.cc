@@ -441,8 +441,13 @@ void Engine::Impl::Stop() {
   }
   fabric_->Interrupt();
   if (worker_.joinable()) worker_.join();
-  // A background Connect ends by its own deadline; its QPs go with the others.
-  if (connect_in_flight_.valid()) connect_in_flight_.wait();
+  // A background Connect would run to the round's deadline (a partner may be dead): cancel it.
+  // Again and again, as the helper may not have entered Connect yet when the first cancel lands.
+  while (connect_in_flight_.valid() &&
+         connect_in_flight_.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    fabric_->CancelConnects();
+    connect_in_flight_.wait_for(std::chrono::milliseconds(10));
+  }
   HarvestConnect();
   connect_helper_.reset();
   // Destruction order: QPs before memory regions before the fabric (verbs' order).

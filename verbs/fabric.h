@@ -213,6 +213,9 @@ class Fabric {
   virtual void WaitForActivity(Nanos timeout) = 0;
   // Makes a current or the next WaitForActivity return early. Callable from any thread.
   virtual void Interrupt() = 0;
+  // Makes every Connect of this node in progress return Aborted at once (its partial QPs are
+  // released, as on any failure). Callable from any thread; later Connects are not affected.
+  virtual void CancelConnects() {}
 
   // Address exchange, for backends whose nodes find each other on a network (rdma: a node's
   // rdmacm listen address). endpoint() is this node's address as opaque bytes (at most

@@ -171,6 +171,7 @@ struct Node {
   const NodeId id;
   const uint64_t lock_rank;  // the order in which two nodes' `mem` locks are taken
   std::atomic<bool> dead{false};
+  uint64_t connect_cancels = 0;  // guarded by the network's mu: CancelConnects calls
 
   RegistrationLock mem;  // shared: a copy touches this node's memory; exclusive: (de)registration
   std::unordered_map<uint32_t, MrInfo> lkeys;  // guarded by mem
@@ -946,6 +947,8 @@ class LoopbackFabric final : public Fabric {
     n.cv.notify_all();
   }
 
+  void CancelConnects() override;
+
  private:
   std::shared_ptr<Node> node_;
 };
@@ -991,6 +994,16 @@ std::string JoinNodes(const std::vector<NodeId>& nodes) {
   return out;
 }
 
+void LoopbackFabric::CancelConnects() {
+  Node& n = *node_;
+  Net& net = *n.net;
+  std::lock_guard lock(net.mu);
+  ++n.connect_cancels;
+  for (auto& [key, offer] : net.offers) {
+    if (key.first == n.id && offer->wake != nullptr) offer->wake->notify_one();
+  }
+}
+
 Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
     std::span<const ConnectRequest> requests, Nanos timeout) {
   Node& n = *node_;
@@ -1023,6 +1036,7 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
   std::condition_variable wake;  // matches of our offers and deaths of peers notify it
   for (Offer& offer : offers) offer.wake = &wake;
   std::unique_lock lock(net.mu);
+  const uint64_t cancels_at_start = n.connect_cancels;
   for (const ConnectRequest& r : requests) {
     if (!net.alive[r.peer]) {
       return Status::Unavailable("Connect from node ", n.id, ": peer ", r.peer, " is dead");
@@ -1060,7 +1074,8 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
       missing.push_back(offer.to);
       if (!net.alive[offer.to]) dead.push_back(offer.to);
     }
-    return missing.empty() || !dead.empty() || n.dead.load();
+    return missing.empty() || !dead.empty() || n.dead.load() ||
+           n.connect_cancels != cancels_at_start;
   };
   bool timed_out = false;
   while (!settled()) {
@@ -1083,6 +1098,8 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
   Status status;
   if (n.dead.load()) {
     status = Status::Unavailable("Connect: node ", n.id, " died while connecting");
+  } else if (n.connect_cancels != cancels_at_start) {
+    status = Status::Aborted("Connect from node ", n.id, " was cancelled");
   } else if (!dead.empty()) {
     status =
         Status::Unavailable("Connect from node ", n.id, ": peer(s) ", JoinNodes(dead), " died");

@@ -379,6 +379,7 @@ struct Core {
   // --- connection management ---
   std::mutex mu;
   std::condition_variable cv;                            // an Attempt changed
+  uint64_t connect_cancels = 0;                          // guarded by mu: CancelConnects calls
   std::unordered_map<rdma_cm_id*, Conn*> conns;          // guarded by mu
   std::unordered_set<Conn*> live;                        // guarded by mu: handed out
   std::map<NodeId, Attempt*> attempts;                   // guarded by mu
@@ -1550,6 +1551,12 @@ class RdmaFabric final : public Fabric {
 
   void Interrupt() override { WriteEventFd(core_->wake_fd.get()); }
 
+  void CancelConnects() override {
+    std::lock_guard lock(core_->mu);
+    ++core_->connect_cancels;
+    core_->cv.notify_all();
+  }
+
   std::vector<std::byte> endpoint() const override { return EncodeEndpoint(core_->listen); }
 
   Status LearnEndpoint(NodeId peer, std::span<const std::byte> endpoint) override {
@@ -1585,6 +1592,11 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
     std::span<const ConnectRequest> requests, Nanos timeout) {
   Core& core = *core_;
   const SteadyTime deadline = DeadlineAfter(timeout);
+  uint64_t cancels_at_start = 0;
+  {
+    std::lock_guard lock(core.mu);
+    cancels_at_start = core.connect_cancels;
+  }
   std::vector<Attempt> attempts(requests.size());
   std::unordered_set<NodeId> seen;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -1639,7 +1651,12 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
     }
   }
   bool timed_out = false;
+  bool cancelled = false;
   while (true) {
+    if (core.connect_cancels != cancels_at_start) {
+      cancelled = true;
+      break;
+    }
     const SteadyTime now = std::chrono::steady_clock::now();
     SteadyTime wake = deadline;
     bool all_done = true;
@@ -1675,6 +1692,9 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
       reasons +=
           StrCat("; node ", a.peer, ": ", why, a.tries > 1 ? StrCat(" (", a.tries, " tries)") : "");
     }
+  }
+  if (cancelled && status.ok()) {
+    status = Status::Aborted("Connect from node ", core.node, " was cancelled");
   }
   if (timed_out && status.ok()) {
     status = Status::DeadlineExceeded("Connect from node ", core.node, " timed out after ",
