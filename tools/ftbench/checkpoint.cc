@@ -13,8 +13,8 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -172,8 +172,8 @@ std::string CheckFlags(const CheckpointOptions& o, uint32_t nodes, const char* n
   if (nodes < 2) return StrCat(nodes_name, " ", nodes, ": need at least 2");
   if (static_cast<uint64_t>(o.k) + o.m >= nodes) {
     return StrCat("--k ", o.k, " --m ", o.m, ": k + m = ", o.k + o.m, " needs at least ",
-                  o.k + o.m + 1, " nodes; ", nodes_name, " ", nodes, " allows k + m <= ",
-                  nodes - 1);
+                  o.k + o.m + 1, " nodes; ", nodes_name, " ", nodes,
+                  " allows k + m <= ", nodes - 1);
   }
   if (o.size == 0) return "--size 0: an image needs at least one byte";
   if (o.cell_bytes == 0) return "--cell-bytes 0: a cell needs at least one byte";
@@ -407,10 +407,11 @@ int RunCheckpoint(const CheckpointOptions& o) {
   std::ostringstream verbose;
   verbose << "cores busy on average while checkpointing (with fills and references): "
           << FormatFixed(busy_cores, 2) << "\n";
-  const double engine_bytes = static_cast<double>(report.peak_rss_after_checkpoints) -
-                              static_cast<double>(reference_bytes);
+  const double engine_bytes =
+      static_cast<double>(report.peak_rss_after_checkpoints) - static_cast<double>(reference_bytes);
   verbose << "peak RSS " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1)
-          << " MiB, less ftbench's reference buffers " << FormatFixed(reference_bytes / 1048576.0, 1)
+          << " MiB, less ftbench's reference buffers "
+          << FormatFixed(reference_bytes / 1048576.0, 1)
           << " MiB = " << FormatFixed(engine_bytes / 1048576.0 / n, 1)
           << " MiB per node (image, store, pipeline, control); store "
           << FormatFixed(report.metrics0.store_bytes / 1048576.0, 1) << " MiB per node\n";
@@ -456,8 +457,8 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
   std::ostringstream verbose;
   if (Result<verbs::RdmaDeviceInfo> info = verbs::GetRdmaDeviceInfo(*process->fabric); info.ok()) {
     verbose << "rank 0: rdma device " << info->device << " port " << int{info->port} << ", "
-            << info->link_layer << ", " << info->gid_type << " gid " << info->gid_index
-            << ", mtu " << info->active_mtu << ", listens on " << info->listen << "\n";
+            << info->link_layer << ", " << info->gid_type << " gid " << info->gid_index << ", mtu "
+            << info->active_mtu << ", listens on " << info->listen << "\n";
   }
   Result<std::unique_ptr<Engine>> made = CreateProcessEngine(std::move(process).value(), options);
   if (!made.ok()) return fail(rank, made.status());
@@ -519,8 +520,8 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
     }
     return kExitOk;
   }
-  verbose << "rank 0: peak RSS "
-          << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1) << " MiB (image, "
+  verbose << "rank 0: peak RSS " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1)
+          << " MiB (image, "
           << "store, pipeline, control and the reference's buffers); store "
           << FormatFixed(report.metrics0.store_bytes / 1048576.0, 1) << " MiB\n";
   return Publish(o, n, report, verbose.str());
