@@ -25,6 +25,8 @@
 #include "recovery/coordinator.h"
 #include "recovery/protocol.h"
 #include "verbs/fabric.h"
+#include "verbs/rdma/rdma.h"
+#include "verbs/topology.h"
 
 namespace ft {
 
@@ -352,10 +354,23 @@ class Engine::Impl {
   Round round_;
   std::vector<erasure::RegionSlice> slices_;  // scratch
   int reads_outstanding_ = 0;
-  Status read_failure_;                // the first failed READ of a ReadCommitted
+  Status read_failure_;               // the first failed READ of a ReadCommitted
   std::vector<uint8_t> read_failed_;  // by column: a READ of it failed
   bool self_killed_ = false;
   std::unique_ptr<ConnectHelper> connect_helper_;
+  // NUMA: the node nearest the RDMA device, when the machine has several (verbs/topology.h).
+  std::optional<verbs::Topology> topology_;
+  verbs::NumaChoice numa_;
+  void ChooseNuma();
+  // Moves a fresh buffer to the NIC's node before it is registered (pinned pages do not move).
+  // A failure costs speed, not correctness: logged.
+  void PlaceOnNuma(internal::AlignedBuffer& buffer) {
+    if (!topology_ || !numa_.bind() || buffer.size() == 0) return;
+    if (Status placed = topology_->BindMemoryToNuma(buffer.data(), buffer.size(), numa_.numa_node);
+        !placed.ok()) {
+      FT_LOG(kWarn) << "node " << world_.rank << ": " << placed;
+    }
+  }
   std::future<ConnectHelper::Outcome> connect_in_flight_;
   std::optional<Status> connect_failure_;  // of a background Connect, for the round that waits
   Nanos connect_started_for_{-1};          // Round::started of the round that launched it
@@ -364,7 +379,24 @@ class Engine::Impl {
 // ---------------------------------------------------------------------------------------------
 // Start / stop
 
+void Engine::Impl::ChooseNuma() {
+  Result<verbs::RdmaDeviceInfo> device = verbs::GetRdmaDeviceInfo(*fabric_);
+  if (!device.ok()) return;  // not an rdma fabric: nothing to place
+  Result<verbs::Topology> topology = verbs::Topology::Load();
+  if (!topology.ok()) {
+    numa_.reason = StrCat(topology.status().message(), ": no binding");
+  } else if (Result<verbs::NumaChoice> choice = topology->NumaNodeOfRdmaDevice(device->device);
+             !choice.ok()) {
+    numa_.reason = StrCat(choice.status().message(), ": no binding");
+  } else {
+    numa_ = std::move(choice).value();
+    topology_ = std::move(topology).value();
+  }
+  metrics_.numa = numa_.reason;
+}
+
 Status Engine::Impl::Start() {
+  ChooseNuma();
   const bool is_coordinator = world_.rank == world_.coordinator;
   const int control_peers = is_coordinator ? static_cast<int>(world_.size) - 1 : 1;
   recv_buffers_ = control_peers * kRecvPerPeer;
@@ -375,6 +407,7 @@ Status Engine::Impl::Start() {
   FT_ASSIGN_OR_RETURN(
       control_buffer_,
       internal::AlignedBuffer::Allocate(recv_buffers_ * recv_bytes_ + kSendBuffers * send_bytes_));
+  PlaceOnNuma(control_buffer_);
   FT_ASSIGN_OR_RETURN(control_mr_,
                       fabric_->RegisterMemory(control_buffer_.data(), control_buffer_.size(),
                                               verbs::kAccessLocalWrite));
@@ -382,6 +415,7 @@ Status Engine::Impl::Start() {
 
   if (store_.size() == 0 && options_.store_capacity > 0) {
     FT_ASSIGN_OR_RETURN(store_, internal::AlignedBuffer::Allocate(options_.store_capacity));
+    PlaceOnNuma(store_);
     FT_ASSIGN_OR_RETURN(
         store_mr_, fabric_->RegisterMemory(store_.data(), store_.size(),
                                            verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
@@ -425,11 +459,19 @@ Status Engine::Impl::Start() {
   const uint64_t width = static_cast<uint64_t>(options_.k + options_.m);
   FT_ASSIGN_OR_RETURN(pipeline_, internal::AlignedBuffer::Allocate(options_.pipeline_depth * width *
                                                                    options_.cell_bytes));
+  PlaceOnNuma(pipeline_);
   FT_ASSIGN_OR_RETURN(pipeline_mr_, fabric_->RegisterMemory(pipeline_.data(), pipeline_.size(),
                                                             verbs::kAccessLocalWrite));
   metrics_.store_bytes = store_.size();
   connect_helper_ = std::make_unique<ConnectHelper>(fabric_.get());
-  worker_ = std::thread([this] { WorkerLoop(); });
+  worker_ = std::thread([this] {
+    if (topology_ && numa_.bind()) {
+      if (Status bound = topology_->BindCurrentThreadToNuma(numa_.numa_node); !bound.ok()) {
+        FT_LOG(kWarn) << "node " << world_.rank << ": " << bound;
+      }
+    }
+    WorkerLoop();
+  });
   return Status();
 }
 
@@ -679,8 +721,8 @@ void Engine::Impl::OnCompletion(const Completion& completion) {
           read_failed_[column] = 1;
         }
         if (read_failure_.ok()) {
-          read_failure_ = Status::Unavailable(
-              "READ from node ", peer, " failed: ", verbs::WcStatusName(completion.status));
+          read_failure_ = Status::Unavailable("READ from node ", peer,
+                                              " failed: ", verbs::WcStatusName(completion.status));
         }
       }
       return;
@@ -938,6 +980,7 @@ Status Engine::Impl::PrepareBuffers() {
   if (store_.size() == 0) {
     const uint64_t capacity = Engine::StoreBytesFor(g.image_bytes(), options_);
     FT_ASSIGN_OR_RETURN(store_, internal::AlignedBuffer::Allocate(capacity));
+    PlaceOnNuma(store_);
     FT_ASSIGN_OR_RETURN(
         store_mr_, fabric_->RegisterMemory(store_.data(), store_.size(),
                                            verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |

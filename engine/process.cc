@@ -59,9 +59,10 @@ Result<std::string> SourceAddressToward(const std::string& host, uint16_t port) 
       continue;
     }
     char text[INET6_ADDRSTRLEN] = {};
-    const void* address = local.ss_family == AF_INET6
-                              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
-                              : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+    const void* address =
+        local.ss_family == AF_INET6
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
     inet_ntop(local.ss_family, address, text, sizeof(text));
     freeaddrinfo(found);
     return std::string(text);
@@ -84,7 +85,8 @@ Result<std::string> ListenAddress(const Bootstrap& bootstrap, const Getenv& gete
     if (!has_port) {
       if (bracketed) {
         if (text.back() != ']') {
-          return Status::InvalidArgument("FT_LISTEN=\"", text, "\" is not host, host:port, [v6] or [v6]:port");
+          return Status::InvalidArgument("FT_LISTEN=\"", text,
+                                         "\" is not host, host:port, [v6] or [v6]:port");
         }
         return StrCat(text, ":0");
       }
@@ -99,24 +101,24 @@ Result<std::string> ListenAddress(const Bootstrap& bootstrap, const Getenv& gete
 }
 
 verbs::AddressBook ProcessAddressBook(const Bootstrap& bootstrap, std::string listen) {
-  return [self = bootstrap.rank, coordinator = bootstrap.coordinator_rank, size = bootstrap.size,
-          listen = std::move(listen),
-          coordinator_address = JoinHostPort(bootstrap.coordinator_host,
-                                             bootstrap.coordinator_port)](
-             verbs::NodeId id) -> Result<std::string> {
-    if (id == self) return listen;
-    if (id == coordinator) return coordinator_address;
-    if (id >= size) return Status::NotFound("node ", id, " is outside the world of ", size);
-    return Status::NotFound("node ", id,
-                            "'s address is not known yet (the coordinator's GO gives it)");
-  };
+  return
+      [self = bootstrap.rank, coordinator = bootstrap.coordinator_rank, size = bootstrap.size,
+       listen = std::move(listen),
+       coordinator_address = JoinHostPort(bootstrap.coordinator_host, bootstrap.coordinator_port)](
+          verbs::NodeId id) -> Result<std::string> {
+        if (id == self) return listen;
+        if (id == coordinator) return coordinator_address;
+        if (id >= size) return Status::NotFound("node ", id, " is outside the world of ", size);
+        return Status::NotFound("node ", id,
+                                "'s address is not known yet (the coordinator's GO gives it)");
+      };
 }
 
 Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                           const verbs::RdmaOptions& rdma, const Getenv& getenv) {
   if (bootstrap.spare) {
-    return Status::FailedPrecondition(
-        "rank ", bootstrap.rank, " is a spare (FT_SPARE=1): spares join the job at recovery");
+    return Status::FailedPrecondition("rank ", bootstrap.rank,
+                                      " is a spare (FT_SPARE=1): spares join the job at recovery");
   }
   if (bootstrap.coordinator_rank != 0) {
     return Status::InvalidArgument("FT_COORDINATOR_RANK=", bootstrap.coordinator_rank,
@@ -135,10 +137,11 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
     // The coordinator has a QP to every node, each with its posted control receives: a mass
     // failure flushes them all into the one CQ at once, so the CQ grows with the world (clamped
     // to the device's max_cqe: docs/architecture.md, "How it scales").
-    const int64_t needed = static_cast<int64_t>(internal::kControlReceivesPerPeer) *
-                               bootstrap.size + verbs::rdma::kDefaultCqDepth;
-    options.cq_depth = static_cast<int>(
-        std::min<int64_t>(INT32_MAX, std::max<int64_t>(options.cq_depth, needed)));
+    const int64_t needed =
+        static_cast<int64_t>(internal::kControlReceivesPerPeer) * bootstrap.size +
+        verbs::rdma::kDefaultCqDepth;
+    options.cq_depth =
+        static_cast<int>(std::min<int64_t>(INT32_MAX, std::max<int64_t>(options.cq_depth, needed)));
   }
   ProcessFabric out;
   out.bootstrap = bootstrap;
@@ -146,8 +149,8 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
   Result<std::unique_ptr<verbs::Fabric>> fabric =
       verbs::CreateRdmaFabric(bootstrap.rank, options, ProcessAddressBook(bootstrap, listen));
   if (!fabric.ok()) {
-    return fabric.status().WithContext(StrCat("rank ", bootstrap.rank, " of ", bootstrap.size,
-                                              " (", bootstrap.source, ") listening on ", listen));
+    return fabric.status().WithContext(StrCat("rank ", bootstrap.rank, " of ", bootstrap.size, " (",
+                                              bootstrap.source, ") listening on ", listen));
   }
   out.fabric = std::move(fabric).value();
   return out;
@@ -166,12 +169,11 @@ Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
   if (!engine.ok() && boot.rank != boot.coordinator_rank &&
       (engine.status().code() == StatusCode::kDeadlineExceeded ||
        engine.status().code() == StatusCode::kUnavailable)) {
-    return engine.status().WithContext(
-        StrCat("rank ", boot.rank, ": the coordinator at FT_COORDINATOR=",
-               JoinHostPort(boot.coordinator_host, boot.coordinator_port),
-               " did not answer within ",
-               std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout).count(),
-               " ms (EngineOptions::timeout)"));
+    return engine.status().WithContext(StrCat(
+        "rank ", boot.rank, ": the coordinator at FT_COORDINATOR=",
+        JoinHostPort(boot.coordinator_host, boot.coordinator_port), " did not answer within ",
+        std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout).count(),
+        " ms (EngineOptions::timeout)"));
   }
   return engine;
 }

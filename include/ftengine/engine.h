@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "ftengine/status.h"
@@ -78,6 +79,9 @@ struct EngineMetrics {
   double last_write_seconds = 0;
   double last_commit_seconds = 0;
   double last_total_seconds = 0;
+  // Where the store, buffers and progress thread were put (rdma: the NIC's NUMA node when the
+  // machine has several), as one sentence; empty on the loopback fabric.
+  std::string numa;
 };
 
 class Engine;

@@ -520,6 +520,7 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
     }
     return kExitOk;
   }
+  verbose << "rank 0: numa: " << report.metrics0.numa << "\n";
   verbose << "rank 0: peak RSS " << FormatFixed(report.peak_rss_after_checkpoints / 1048576.0, 1)
           << " MiB (image, "
           << "store, pipeline, control and the reference's buffers); store "
