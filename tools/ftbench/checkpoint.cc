@@ -163,7 +163,7 @@ Command RegisterCheckpoint(CLI::App& app) {
 namespace {
 
 int Usage(const std::string& message) {
-  std::cerr << "ftbench checkpoint: " << message << "\n";
+  std::cerr << StrCat("ftbench checkpoint: ", message, "\n");
   return kExitUsage;
 }
 
@@ -420,7 +420,8 @@ int RunCheckpoint(const CheckpointOptions& o) {
 
 int RunCheckpointRdma(const CheckpointOptions& o) {
   auto fail = [](uint32_t rank, const Status& status) {
-    std::cerr << "ftbench checkpoint: rank " << rank << ": " << status << "\n";
+    // One write: std::cerr is unbuffered, and ranks share the terminal with ftrun.
+    std::cerr << StrCat("ftbench checkpoint: rank ", rank, ": ", status.ToString(), "\n");
     return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   };
   Result<Bootstrap> bootstrap = BootstrapFromEnvironment();

@@ -114,12 +114,13 @@ Nanos ToNanos(double seconds) {
 Nanos Now() { return SteadyClock::Default().Now(); }
 
 int Usage(const std::string& message) {
-  std::cerr << "ftbench write-bw: " << message << "\n";
+  // One write: std::cerr is unbuffered, and ranks share the terminal with ftrun.
+  std::cerr << StrCat("ftbench write-bw: ", message, "\n");
   return kExitUsage;
 }
 
 int Fail(uint32_t rank, const std::string& message) {
-  std::cerr << "ftbench write-bw: rank " << rank << ": " << message << "\n";
+  std::cerr << StrCat("ftbench write-bw: rank ", rank, ": ", message, "\n");
   return kExitFailure;
 }
 
@@ -511,7 +512,7 @@ int RunWriteBw(const WriteBwOptions& o) {
   const uint32_t rank = bootstrap->rank;
   Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, verbs::RdmaOptions{});
   if (!process.ok()) {
-    std::cerr << "ftbench write-bw: rank " << rank << ": " << process.status() << "\n";
+    std::cerr << StrCat("ftbench write-bw: rank ", rank, ": ", process.status().ToString(), "\n");
     return process.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
   Fabric& fabric = *process->fabric;
