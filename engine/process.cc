@@ -108,7 +108,8 @@ verbs::AddressBook ProcessAddressBook(const Bootstrap& bootstrap, std::string li
           verbs::NodeId id) -> Result<std::string> {
         if (id == self) return listen;
         if (id == coordinator) return coordinator_address;
-        if (id >= size) return Status::NotFound("node ", id, " is outside the world of ", size);
+        if (id >= size)
+          return Status::InvalidArgument("node ", id, " is outside the world of ", size);
         return Status::NotFound("node ", id,
                                 "'s address is not known yet (the coordinator's GO gives it)");
       };

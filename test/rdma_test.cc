@@ -177,7 +177,7 @@ TEST_F(RdmaTest, PortRangeAddressBookGivesHostPortPerNode) {
   const AddressBook v4 = PortRangeAddressBook("10.0.0.7", 7000, 3);
   EXPECT_EQ(*v4(0), "10.0.0.7:7000");
   EXPECT_EQ(*v4(2), "10.0.0.7:7002");
-  EXPECT_EQ(v4(3).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(v4(3).status().code(), StatusCode::kInvalidArgument);
   const AddressBook v6 = PortRangeAddressBook("fe80::1", 7000, 2);
   EXPECT_EQ(*v6(1), "[fe80::1]:7001");
   const AddressBook high = PortRangeAddressBook("10.0.0.7", 65535, 2);
@@ -454,7 +454,7 @@ TEST_F(RdmaTest, ConnectToAnUnreachableAddressIsUnavailable) {
   const std::string absent = address.substr(0, dot) + ".213";
   const uint16_t base = rdma_test::BasePort(kNodes, 4);
   const AddressBook book = [&](NodeId id) -> Result<std::string> {
-    if (id >= 2) return Status::NotFound("node ", id, " is outside the world");
+    if (id >= 2) return Status::InvalidArgument("node ", id, " is outside the world");
     return StrCat(id == 0 ? absent : address, ":", base + id);
   };
   RdmaOptions options;

@@ -1626,6 +1626,11 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
                                        ": no address: ", address.status().message());
       }
       a.address = std::move(address).value();
+    } else if (Result<std::string> address = addresses_(r.peer);
+               !address.ok() && address.status().code() == StatusCode::kInvalidArgument) {
+      // The accepting side needs no address, but a node outside the world is a caller's error.
+      return Status::InvalidArgument("Connect from node ", core.node, " to node ", r.peer, ": ",
+                                     address.status().message());
     }
   }
   std::vector<std::unique_ptr<QueuePair>> qps;
@@ -1724,7 +1729,7 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
 AddressBook PortRangeAddressBook(std::string host, uint16_t base_port, NodeId nodes) {
   return [host = std::move(host), base_port, nodes](NodeId id) -> Result<std::string> {
     if (id >= nodes) {
-      return Status::NotFound("node ", id, " is outside the world [0, ", nodes, ")");
+      return Status::InvalidArgument("node ", id, " is outside the world [0, ", nodes, ")");
     }
     const uint32_t port = uint32_t{base_port} + id;
     if (port > 65535) {

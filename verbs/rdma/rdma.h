@@ -50,7 +50,8 @@ namespace ft::verbs {
 
 // Where node `id` listens, as "host:port" (IPv4 literal, [IPv6] literal or a host name). The
 // host must be an address of the RDMA device's network interface (RoCE) or IPoIB (InfiniBand).
-// A NodeId outside the world gives an error (Connect turns it into InvalidArgument).
+// A NodeId outside the world must give InvalidArgument (Connect refuses it); NotFound means "not
+// known yet" (a dialling Connect fails on it, an accepting one does not need the address).
 using AddressBook = std::function<Result<std::string>(NodeId id)>;
 
 // Nodes [0, nodes) listen on host:(base_port + id): several nodes of one host, or one node per
