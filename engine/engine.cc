@@ -263,6 +263,7 @@ class Engine::Impl {
   void SendControl(NodeId to, recovery::Message message);
   void AddEndpoints(recovery::GoMessage& go) const;
   void FlushPendingSends();
+  verbs::RecvRequest ControlReceive(uint32_t buffer);
   void RepostRecv(uint32_t buffer);
   NodeId PeerOfQp(uint32_t qp) const {
     auto it = qp_peer_.find(qp);
@@ -426,14 +427,23 @@ Status Engine::Impl::Start() {
   const std::vector<std::byte> endpoint = fabric_->endpoint();
   if (is_coordinator) {
     for (NodeId node = 0; node < world_.size; ++node) {
-      if (node != world_.rank) requests.push_back({node, ConnectData(world_.rank, epoch_)});
+      if (node != world_.rank) requests.push_back({node, ConnectData(world_.rank, epoch_), {}});
     }
     FT_ASSIGN_OR_RETURN(
         coordinator_, recovery::Coordinator::Create({world_.size, options_.k, options_.m, epoch_}));
     endpoints_.resize(world_.size);
     endpoints_[world_.rank] = endpoint;
   } else {
-    requests.push_back({world_.coordinator, ConnectData(world_.rank, epoch_, endpoint)});
+    requests.push_back({world_.coordinator, ConnectData(world_.rank, epoch_, endpoint), {}});
+  }
+  // The control receives go up with the QPs: a peer's first message (a PREPARE sent the moment
+  // its own Connect returned) must never find an empty receive queue.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    for (int j = 0; j < kRecvPerPeer; ++j) {
+      const auto buffer = static_cast<uint32_t>(i * kRecvPerPeer + j);
+      recv_peer_.push_back(requests[i].peer);
+      requests[i].receives.push_back(ControlReceive(buffer));
+    }
   }
   auto connected = fabric_->Connect(requests, options_.timeout);
   if (!connected.ok()) {
@@ -441,18 +451,13 @@ Status Engine::Impl::Start() {
         "node ", world_.rank, " connecting to the ",
         is_coordinator ? "other nodes" : StrCat("coordinator (rank ", world_.coordinator, ")")));
   }
-  int next_recv = 0;
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
     FT_ASSIGN_OR_RETURN(std::span<const std::byte> peer_endpoint,
                         CheckConnectData(qp->peer_private_data(), peer));
     if (is_coordinator) endpoints_[peer].assign(peer_endpoint.begin(), peer_endpoint.end());
-    const int first_buffer = next_recv;
-    next_recv += kRecvPerPeer;
-    recv_peer_.resize(next_recv, peer);
     qp_peer_[qp->id()] = peer;
     peers_[peer].qp = std::move(qp);
-    for (int i = 0; i < kRecvPerPeer; ++i) RepostRecv(static_cast<uint32_t>(first_buffer + i));
   }
   // Pipeline cells (bounce data cells and parity): pipeline_depth stripes of k + m cells. Made
   // here, not at the first checkpoint: first-touching tens of MiB costs more than a version.
@@ -862,12 +867,16 @@ void Engine::Impl::FlushPendingSends() {
   }
 }
 
-void Engine::Impl::RepostRecv(uint32_t buffer) {
-  std::byte* data = RecvBuffer(buffer);
+verbs::RecvRequest Engine::Impl::ControlReceive(uint32_t buffer) {
   verbs::RecvRequest request;
   request.wr_id = MakeWrId(WrKind::kRecv, 0, buffer);
-  request.sge = {reinterpret_cast<uint64_t>(data), static_cast<uint32_t>(recv_bytes_),
+  request.sge = {reinterpret_cast<uint64_t>(RecvBuffer(buffer)), static_cast<uint32_t>(recv_bytes_),
                  control_mr_->lkey()};
+  return request;
+}
+
+void Engine::Impl::RepostRecv(uint32_t buffer) {
+  const verbs::RecvRequest request = ControlReceive(buffer);
   const NodeId node = recv_peer_[buffer];
   Peer& entry = peers_[node];
   if (entry.lost) return;
@@ -1026,7 +1035,7 @@ Result<bool> Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
       if (it->second.lost) return Status::Unavailable("node ", peer, " is lost");
       continue;
     }
-    requests.push_back({peer, ConnectData(world_.rank, epoch_)});
+    requests.push_back({peer, ConnectData(world_.rank, epoch_), {}});
   }
   if (requests.empty()) return true;
   if (connect_failure_.has_value()) {

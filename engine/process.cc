@@ -129,11 +129,6 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
   }
   FT_ASSIGN_OR_RETURN(std::string listen, ListenAddress(bootstrap, getenv));
   verbs::RdmaOptions options = rdma;
-  // The coordinator posts its control receives once it has connected to every process; a process
-  // that connected early may send its first PREPARE before that. RNR NAKs then make the SEND
-  // wait: the longest RNR timer (491.52 ms) x 7 tries tolerates about 3.4 s of start-up skew.
-  // (The lasting fix, receives posted when the QP is created, is noted in docs/NOTES.md.)
-  options.min_rnr_timer = std::max<uint8_t>(options.min_rnr_timer, 31);
   if (bootstrap.rank == bootstrap.coordinator_rank) {
     // The coordinator has a QP to every node, each with its posted control receives: a mass
     // failure flushes them all into the one CQ at once, so the CQ grows with the world (clamped

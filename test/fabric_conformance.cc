@@ -91,10 +91,10 @@ std::pair<QueuePair*, QueuePair*> FabricConformanceTest::Connect(NodeId a, NodeI
   Fabric& fb = Node(b);
   Result<std::vector<std::unique_ptr<QueuePair>>> rb = Status::Internal("not run");
   std::thread peer([&] {
-    const ConnectRequest request{a, std::move(data_b)};
+    const ConnectRequest request{a, std::move(data_b), {}};
     rb = fb.Connect({&request, 1}, kConnectTimeout);
   });
-  const ConnectRequest request{b, std::move(data_a)};
+  const ConnectRequest request{b, std::move(data_a), {}};
   auto ra = fa.Connect({&request, 1}, kConnectTimeout);
   peer.join();
   if (!ra.ok() || !rb.ok()) {
@@ -655,6 +655,55 @@ TEST_P(FabricConformanceTest, SendWithoutReceiveRunsOutOfRnrRetries) {
   EXPECT_EQ(qa->state(), QpState::kError);
 }
 
+// The peer may SEND the moment its Connect returns, before ours has returned: receives that go up
+// with the QP are there for it (no RNR), and complete on the QP Connect hands out.
+TEST_P(FabricConformanceTest, ReceivesPostedWithConnectCatchTheFirstSend) {
+  std::span<std::byte> src = PatternBuffer(96, 17);
+  std::span<std::byte> inbox = Buffer(128, 0x5a);
+  MemoryRegion* local = Register(0, src, kAccessLocalWrite);
+  MemoryRegion* inbox_mr = Register(1, inbox, kAccessLocalWrite);
+  ASSERT_TRUE(local && inbox_mr);
+  Result<std::vector<std::unique_ptr<QueuePair>>> receiver = Status::Internal("not run");
+  std::thread peer([&] {
+    const ConnectRequest request{
+        0, {}, {Recv(77, SgeOf(*inbox_mr, 0, 64)), Recv(78, SgeOf(*inbox_mr, 64, 64))}};
+    receiver = Node(1).Connect({&request, 1}, kConnectTimeout);
+  });
+  const ConnectRequest request{1, {}, {}};
+  auto sender = Node(0).Connect({&request, 1}, kConnectTimeout);
+  // Nobody ever calls PostRecv on node 1: only the receives of its Connect can take these.
+  Status posted = Status::Internal("not posted");
+  if (sender.ok() && sender->size() == 1) {
+    const SendRequest sends[] = {Send(1, SgeOf(*local, 0, 64)), Send(2, SgeOf(*local, 64, 32))};
+    posted = sender->front()->PostSend(sends);
+  }
+  peer.join();
+  ASSERT_TRUE(sender.ok()) << sender.status();
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  ASSERT_EQ(receiver->size(), 1u);
+  ASSERT_TRUE(posted.ok()) << posted;
+  const uint32_t receiver_qp = receiver->front()->id();
+  Handles(0).qps.push_back(std::move(sender->front()));
+  Handles(1).qps.push_back(std::move(receiver->front()));
+  auto sent = PollN(0, 2);
+  ASSERT_EQ(sent.size(), 2u);
+  for (const Completion& c : sent) EXPECT_EQ(c.status, WcStatus::kSuccess) << c.wr_id;
+  auto received = PollN(1, 2);
+  ASSERT_EQ(received.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(received[i].status, WcStatus::kSuccess);
+    EXPECT_EQ(received[i].opcode, Opcode::kRecv);
+    EXPECT_EQ(received[i].wr_id, 77 + i);
+    EXPECT_EQ(received[i].qp, receiver_qp);
+  }
+  EXPECT_EQ(received[0].bytes, 64u);
+  EXPECT_EQ(received[1].bytes, 32u);
+  EXPECT_TRUE(Equal(inbox.first(64), src.first(64)));
+  EXPECT_TRUE(Equal(inbox.subspan(64, 32), src.subspan(64, 32)));
+  EXPECT_TRUE(AllBytes(inbox.subspan(96), 0x5a));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Errors, fencing and peers going away
 
@@ -775,7 +824,10 @@ TEST_P(FabricConformanceTest, PeerKilledDisconnectsUsAndFailsOurWork) {
 // Connect
 
 TEST_P(FabricConformanceTest, ConnectTimesOutNamingTheAbsentPeer) {
-  const ConnectRequest requests[] = {{2, {}}};
+  std::span<std::byte> inbox = Buffer(16);
+  MemoryRegion* inbox_mr = Register(0, inbox, kAccessLocalWrite);
+  ASSERT_NE(inbox_mr, nullptr);
+  const ConnectRequest requests[] = {{2, {}, {Recv(31, SgeOf(*inbox_mr, 0, 16))}}};
   auto result = Node(0).Connect(requests, milliseconds(200));
   EXPECT_EQ(result.status().code(), StatusCode::kDeadlineExceeded) << result.status();
   EXPECT_NE(result.status().message().find('2'), std::string_view::npos) << result.status();
@@ -783,23 +835,37 @@ TEST_P(FabricConformanceTest, ConnectTimesOutNamingTheAbsentPeer) {
   auto [qa, qc] = Connect(0, 2, Bytes("fresh"), Bytes("also fresh"));
   ASSERT_TRUE(qa && qc);
   EXPECT_TRUE(Equal(qa->peer_private_data(), Bytes("also fresh")));
+  // The failed batch's receive went with it: no completion ever names it.
+  const std::optional<Completion> stray = PollOne(0, milliseconds(50));
+  EXPECT_FALSE(stray.has_value()) << "wr_id " << stray->wr_id;
 }
 
 TEST_P(FabricConformanceTest, ConnectRejectsBadInput) {
   Fabric& fabric = Node(0);
   {
-    const ConnectRequest self[] = {{0, {}}};
+    const ConnectRequest self[] = {{0, {}, {}}};
     EXPECT_EQ(fabric.Connect(self, milliseconds(100)).status().code(),
               StatusCode::kInvalidArgument);
   }
   {
-    const ConnectRequest far[] = {{static_cast<NodeId>(backend().nodes() + 5), {}}};
+    const ConnectRequest far[] = {{static_cast<NodeId>(backend().nodes() + 5), {}, {}}};
     EXPECT_EQ(fabric.Connect(far, milliseconds(100)).status().code(), StatusCode::kInvalidArgument);
   }
   {
     const ConnectRequest big[] = {
-        {1, std::vector<std::byte>(fabric.limits().max_private_data + 1)}};
+        {1, std::vector<std::byte>(fabric.limits().max_private_data + 1), {}}};
     EXPECT_EQ(fabric.Connect(big, milliseconds(100)).status().code(), StatusCode::kInvalidArgument);
+  }
+  {
+    std::span<std::byte> inbox = Buffer(16);
+    MemoryRegion* inbox_mr = Register(0, inbox, kAccessLocalWrite);
+    ASSERT_NE(inbox_mr, nullptr);
+    const size_t too_many = static_cast<size_t>(fabric.limits().max_recv_wr) + 1;
+    const ConnectRequest many[] = {
+        {1, {}, std::vector<RecvRequest>(too_many, Recv(9, SgeOf(*inbox_mr, 0, 16)))}};
+    const Status status = fabric.Connect(many, milliseconds(100)).status();
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status;
+    EXPECT_NE(status.message().find("max_recv_wr"), std::string_view::npos) << status;
   }
   auto empty = fabric.Connect({}, milliseconds(100));
   ASSERT_TRUE(empty.ok()) << empty.status();
@@ -825,7 +891,7 @@ TEST_P(FabricConformanceTest, BatchesInAnyOrderConnectAndCarryPrivateData) {
       std::vector<ConnectRequest> requests;
       for (NodeId k = 1; k < kNodes; ++k) {
         const NodeId peer = (id + (id % 2 == 0 ? k : kNodes - k)) % kNodes;
-        requests.push_back({peer, data_for(id, peer)});
+        requests.push_back({peer, data_for(id, peer), {}});
       }
       results[id] = Handles(id).fabric->Connect(requests, kConnectTimeout);
     });

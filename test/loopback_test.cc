@@ -99,10 +99,10 @@ class LoopbackTest : public ::testing::Test {
     Fabric& fb = F(b);
     Result<std::vector<std::unique_ptr<QueuePair>>> rb = Status::Internal("not run");
     std::thread peer([&] {
-      const ConnectRequest request{a, {}};
+      const ConnectRequest request{a, {}, {}};
       rb = fb.Connect({&request, 1}, kDeadline);
     });
-    const ConnectRequest request{b, {}};
+    const ConnectRequest request{b, {}, {}};
     auto ra = fa.Connect({&request, 1}, kDeadline);
     peer.join();
     EXPECT_TRUE(ra.ok() && rb.ok()) << ra.status() << " / " << rb.status();
@@ -441,7 +441,7 @@ TEST_F(LoopbackTest, KillDisconnectsPeersStopsTheNodeAndFailsWorkToIt) {
   EXPECT_TRUE(AllBytes(d1, 0));
   EXPECT_EQ(q01->state(), QpState::kError);
   // Connecting to a dead node fails at once, naming it.
-  const ConnectRequest to_dead[] = {{1, {}}};
+  const ConnectRequest to_dead[] = {{1, {}, {}}};
   auto connect = F(0).Connect(to_dead, kDeadline);
   EXPECT_EQ(connect.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(connect.status().message().find('1'), std::string_view::npos);
@@ -471,7 +471,7 @@ TEST_F(LoopbackTest, ConnectWaitingForANodeThatDiesFailsUnavailable) {
   Result<std::vector<std::unique_ptr<QueuePair>>> result = Status::Internal("not run");
   Fabric& f0 = F(0);
   std::thread waiter([&] {
-    const ConnectRequest requests[] = {{2, {}}};
+    const ConnectRequest requests[] = {{2, {}, {}}};
     result = f0.Connect(requests, seconds(30));
   });
   net().Kill(2);
@@ -484,7 +484,7 @@ TEST_F(LoopbackTest, NodeKilledWhileConnectingFailsAndItsReplacementConnects) {
   Result<std::vector<std::unique_ptr<QueuePair>>> result = Status::Internal("not run");
   Fabric& f1 = F(1);
   std::thread waiter([&] {
-    const ConnectRequest requests[] = {{0, {}}};
+    const ConnectRequest requests[] = {{0, {}, {}}};
     result = f1.Connect(requests, seconds(30));
   });
   net().Kill(1);
@@ -580,10 +580,10 @@ TornOutcome RunTornWrites(uint64_t seed, NodeId victim, bool deregister_target, 
     auto remote = std::move(target->RegisterMemory(dst.data(), dst.size(), kTargetAccess)).value();
     Result<std::vector<std::unique_ptr<QueuePair>>> rt = Status::Internal("not run");
     std::thread peer([&] {
-      const ConnectRequest request{kPoster, {}};
+      const ConnectRequest request{kPoster, {}, {}};
       rt = target->Connect({&request, 1}, kDeadline);
     });
-    const ConnectRequest request{kTarget, {}};
+    const ConnectRequest request{kTarget, {}, {}};
     auto rp = poster->Connect({&request, 1}, kDeadline);
     peer.join();
     FT_CHECK(rp.ok() && rt.ok());
@@ -741,7 +741,7 @@ TEST_F(LoopbackTest, FullMeshOfConcurrentBatchesInRandomOrderConnects) {
     threads.emplace_back([&, id] {
       std::vector<ConnectRequest> requests;
       for (NodeId peer = 0; peer < kNodes; ++peer) {
-        if (peer != id) requests.push_back({peer, {std::byte{static_cast<uint8_t>(id)}}});
+        if (peer != id) requests.push_back({peer, {std::byte{static_cast<uint8_t>(id)}}, {}});
       }
       std::shuffle(requests.begin(), requests.end(), std::mt19937_64(id));
       results[id] = fabrics_[id]->Connect(requests, kDeadline);
@@ -785,9 +785,9 @@ TEST_F(LoopbackTest, ConcurrentWritersRaceADeregistration) {
       threads.emplace_back([&, id] {
         std::vector<ConnectRequest> requests;
         if (id == 0) {
-          for (NodeId w = 1; w <= kWriters; ++w) requests.push_back({w, {}});
+          for (NodeId w = 1; w <= kWriters; ++w) requests.push_back({w, {}, {}});
         } else {
-          requests.push_back({0, {}});
+          requests.push_back({0, {}, {}});
         }
         results[id] = fabrics_[id]->Connect(requests, kDeadline);
       });

@@ -81,10 +81,10 @@ class RdmaTest : public ::testing::Test {
                                                                                    Fabric& b) {
     Result<std::vector<std::unique_ptr<QueuePair>>> rb = Status::Internal("not run");
     std::thread peer([&] {
-      const ConnectRequest request{a.node(), {}};
+      const ConnectRequest request{a.node(), {}, {}};
       rb = b.Connect({&request, 1}, std::chrono::seconds(10));
     });
-    const ConnectRequest request{b.node(), {}};
+    const ConnectRequest request{b.node(), {}, {}};
     auto ra = a.Connect({&request, 1}, std::chrono::seconds(10));
     peer.join();
     if (!ra.ok() || !rb.ok()) {
@@ -322,7 +322,7 @@ TEST_F(RdmaTest, ConnectToANodeThatDoesNotListenTimesOutSayingSo) {
   SKIP_WITHOUT_DEVICE();
   auto fabric = Create(3);  // the higher id: it initiates, and nobody listens for node 1
   ASSERT_TRUE(fabric.ok()) << fabric.status();
-  const ConnectRequest request{1, {}};
+  const ConnectRequest request{1, {}, {}};
   const auto start = steady_clock::now();
   auto result = (*fabric)->Connect({&request, 1}, milliseconds(500));
   EXPECT_EQ(result.status().code(), StatusCode::kDeadlineExceeded) << result.status();
@@ -461,7 +461,7 @@ TEST_F(RdmaTest, ConnectToAnUnreachableAddressIsUnavailable) {
   options.resolve_timeout = milliseconds(500);
   auto fabric = CreateRdmaFabric(1, options, book);
   ASSERT_TRUE(fabric.ok()) << fabric.status();
-  const ConnectRequest request{0, {}};
+  const ConnectRequest request{0, {}, {}};
   const auto start = steady_clock::now();
   auto result = (*fabric)->Connect({&request, 1}, std::chrono::seconds(20));
   const auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);

@@ -47,6 +47,7 @@ class RecordingFabric final : public verbs::Fabric {
     const size_t n = inner_->PollCompletions(out);
     std::lock_guard lock(mutex_);
     for (size_t i = 0; i < n; ++i) {
+      if (out[i].opcode == verbs::Opcode::kRecv) continue;  // the receive queue is not watched
       // Completions of one QP arrive in post order: a completion retires every earlier
       // (unsignaled) request of its QP and itself.
       auto& posted = outstanding_[out[i].qp];
@@ -61,6 +62,11 @@ class RecordingFabric final : public verbs::Fabric {
   size_t PollEvents(std::span<verbs::Event> out) override { return inner_->PollEvents(out); }
   void WaitForActivity(Nanos timeout) override { inner_->WaitForActivity(timeout); }
   void Interrupt() override { inner_->Interrupt(); }
+  void CancelConnects() override { inner_->CancelConnects(); }
+  std::vector<std::byte> endpoint() const override { return inner_->endpoint(); }
+  Status LearnEndpoint(verbs::NodeId peer, std::span<const std::byte> endpoint) override {
+    return inner_->LearnEndpoint(peer, endpoint);
+  }
 
  private:
   class Qp final : public verbs::QueuePair {

@@ -180,6 +180,13 @@ struct Limits {
 struct ConnectRequest {
   NodeId peer = kInvalidNode;
   std::vector<std::byte> private_data;  // ≤ Limits::max_private_data
+  // Receives posted on the QP as it is created, before the peer can send (≤ Limits::max_recv_wr).
+  // A receive posted after Connect returns races the peer's first SEND, which on rdma meets RNR
+  // NAKs (and fails kRnrRetryExceeded if the gap outlasts the RNR retries); these cannot lose
+  // that race. They complete on the returned QP as if posted by PostRecv, possibly before
+  // Connect returns (a caller polling meanwhile sees a QP id it was not given yet). When the
+  // batch fails they are dropped with its QPs: their buffers are free once Connect returned.
+  std::vector<RecvRequest> receives;
 };
 
 class Fabric {

@@ -201,7 +201,8 @@ struct Offer {
   std::shared_ptr<Node> from;
   NodeId to = kInvalidNode;
   std::span<const std::byte> data;
-  std::shared_ptr<End> result;  // our End, once a peer matched the offer
+  std::span<const RecvRequest> receives;  // posted on our End when it is made
+  std::shared_ptr<End> result;            // our End, once a peer matched the offer
   // The condition variable its Connect call waits on: a match wakes only the two calls involved
   // (a network-wide notify_all woke every waiting Connect: O(N^2) wake-ups for N nodes).
   std::condition_variable* wake = nullptr;
@@ -977,6 +978,9 @@ void MatchOffers(Net& net, Offer& ours, Offer& theirs) {
   other.id = net.next_qp_id.fetch_add(1);
   other.peer_rank = ours.from->id;
   other.peer_private_data.assign(ours.data.begin(), ours.data.end());
+  // No other thread sees the Ends yet: their receive queues need no lock.
+  mine.rq.assign(ours.receives.begin(), ours.receives.end());
+  other.rq.assign(theirs.receives.begin(), theirs.receives.end());
   ours.result = std::shared_ptr<End>(pair, &mine);
   theirs.result = std::shared_ptr<End>(pair, &other);
   if (theirs.wake != nullptr) theirs.wake->notify_one();
@@ -1028,6 +1032,11 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
                                      r.private_data.size(), " bytes of private data exceed ",
                                      net.options.limits.max_private_data);
     }
+    if (r.receives.size() > static_cast<size_t>(net.options.limits.max_recv_wr)) {
+      return Status::InvalidArgument("Connect from node ", n.id, " to ", r.peer, ": ",
+                                     r.receives.size(), " receives exceed max_recv_wr ",
+                                     net.options.limits.max_recv_wr);
+    }
   }
   std::vector<std::unique_ptr<QueuePair>> qps;
   if (requests.empty()) return qps;
@@ -1055,6 +1064,7 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
     offer.from = node_;
     offer.to = requests[i].peer;
     offer.data = requests[i].private_data;
+    offer.receives = requests[i].receives;
     auto it = net.offers.find({offer.to, n.id});
     if (it != net.offers.end() && !it->second->from->dead.load()) {
       MatchOffers(net, offer, *it->second);

@@ -292,7 +292,8 @@ struct Attempt {
   NodeId peer = kInvalidNode;
   bool active = false;
   std::span<const std::byte> user_data;
-  SocketAddress address;  // the peer's listen address (active only)
+  std::span<const RecvRequest> receives;  // posted on every QP made for this attempt
+  SocketAddress address;                  // the peer's listen address (active only)
   State state = State::kWaiting;
   std::unique_ptr<Conn> conn;
   SteadyTime retry_at{};
@@ -735,11 +736,65 @@ void RetireUpTo(Conn& conn, uint64_t position) {
   }
 }
 
+// Posts receives on `conn`'s QP (INIT or later), recording each in its slot for the poller.
+Status PostReceives(Core& core, Conn& c, std::span<const RecvRequest> requests, size_t* posted) {
+  if (posted != nullptr) *posted = 0;
+  const auto max_recv = static_cast<uint64_t>(core.limits.max_recv_wr);
+  std::lock_guard lock(c.recv_mu);
+  size_t done = 0;
+  Status status;
+  while (done < requests.size() && status.ok()) {
+    ibv_recv_wr wrs[kPostChunk];
+    ibv_sge sges[kPostChunk];
+    int n = 0;
+    const uint64_t outstanding = c.next_recv - c.recv_done.load(std::memory_order_acquire);
+    for (; n < kPostChunk && done + static_cast<size_t>(n) < requests.size(); ++n) {
+      if (outstanding + static_cast<uint64_t>(n) >= max_recv) {
+        status =
+            Status::ResourceExhausted("PostRecv on queue pair ", c.id, ": receive queue full (",
+                                      max_recv, " posted receives, max_recv_wr)");
+        break;
+      }
+      const RecvRequest& r = requests[done + static_cast<size_t>(n)];
+      const uint64_t position = c.next_recv + static_cast<uint64_t>(n);
+      RecvSlot& slot = c.recv_slots[position % c.recv_capacity];
+      slot.wr_id.store(r.wr_id, std::memory_order_relaxed);
+      slot.addr.store(r.sge.addr, std::memory_order_relaxed);
+      slot.length.store(r.sge.length, std::memory_order_relaxed);
+      slot.lkey.store(r.sge.lkey, std::memory_order_relaxed);
+      ibv_recv_wr& wr = wrs[n];
+      wr = ibv_recv_wr{};
+      wr.wr_id = kRecvTag | position;
+      if (r.sge.length > 0) {
+        sges[n] = ibv_sge{.addr = r.sge.addr, .length = r.sge.length, .lkey = r.sge.lkey};
+        wr.sg_list = &sges[n];
+        wr.num_sge = 1;
+      }
+      if (n > 0) wrs[n - 1].next = &wr;
+    }
+    if (n == 0) break;
+    ibv_recv_wr* bad = nullptr;
+    if (const int rc = ibv_post_recv(c.qp.get(), wrs, &bad); rc != 0) {
+      const int accepted = bad != nullptr ? static_cast<int>(bad - wrs) : 0;
+      status = ErrnoStatus(rc, StrCat("ibv_post_recv on queue pair ", c.id));
+      n = std::clamp(accepted, 0, n);
+    }
+    c.next_recv += static_cast<uint64_t>(n);
+    done += static_cast<size_t>(n);
+  }
+  if (posted != nullptr) *posted = done;
+  // Receives posted on a QP in error complete kFlushed. soft-RoCE flushes its receive queue
+  // only on a transition to the error state: make one.
+  if (done > 0 && c.cause.load() != Cause::kNone) rdma::ToError(c.qp.get());
+  return status;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection records
 
-// Registers a new QP of `conn` for completions. Caller holds mu.
-Status CreateQpLocked(Core& core, Conn& conn) {
+// Creates the QP of `conn`, registers it for completions, moves it to INIT and posts the
+// attempt's receives there, before the peer can know the QP. Caller holds mu.
+Status CreateQpLocked(Core& core, Conn& conn, std::span<const RecvRequest> receives) {
   ibv_qp_init_attr init{};
   init.send_cq = core.cq.get();
   init.recv_cq = core.cq.get();
@@ -755,16 +810,27 @@ Status CreateQpLocked(Core& core, Conn& conn) {
     return ErrnoStatus(errno, StrCat("ibv_create_qp for node ", core.node, " to node ", conn.peer));
   }
   conn.qp_num = conn.qp->qp_num;
-  std::lock_guard lock(core.cq_mu);
-  core.by_qp_num[conn.qp_num] = &conn;
-  return Status::Ok();
+  {
+    std::lock_guard lock(core.cq_mu);
+    core.by_qp_num[conn.qp_num] = &conn;
+  }
+  FT_RETURN_IF_ERROR(ToInit(conn));
+  return PostReceives(core, conn, receives, nullptr);
 }
 
 // Destroys a connection: its QP (dropping its unpolled completions) and its cm id. Caller holds
 // mu. `disconnect`: tell the peer first (DREQ).
 void ReleaseConnLocked(Core& core, std::unique_ptr<Conn> conn, bool disconnect) {
   if (conn == nullptr) return;
-  if (conn->qp != nullptr) ToError(conn->qp.get());
+  if (conn->qp != nullptr) {
+    // Forgotten before it is fenced: the flushes of its requests (say the receives a failed
+    // Connect posted) are discarded by whichever thread reaps them.
+    {
+      std::lock_guard lock(core.cq_mu);
+      core.by_qp_num.erase(conn->qp_num);
+    }
+    ToError(conn->qp.get());
+  }
   if (disconnect && conn->established && conn->cm_id != nullptr) {
     rdma_disconnect(conn->cm_id.get());
   }
@@ -772,7 +838,6 @@ void ReleaseConnLocked(Core& core, std::unique_ptr<Conn> conn, bool disconnect) 
   core.live.erase(conn.get());
   if (conn->qp != nullptr) {
     std::lock_guard lock(core.cq_mu);
-    core.by_qp_num.erase(conn->qp_num);
     conn->qp.reset();
     // The CQ may still hold completions of the destroyed QP, and its qp_num may be reused:
     // move what the CQ holds to the backlog now (the QP's own entries are dropped), and forget
@@ -861,8 +926,7 @@ void AcceptLocked(Core& core, Attempt& a, PendingRequest request) {
   core.conns[conn.cm_id.get()] = &conn;
   const uint8_t responder = std::min(core.responder_resources, request.responder_resources);
   const uint8_t initiator = std::min(core.initiator_depth, request.initiator_depth);
-  Status status = CreateQpLocked(core, conn);
-  if (status.ok()) status = ToInit(conn);
+  Status status = CreateQpLocked(core, conn, a.receives);
   if (status.ok()) status = ToRtr(conn, std::max<uint8_t>(responder, 1));
   if (status.ok()) status = ToRts(conn, std::max<uint8_t>(initiator, 1));
   if (status.ok()) {
@@ -958,8 +1022,7 @@ void AdvanceAttemptLocked(Core& core, Attempt& a, Conn& conn, const CmEventInfo&
       return;
     }
     case RDMA_CM_EVENT_ROUTE_RESOLVED: {
-      Status status = CreateQpLocked(core, conn);
-      if (status.ok()) status = ToInit(conn);
+      Status status = CreateQpLocked(core, conn, a.receives);
       if (status.ok()) {
         const std::vector<std::byte> data = EncodeConnectData(core.node, a.peer, a.user_data);
         rdma_conn_param param =
@@ -1356,59 +1419,11 @@ class RdmaQueuePair final : public QueuePair {
 
   Status PostRecv(std::span<const RecvRequest> requests, size_t* posted) override {
     if (posted != nullptr) *posted = 0;
-    Conn& c = *conn_;
     if (core_->dead.load()) {
-      return Status::Unavailable("PostRecv on queue pair ", c.id, ": node ", core_->node,
+      return Status::Unavailable("PostRecv on queue pair ", conn_->id, ": node ", core_->node,
                                  " is gone (its Fabric was destroyed)");
     }
-    const auto max_recv = static_cast<uint64_t>(core_->limits.max_recv_wr);
-    std::lock_guard lock(c.recv_mu);
-    size_t done = 0;
-    Status status;
-    while (done < requests.size() && status.ok()) {
-      ibv_recv_wr wrs[kPostChunk];
-      ibv_sge sges[kPostChunk];
-      int n = 0;
-      const uint64_t outstanding = c.next_recv - c.recv_done.load(std::memory_order_acquire);
-      for (; n < kPostChunk && done + static_cast<size_t>(n) < requests.size(); ++n) {
-        if (outstanding + static_cast<uint64_t>(n) >= max_recv) {
-          status =
-              Status::ResourceExhausted("PostRecv on queue pair ", c.id, ": receive queue full (",
-                                        max_recv, " posted receives, max_recv_wr)");
-          break;
-        }
-        const RecvRequest& r = requests[done + static_cast<size_t>(n)];
-        const uint64_t position = c.next_recv + static_cast<uint64_t>(n);
-        RecvSlot& slot = c.recv_slots[position % c.recv_capacity];
-        slot.wr_id.store(r.wr_id, std::memory_order_relaxed);
-        slot.addr.store(r.sge.addr, std::memory_order_relaxed);
-        slot.length.store(r.sge.length, std::memory_order_relaxed);
-        slot.lkey.store(r.sge.lkey, std::memory_order_relaxed);
-        ibv_recv_wr& wr = wrs[n];
-        wr = ibv_recv_wr{};
-        wr.wr_id = kRecvTag | position;
-        if (r.sge.length > 0) {
-          sges[n] = ibv_sge{.addr = r.sge.addr, .length = r.sge.length, .lkey = r.sge.lkey};
-          wr.sg_list = &sges[n];
-          wr.num_sge = 1;
-        }
-        if (n > 0) wrs[n - 1].next = &wr;
-      }
-      if (n == 0) break;
-      ibv_recv_wr* bad = nullptr;
-      if (const int rc = ibv_post_recv(c.qp.get(), wrs, &bad); rc != 0) {
-        const int accepted = bad != nullptr ? static_cast<int>(bad - wrs) : 0;
-        status = ErrnoStatus(rc, StrCat("ibv_post_recv on queue pair ", c.id));
-        n = std::clamp(accepted, 0, n);
-      }
-      c.next_recv += static_cast<uint64_t>(n);
-      done += static_cast<size_t>(n);
-    }
-    if (posted != nullptr) *posted = done;
-    // Receives posted on a QP in error complete kFlushed. soft-RoCE flushes its receive queue
-    // only on a transition to the error state: make one.
-    if (done > 0 && c.cause.load() != Cause::kNone) rdma::ToError(c.qp.get());
-    return status;
+    return PostReceives(*core_, *conn_, requests, posted);
   }
 
   void ToError() override {
@@ -1613,10 +1628,16 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
                                      r.private_data.size(), " bytes of private data exceed ",
                                      core.limits.max_private_data);
     }
+    if (r.receives.size() > static_cast<size_t>(core.limits.max_recv_wr)) {
+      return Status::InvalidArgument("Connect from node ", core.node, " to ", r.peer, ": ",
+                                     r.receives.size(), " receives exceed max_recv_wr ",
+                                     core.limits.max_recv_wr);
+    }
     Attempt& a = attempts[i];
     a.peer = r.peer;
     a.active = core.node > r.peer;
     a.user_data = r.private_data;
+    a.receives = r.receives;
     if (a.active) {
       // Only the dialling side needs the peer's address; the accepting side learns it from the
       // request.
