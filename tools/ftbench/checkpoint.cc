@@ -10,6 +10,7 @@
 #include <barrier>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -102,10 +103,16 @@ struct RawWork {
   }
 };
 
+// Seconds per version, one entry per version.
+struct VersionSeconds {
+  std::vector<double> checkpoint;
+  std::vector<double> raw;     // the raw-work reference on the image just checkpointed
+  std::vector<double> memcpy;  // memcpy of that image
+};
+
 struct Report {
-  std::vector<double> version_seconds;
-  std::vector<double> raw_seconds;
-  std::vector<double> memcpy_seconds;
+  VersionSeconds
+      seconds;  // loopback: the slowest node's of each version; rdma: rank 0's (the job's)
   bool verified = false;
   std::string verify_error;
   uint64_t peak_rss_after_checkpoints = 0;
@@ -201,16 +208,62 @@ Result<RawWork> MakeRawWork(const CheckpointOptions& o, const erasure::StripeGeo
   return w;
 }
 
+// Versions 1..o.versions of one node, as both fabrics run them: fill the image with the pattern of
+// (rank, v), time engine.Checkpoint(), then, on the image just checkpointed, the raw work and
+// memcpy of the image. Interleaving puts each checkpoint and its reference under the same machine
+// conditions. `step` runs before each of the three timed steps (loopback: a barrier of every
+// node's thread, so that all nodes start each step together; rdma: nothing, a checkpoint is
+// collective). With `progress`, rank 0 shows each version's time on stderr. Stops at the first
+// failed checkpoint and returns its status; `out` then holds the versions before it.
+Status RunVersions(const CheckpointOptions& o, uint32_t rank, Engine& engine, AlignedBuffer& image,
+                   RawWork& raw, bool progress, const std::function<void()>& step,
+                   std::atomic<uint64_t>& sink, VersionSeconds* out) {
+  out->checkpoint.reserve(static_cast<size_t>(o.versions));
+  out->raw.reserve(static_cast<size_t>(o.versions));
+  out->memcpy.reserve(static_cast<size_t>(o.versions));
+  for (int v = 1; v <= o.versions; ++v) {
+    FillImage(image.span(), rank, static_cast<uint64_t>(v));
+    step();
+    Status status;
+    out->checkpoint.push_back(TimeSeconds([&] { status = engine.Checkpoint().status(); }));
+    if (!status.ok()) return status;
+    step();
+    out->raw.push_back(TimeSeconds([&] { sink += raw.Run(image.data()); }));
+    step();
+    out->memcpy.push_back(TimeSeconds([&] {
+      std::memcpy(raw.destination.data(), image.data(), o.size);
+      ClobberMemory();
+    }));
+    if (progress && rank == 0) {
+      std::cerr << "\rftbench checkpoint: version " << v << "/" << o.versions << " "
+                << FormatFixed(out->checkpoint.back(), 3) << " s" << std::flush;
+    }
+  }
+  return Status();
+}
+
+// Verification of one node's last committed version: reads it back from its holders into `back`
+// (o.size bytes), CRCs checked, with the data fragments of one holder (column rank % k) treated
+// as lost so that decoding runs, and compares every byte with `image`. The read's error, or
+// whether the bytes match.
+Result<bool> ReadBackMatches(const CheckpointOptions& o, uint32_t rank, Engine& engine,
+                             AlignedBuffer& back, const AlignedBuffer& image) {
+  const int lost[] = {static_cast<int>(rank % static_cast<uint32_t>(o.k))};
+  FT_RETURN_IF_ERROR(
+      engine.ReadCommitted({reinterpret_cast<std::byte*>(back.data()), o.size}, lost));
+  return std::memcmp(back.data(), image.data(), o.size) == 0;
+}
+
 // Prints the table or the JSON object; the exit code.
 int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
             const std::string& verbose_lines) {
   const double image = static_cast<double>(o.size);
-  const double median = Median(report.version_seconds);
-  const double p99 = Percentile(report.version_seconds, 0.99);
+  const double median = Median(report.seconds.checkpoint);
+  const double p99 = Percentile(report.seconds.checkpoint, 0.99);
   const double gbps_per_node = GigabytesPerSecond(image, median);
   const double aggregate = gbps_per_node * n;
-  const double raw_gbps = GigabytesPerSecond(image, Median(report.raw_seconds));
-  const double memcpy_gbps = GigabytesPerSecond(image, Median(report.memcpy_seconds));
+  const double raw_gbps = GigabytesPerSecond(image, Median(report.seconds.raw));
+  const double memcpy_gbps = GigabytesPerSecond(image, Median(report.seconds.memcpy));
   const double ideal = memcpy_gbps * o.k / (o.k + o.m);
 
   if (o.json) {
@@ -262,7 +315,7 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
               << FormatFixed(m.last_commit_seconds, 4) << " s; store " << FormatSize(m.store_bytes)
               << "; bounce bytes " << m.bounce_bytes << "\n";
     std::cerr << "per version (slowest node), s:";
-    for (double seconds : report.version_seconds) std::cerr << " " << FormatFixed(seconds, 4);
+    for (double seconds : report.seconds.checkpoint) std::cerr << " " << FormatFixed(seconds, 4);
     std::cerr << "\n" << verbose_lines;
   }
   if (!report.verified) {
@@ -327,37 +380,21 @@ int RunCheckpoint(const CheckpointOptions& o) {
   }
 
   Report report;
-  std::vector<std::vector<double>> node_seconds(n, std::vector<double>(o.versions));
-  std::vector<std::vector<double>> raw_seconds(n, std::vector<double>(o.versions));
-  std::vector<std::vector<double>> memcpy_seconds(n, std::vector<double>(o.versions));
+  std::vector<VersionSeconds> node_seconds(n);
   std::barrier sync(static_cast<std::ptrdiff_t>(n));
   const bool progress = !o.json && isatty(STDERR_FILENO);
-  std::mutex progress_mutex;
   std::atomic<uint64_t> sink{0};
 
   // 1. The checkpoints, each followed by the reference on the same threads: every node runs the
-  // raw work, then memcpy, on the image it just checkpointed, all nodes at once. Interleaving
-  // puts the checkpoint and its reference under the same machine conditions.
+  // raw work, then memcpy, on the image it just checkpointed, all nodes at once.
   const double cpu_start = ProcessCpuSeconds();
   const Nanos wall_start = Clock::Default().Now();
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     Status result = engine.Protect(0, images[rank].data(), o.size);
-    for (int v = 1; v <= o.versions && result.ok(); ++v) {
-      FillImage(images[rank].span(), rank, static_cast<uint64_t>(v));
-      sync.arrive_and_wait();  // every node starts the version together
-      node_seconds[rank][v - 1] = TimeSeconds([&] { result = engine.Checkpoint().status(); });
-      sync.arrive_and_wait();
-      raw_seconds[rank][v - 1] = TimeSeconds([&] { sink += raw[rank].Run(images[rank].data()); });
-      sync.arrive_and_wait();
-      memcpy_seconds[rank][v - 1] = TimeSeconds([&] {
-        std::memcpy(raw[rank].destination.data(), images[rank].data(), o.size);
-        ClobberMemory();
-      });
-      if (progress && rank == 0) {
-        std::lock_guard lock(progress_mutex);
-        std::cerr << "\rftbench checkpoint: version " << v << "/" << o.versions << " "
-                  << FormatFixed(node_seconds[0][v - 1], 3) << " s" << std::flush;
-      }
+    if (result.ok()) {
+      result = RunVersions(
+          o, rank, engine, images[rank], raw[rank], progress, [&] { sync.arrive_and_wait(); }, sink,
+          &node_seconds[rank]);
     }
     // Keep the barrier's count whole when a node stops early: the others must not wait for it.
     if (!result.ok()) sync.arrive_and_drop();
@@ -372,16 +409,16 @@ int RunCheckpoint(const CheckpointOptions& o) {
       (ProcessCpuSeconds() - cpu_start) / SecondsBetween(wall_start, Clock::Default().Now());
   report.peak_rss_after_checkpoints = PeakRssBytes();
   report.metrics0 = (*world)->engine(0).Metrics();
-  for (int v = 0; v < o.versions; ++v) {
+  for (size_t v = 0; v < static_cast<size_t>(o.versions); ++v) {
     double slowest = 0, slowest_raw = 0, slowest_memcpy = 0;
-    for (uint32_t rank = 0; rank < n; ++rank) {
-      slowest = std::max(slowest, node_seconds[rank][v]);
-      slowest_raw = std::max(slowest_raw, raw_seconds[rank][v]);
-      slowest_memcpy = std::max(slowest_memcpy, memcpy_seconds[rank][v]);
+    for (const VersionSeconds& node : node_seconds) {
+      slowest = std::max(slowest, node.checkpoint[v]);
+      slowest_raw = std::max(slowest_raw, node.raw[v]);
+      slowest_memcpy = std::max(slowest_memcpy, node.memcpy[v]);
     }
-    report.version_seconds.push_back(slowest);
-    report.raw_seconds.push_back(slowest_raw);
-    report.memcpy_seconds.push_back(slowest_memcpy);
+    report.seconds.checkpoint.push_back(slowest);
+    report.seconds.raw.push_back(slowest_raw);
+    report.seconds.memcpy.push_back(slowest_memcpy);
   }
   raw.clear();
 
@@ -391,10 +428,8 @@ int RunCheckpoint(const CheckpointOptions& o) {
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     auto back = AlignedBuffer::Create(o.size);
     if (!back.ok()) return back.status();
-    const int lost[] = {static_cast<int>(rank % static_cast<uint32_t>(o.k))};
-    Status read = engine.ReadCommitted({reinterpret_cast<std::byte*>(back->data()), o.size}, lost);
-    if (!read.ok()) return read;
-    if (std::memcmp(back->data(), images[rank].data(), o.size) != 0) {
+    FT_ASSIGN_OR_RETURN(const bool same, ReadBackMatches(o, rank, engine, *back, images[rank]));
+    if (!same) {
       ++mismatches;
       std::lock_guard lock(error_mutex);
       report.verify_error = StrCat("node ", rank, ": read-back differs from the image");
@@ -475,24 +510,12 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
 
   Report report;
   const bool progress = rank == 0 && !o.json && isatty(STDERR_FILENO);
-  uint64_t sink = 0;
-  for (int v = 1; v <= o.versions; ++v) {
-    FillImage(image->span(), rank, static_cast<uint64_t>(v));
-    Status status;
-    report.version_seconds.push_back(TimeSeconds([&] { status = engine.Checkpoint().status(); }));
-    if (!status.ok()) {
-      if (progress) std::cerr << "\n";
-      return fail(rank, status);
-    }
-    report.raw_seconds.push_back(TimeSeconds([&] { sink += raw->Run(image->data()); }));
-    report.memcpy_seconds.push_back(TimeSeconds([&] {
-      std::memcpy(raw->destination.data(), image->data(), o.size);
-      ClobberMemory();
-    }));
-    if (progress) {
-      std::cerr << "\rftbench checkpoint: version " << v << "/" << o.versions << " "
-                << FormatFixed(report.version_seconds.back(), 3) << " s" << std::flush;
-    }
+  std::atomic<uint64_t> sink{0};
+  Status status = RunVersions(
+      o, rank, engine, *image, *raw, progress, [] {}, sink, &report.seconds);
+  if (!status.ok()) {
+    if (progress) std::cerr << "\n";
+    return fail(rank, status);
   }
   if (progress) std::cerr << "\r" << std::string(60, ' ') << "\r";
   report.peak_rss_after_checkpoints = PeakRssBytes();
@@ -501,11 +524,10 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
   // Verification: this rank's image read back from its holders, one holder's fragments lost.
   Result<AlignedBuffer> back = AlignedBuffer::Create(o.size);
   if (!back.ok()) return fail(rank, back.status());
-  const int lost[] = {static_cast<int>(rank % static_cast<uint32_t>(o.k))};
-  Status read = engine.ReadCommitted({reinterpret_cast<std::byte*>(back->data()), o.size}, lost);
-  report.verified = read.ok() && std::memcmp(back->data(), image->data(), o.size) == 0;
-  if (!read.ok()) {
-    report.verify_error = StrCat("rank ", rank, ": ", read.ToString());
+  Result<bool> same = ReadBackMatches(o, rank, engine, *back, *image);
+  report.verified = same.ok() && *same;
+  if (!same.ok()) {
+    report.verify_error = StrCat("rank ", rank, ": ", same.status().ToString());
   } else if (!report.verified) {
     report.verify_error = StrCat("rank ", rank, ": read-back differs from the image");
   }
