@@ -449,7 +449,9 @@ class Job {
  private:
   bool ChooseCoordinator() {
     const char* vm_ip = std::getenv("RXE_VM_IP");
-    const std::string host = vm_ip != nullptr && *vm_ip != '\0' ? vm_ip : "127.0.0.1";
+    const std::string host = !options_.host.empty()               ? options_.host
+                             : vm_ip != nullptr && *vm_ip != '\0' ? vm_ip
+                                                                  : "127.0.0.1";
     uint16_t port = options_.port.value_or(0);
     // A port free on the coordinator's address; if that address is not ours to bind here,
     // one free on loopback. Someone else may take it before rank 0 listens: --port avoids that.

@@ -31,6 +31,7 @@ struct JobOptions {
   std::optional<int> kill_rank;           // in [0, N+S): SIGKILLed kill_after_seconds after launch
   double kill_after_seconds = 0;          // in [0, kMaxSeconds]
   std::optional<uint16_t> port;           // coordinator port; a free one when unset
+  std::string host;                       // coordinator address; empty: $RXE_VM_IP or 127.0.0.1
   double grace_seconds = 5;               // SIGTERM (or a forwarded signal) to SIGKILL
   std::optional<double> timeout_seconds;  // whole-job bound, in (0, kMaxSeconds]
   std::vector<std::string> command;       // PROGRAM ARGS...; not empty

@@ -5,6 +5,7 @@
 // Exit codes: 0 every rank exited 0 (or --help), 2 bad flags, 124 --timeout, 125 ftrun failed,
 // 126 PROGRAM not executable, 127 PROGRAM not found; otherwise the job's first failure.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 
 #include <cmath>
 #include <iostream>
@@ -22,7 +23,7 @@ using ft::ftrun::kExitUsage;
 
 constexpr const char* kUsage =
     "Usage: ftrun -n N [--spares S] [--tag-output] [--kill RANK --after SECONDS] [--port P]\n"
-    "             [--grace SECONDS] [--timeout SECONDS] [--] PROGRAM [ARGS...]\n"
+    "             [--host H] [--grace SECONDS] [--timeout SECONDS] [--] PROGRAM [ARGS...]\n"
     "Launches an ftengine job of N processes (and S spares) of PROGRAM on this machine.\n"
     "Everything from PROGRAM on is PROGRAM's (put -- before a PROGRAM starting with '-').\n";
 
@@ -40,8 +41,9 @@ constexpr const char* kFooter =
     "  FT_WORLD_SIZE        N\n"
     "  FT_SPARE             1 for a spare (it idles until recovery needs it), 0 for a rank\n"
     "  FT_SPARES            S\n"
-    "  FT_COORDINATOR       host:port where rank 0, the coordinator, listens: host 127.0.0.1\n"
-    "                       ($RXE_VM_IP when set), port --port or a TCP port free at launch\n"
+    "  FT_COORDINATOR       host:port where rank 0, the coordinator, listens: host --host, else\n"
+    "                       $RXE_VM_IP when set, else 127.0.0.1; port --port or a TCP port free\n"
+    "                       at launch\n"
     "  FT_COORDINATOR_RANK  0\n"
     "Standard input is /dev/null. Each process runs in its own process group, so a terminal's\n"
     "Ctrl-C reaches ftrun alone; ftrun forwards SIGINT, SIGTERM and SIGHUP to every process\n"
@@ -100,6 +102,10 @@ int main(int argc, char** argv) {
   CLI::Option* port_option =
       app.add_option("--port", port, "Coordinator port (default: a TCP port free at launch)")
           ->type_name("P");
+  app.add_option("--host", options.host,
+                 "Coordinator address: an IP address (or name) of this machine's RDMA interface "
+                 "(default: $RXE_VM_IP, else 127.0.0.1)")
+      ->type_name("H");
   app.add_option("--grace", options.grace_seconds,
                  "Seconds from SIGTERM (or a forwarded signal) to SIGKILL")
       ->type_name("SECONDS")
@@ -148,6 +154,13 @@ int main(int argc, char** argv) {
       return UsageError("--after must be a number of seconds in [0, 1e6]");
     }
     options.kill_rank = kill_rank;
+  }
+  if (const std::string& host = options.host; host.find_first_of(" \t\n[]/") != std::string::npos ||
+                                              std::count(host.begin(), host.end(), ':') == 1) {
+    return UsageError(
+        "--host takes an address or host name without a port (give that with "
+        "--port), not '" +
+        host + "'");
   }
   if (port_option->count() > 0) {
     if (port < 1 || port > 65535) {
