@@ -2,17 +2,12 @@
 // of each rank and spare, tagged output, the exit status, --kill, signal forwarding, the bounds
 // on the job and the refusal of bad flags. Every run is bounded by RunFtrun's deadline; the test
 // itself never sleeps (the scripts it launches may).
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <functional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -20,34 +15,26 @@
 
 #include <gtest/gtest.h>
 
+#include "test/run_program.h"
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using ft::test::RunOptions;
+using RunResult = ft::test::ProgramResult;
 
 // How long any one ftrun run may take before the test kills it and fails.
 constexpr auto kRunDeadline = std::chrono::seconds(30);
 // A job that ends "quickly": far below the `sleep 30` its processes would otherwise do.
 constexpr double kQuickSeconds = 10;
 
-struct RunOptions {
-  std::vector<std::string> set_environment;  // NAME=value, added to the test's own
-  bool stdin_open_pipe =
-      false;  // ftrun's stdin: a pipe nobody writes to or closes (else /dev/null)
-  bool own_process_group = false;  // ftrun leads its own group, as a terminal's job would
-  // Once `ready(stdout so far)` holds, `signal` goes to ftrun (to its group if to_group).
-  std::function<bool(const std::string&)> ready;
-  int signal = 0;
-  bool to_group = false;
-};
-
-struct RunResult {
-  int status = -1;  // exit status, or 128 + signal
-  bool timed_out = false;
-  bool signal_sent = false;
-  double seconds = 0;  // launch to exit
-  std::string out;
-  std::string err;
-};
+// The options of every ftrun run: bounded by kRunDeadline; ftrun stays in the test's process
+// group (only a test that says so gives it one of its own), stdin /dev/null.
+RunOptions FtrunOptions() {
+  RunOptions options;
+  options.deadline = kRunDeadline;
+  options.own_process_group = false;
+  return options;
+}
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
@@ -64,99 +51,16 @@ size_t Count(const std::vector<std::string>& lines, const std::string& line) {
   return static_cast<size_t>(std::count(lines.begin(), lines.end(), line));
 }
 
-// Runs ftrun with `args`, collecting its stdout and stderr, bounded by kRunDeadline. The
-// environment is the test's without RXE_VM_IP and FT_* (so the test behaves the same inside the
-// soft-RoCE VM or under a launcher), plus options.set_environment.
-RunResult RunFtrun(const std::vector<std::string>& args, const RunOptions& options = {}) {
+// Runs ftrun with `args` (test/run_program.h: its stdout and stderr, its status, the deadline).
+// The environment is the test's less the launcher variables (FT_*, RXE_VM_IP, Slurm's, PMI's,
+// Open MPI's: the test behaves the same inside the soft-RoCE VM or under a launcher), plus
+// options.set_environment.
+RunResult RunFtrun(const std::vector<std::string>& args,
+                   const RunOptions& options = FtrunOptions()) {
   std::vector<std::string> arguments = {FTRUN_PATH};
   arguments.insert(arguments.end(), args.begin(), args.end());
-  std::vector<std::string> environment;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    const std::string variable(*entry);
-    if (variable.starts_with("RXE_VM_IP=") || variable.starts_with("FT_")) continue;
-    environment.push_back(variable);
-  }
-  environment.insert(environment.end(), options.set_environment.begin(),
-                     options.set_environment.end());
-  std::vector<char*> argv;
-  for (std::string& argument : arguments) argv.push_back(argument.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (std::string& variable : environment) envp.push_back(variable.data());
-  envp.push_back(nullptr);
-
-  RunResult result;
-  int out[2];
-  int err[2];
-  int in[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2 failed";
-    return result;
-  }
-  const Clock::time_point start = Clock::now();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (options.own_process_group) setpgid(0, 0);
-    const int stdin_fd = options.stdin_open_pipe ? in[0] : open("/dev/null", O_RDONLY);
-    dup2(stdin_fd, STDIN_FILENO);
-    dup2(out[1], STDOUT_FILENO);
-    dup2(err[1], STDERR_FILENO);
-    execve(argv[0], argv.data(), envp.data());
-    _exit(126);
-  }
-  if (options.own_process_group) setpgid(pid, pid);
-  close(out[1]);
-  close(err[1]);
-  close(in[0]);
-  int fds[2] = {out[0], err[0]};
-  for (int fd : fds) fcntl(fd, F_SETFL, O_NONBLOCK);  // poll() below bounds every wait
-  std::string* sinks[2] = {&result.out, &result.err};
-  bool exited = false;
-  Clock::time_point exit_time;
-  while (true) {
-    int wait_status = 0;
-    if (!exited && waitpid(pid, &wait_status, WNOHANG) == pid) {
-      exited = true;
-      exit_time = Clock::now();
-      result.seconds = std::chrono::duration<double>(exit_time - start).count();
-      result.status =
-          WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
-    }
-    const Clock::time_point now = Clock::now();
-    if (exited && ((fds[0] < 0 && fds[1] < 0) || now - exit_time > std::chrono::seconds(5))) {
-      break;  // a pipe still open 5 s after exit: something ftrun left behind holds it
-    }
-    if (!exited && now - start > kRunDeadline) {
-      result.timed_out = true;
-      kill(pid, SIGKILL);
-      waitpid(pid, &wait_status, 0);
-      break;
-    }
-    pollfd polled[2];
-    nfds_t count = 0;
-    for (int fd : fds) {
-      if (fd >= 0) polled[count++] = pollfd{fd, POLLIN, 0};
-    }
-    poll(polled, count, 50);
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i] < 0) continue;
-      char buffer[4096];
-      const ssize_t got = read(fds[i], buffer, sizeof(buffer));
-      if (got > 0) {
-        sinks[i]->append(buffer, static_cast<size_t>(got));
-      } else if (got == 0) {
-        close(fds[i]);
-        fds[i] = -1;
-      }
-    }
-    if (options.signal != 0 && !result.signal_sent && !exited && options.ready(result.out)) {
-      kill(options.to_group ? -pid : pid, options.signal);
-      result.signal_sent = true;
-    }
-  }
-  for (int fd : {fds[0], fds[1], in[1]}) {
-    if (fd >= 0) close(fd);
-  }
+  RunResult result = ft::test::RunProgram(std::move(arguments), options);
+  if (!result.started) ADD_FAILURE() << "could not start " << FTRUN_PATH;
   return result;
 }
 
@@ -179,7 +83,7 @@ class ScratchDir {
 };
 
 RunOptions WithEnvironment(const std::string& variable) {
-  RunOptions options;
+  RunOptions options = FtrunOptions();
   options.set_environment.push_back(variable);
   return options;
 }
@@ -324,7 +228,7 @@ TEST(FtrunTest, WithoutTagOutputProcessesShareFtrunsStreams) {
 
 TEST(FtrunTest, ProgramsStdinIsDevNull) {
   // `cat` on an inherited stdin would wait for the test's pipe forever.
-  RunOptions options;
+  RunOptions options = FtrunOptions();
   options.stdin_open_pipe = true;
   const RunResult run = RunFtrun({"-n", "2", "--", "cat"}, options);
   ASSERT_FALSE(run.timed_out);
@@ -385,7 +289,7 @@ bool AllReady(const std::string& out, int ranks) {
 
 // Options that send `signal` to ftrun once ranks 0..ranks-1 have said "ready".
 RunOptions SignalWhenReady(int ranks, int signal) {
-  RunOptions options;
+  RunOptions options = FtrunOptions();
   options.ready = [ranks](const std::string& out) { return AllReady(out, ranks); };
   options.signal = signal;
   return options;
@@ -409,7 +313,7 @@ TEST(FtrunTest, CtrlCToFtrunsGroupReachesEachRankOnce) {
   // their own, so only ftrun's forwarding reaches them.
   RunOptions options = SignalWhenReady(3, SIGINT);
   options.own_process_group = true;
-  options.to_group = true;
+  options.signal_group = true;
   const RunResult run =
       RunFtrun(Concat({"-n", "3", "--tag-output", "--"}, TrappingRanks("INT", 6)), options);
   ASSERT_FALSE(run.timed_out);

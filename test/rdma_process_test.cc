@@ -13,11 +13,7 @@
 // Every run is bounded: ftrun's own --timeout, and behind it the test's deadline, which
 // SIGKILLs ftrun's process group (the nodes die with their parent: PR_SET_PDEATHSIG) and fails.
 // Each failure message carries the run's command, status, duration and whole output.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -33,11 +29,10 @@
 #include <gtest/gtest.h>
 
 #include "test/rdma_test_util.h"
+#include "test/run_program.h"
 
 namespace ft::verbs {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 #define SKIP_WITHOUT_DEVICE()                                                \
   do {                                                                       \
@@ -63,13 +58,9 @@ constexpr double kDestroySeconds = 5;
 // A program refusing its bootstrap environment must exit this soon (no timeout involved).
 constexpr double kQuickSeconds = 5;
 
-struct RunResult {
+// A run (test/run_program.h) and the command that made it, for the failure messages.
+struct RunResult : ft::test::ProgramResult {
   std::string command;
-  int status = -1;  // exit status, or 128 + signal
-  bool timed_out = false;
-  double seconds = 0;
-  std::string out;
-  std::string err;
 };
 
 std::string Describe(const RunResult& run) {
@@ -113,103 +104,25 @@ bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// Runs `args` with the test's environment minus FT_* and RXE_VM_IP, plus `set_environment`,
-// collecting stdout and stderr. Past `deadline_seconds` the test SIGKILLs the program's process
-// group and marks the run timed out.
-RunResult RunProgram(std::vector<std::string> args, const std::vector<std::string>& set_environment,
-                     double deadline_seconds) {
-  RunResult result;
-  for (const std::string& arg : args) result.command += (result.command.empty() ? "" : " ") + arg;
-  std::vector<std::string> environment;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    const std::string variable(*entry);
-    if (variable.starts_with("RXE_VM_IP=") || variable.starts_with("FT_")) continue;
-    environment.push_back(variable);
-  }
-  environment.insert(environment.end(), set_environment.begin(), set_environment.end());
-  for (const std::string& variable : set_environment)
-    result.command = variable + " " + result.command;
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (std::string& variable : environment) envp.push_back(variable.data());
-  envp.push_back(nullptr);
+std::string Joined(const std::vector<std::string>& words) {
+  std::string text;
+  for (const std::string& word : words) text += (text.empty() ? "" : " ") + word;
+  return text;
+}
 
-  int out[2];
-  int err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2 failed";
-    return result;
-  }
-  const Clock::time_point start = Clock::now();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    const int null = open("/dev/null", O_RDONLY);
-    dup2(null, STDIN_FILENO);
-    dup2(out[1], STDOUT_FILENO);
-    dup2(err[1], STDERR_FILENO);
-    execve(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
-  setpgid(pid, pid);
-  close(out[1]);
-  close(err[1]);
-  int fds[2] = {out[0], err[0]};
-  for (int fd : fds) fcntl(fd, F_SETFL, O_NONBLOCK);
-  std::string* sinks[2] = {&result.out, &result.err};
-  bool exited = false;
-  Clock::time_point exit_time;
-  const auto deadline = start + std::chrono::duration<double>(deadline_seconds);
-  while (true) {
-    int wait_status = 0;
-    if (!exited && waitpid(pid, &wait_status, WNOHANG) == pid) {
-      exited = true;
-      exit_time = Clock::now();
-      result.seconds = std::chrono::duration<double>(exit_time - start).count();
-      result.status =
-          WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
-    }
-    const Clock::time_point now = Clock::now();
-    if (exited && ((fds[0] < 0 && fds[1] < 0) || now - exit_time > std::chrono::seconds(5))) {
-      break;  // a pipe still open 5 s after exit: something left behind holds it
-    }
-    if (!exited && now > deadline) {
-      result.timed_out = true;
-      kill(-pid, SIGKILL);
-      waitpid(pid, &wait_status, 0);
-      result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      exited = true;
-      exit_time = Clock::now();
-      continue;  // collect what the pipes still hold, bounded as above
-    }
-    pollfd polled[2];
-    nfds_t count = 0;
-    for (int fd : fds) {
-      if (fd >= 0) polled[count++] = pollfd{fd, POLLIN, 0};
-    }
-    poll(polled, count, 50);
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i] < 0) continue;
-      char buffer[4096];
-      while (true) {
-        const ssize_t n = read(fds[i], buffer, sizeof(buffer));
-        if (n > 0) {
-          sinks[i]->append(buffer, static_cast<size_t>(n));
-          continue;
-        }
-        if (n == 0) {
-          close(fds[i]);
-          fds[i] = -1;
-        }
-        break;
-      }
-    }
-  }
-  for (int fd : fds) {
-    if (fd >= 0) close(fd);
-  }
+// Runs `args` (test/run_program.h) with the test's environment less the launcher variables
+// (FT_*, RXE_VM_IP, Slurm's, PMI's, Open MPI's), plus `set_environment`, collecting stdout and
+// stderr. Past `deadline_seconds` the test SIGKILLs the program's process group and marks the run
+// timed out. Each run is logged as a "[ run      ]" line.
+RunResult RunLogged(std::vector<std::string> args, const std::vector<std::string>& set_environment,
+                    double deadline_seconds) {
+  std::string command;
+  for (const std::string& variable : set_environment) command = variable + " " + command;
+  command += Joined(args);
+  RunResult result = {ft::test::RunProgram(std::move(args), set_environment,
+                                           std::chrono::duration<double>(deadline_seconds)),
+                      command};
+  if (!result.started) ADD_FAILURE() << "could not start " << result.command;
   std::cout << "[ run      ] " << (result.timed_out ? "TIMED OUT " : "") << result.seconds
             << " s, status " << result.status << ": " << result.command << std::endl;
   return result;
@@ -235,7 +148,7 @@ RunResult RunJob(int n, const std::vector<std::string>& ftrun_flags,
   args.push_back("--");
   args.push_back(RDMA_NODE_PATH);
   args.insert(args.end(), node_flags.begin(), node_flags.end());
-  return RunProgram(args, JobEnvironment(), kJobSeconds + 15);
+  return RunLogged(args, JobEnvironment(), kJobSeconds + 15);
 }
 
 // A scratch directory (the survivors meet through files in it).
@@ -554,16 +467,10 @@ const std::vector<BadEnvironment>& BadEnvironments() {
   return cases;
 }
 
-std::string Joined(const std::vector<std::string>& words) {
-  std::string text;
-  for (const std::string& word : words) text += (text.empty() ? "" : " ") + word;
-  return text;
-}
-
 TEST(RdmaProcessBootstrapTest, RdmaNodeRefusesBadEnvironmentNamingTheVariable) {
   for (const BadEnvironment& c : BadEnvironments()) {
     SCOPED_TRACE(Joined(c.environment));
-    const RunResult run = RunProgram(
+    const RunResult run = RunLogged(
         {RDMA_NODE_PATH, "--scenario", "verify", "--k", "1", "--m", "1", "--timeout-ms", "2000"},
         c.environment, 30);
     const ExplainFailures explain(run);
@@ -579,9 +486,9 @@ TEST(RdmaProcessBootstrapTest, FtbenchCheckpointRdmaRefusesBadEnvironmentWithSta
   for (const BadEnvironment& c : BadEnvironments()) {
     SCOPED_TRACE(Joined(c.environment));
     const RunResult run =
-        RunProgram({FTBENCH_PATH, "checkpoint", "--fabric", "rdma", "--size", "64KiB",
-                    "--cell-bytes", "4KiB", "-k", "1", "-m", "1", "--timeout", "2"},
-                   c.environment, 30);
+        RunLogged({FTBENCH_PATH, "checkpoint", "--fabric", "rdma", "--size", "64KiB",
+                   "--cell-bytes", "4KiB", "-k", "1", "-m", "1", "--timeout", "2"},
+                  c.environment, 30);
     const ExplainFailures explain(run);
     ASSERT_FALSE(run.timed_out);
     EXPECT_EQ(run.status, 2);
@@ -599,7 +506,7 @@ std::string NobodyListens() {
 TEST(RdmaProcessBootstrapTest, UnreachableCoordinatorFailsWithinTheTimeoutNamingIt) {
   SKIP_WITHOUT_DEVICE();
   const std::string coordinator = NobodyListens();
-  const RunResult run = RunProgram(
+  const RunResult run = RunLogged(
       {RDMA_NODE_PATH, "--scenario", "verify", "--k", "1", "--m", "1", "--timeout-ms", "2000"},
       {"FT_RANK=1", "FT_WORLD_SIZE=3", "FT_COORDINATOR=" + coordinator}, 30);
   const ExplainFailures explain(run);
@@ -614,9 +521,9 @@ TEST(RdmaProcessBootstrapTest, FtbenchUnreachableCoordinatorFailsWithinTheTimeou
   SKIP_WITHOUT_DEVICE();
   const std::string coordinator = NobodyListens();
   const RunResult run =
-      RunProgram({FTBENCH_PATH, "checkpoint", "--fabric", "rdma", "--size", "64KiB", "--cell-bytes",
-                  "4KiB", "-k", "1", "-m", "1", "--timeout", "2"},
-                 {"FT_RANK=1", "FT_WORLD_SIZE=3", "FT_COORDINATOR=" + coordinator}, 30);
+      RunLogged({FTBENCH_PATH, "checkpoint", "--fabric", "rdma", "--size", "64KiB", "--cell-bytes",
+                 "4KiB", "-k", "1", "-m", "1", "--timeout", "2"},
+                {"FT_RANK=1", "FT_WORLD_SIZE=3", "FT_COORDINATOR=" + coordinator}, 30);
   const ExplainFailures explain(run);
   ASSERT_FALSE(run.timed_out);
   EXPECT_EQ(run.status, 1);
@@ -628,7 +535,7 @@ TEST(RdmaProcessBootstrapTest, FtbenchUnreachableCoordinatorFailsWithinTheTimeou
 // cannot be bound, and the error says where it tried.
 TEST(RdmaProcessBootstrapTest, CoordinatorAddressNotOnThisMachineIsRefused) {
   SKIP_WITHOUT_DEVICE();
-  const RunResult run = RunProgram(
+  const RunResult run = RunLogged(
       {RDMA_NODE_PATH, "--scenario", "verify", "--k", "1", "--m", "1", "--timeout-ms", "2000"},
       {"FT_RANK=0", "FT_WORLD_SIZE=3", "FT_COORDINATOR=192.0.2.1:7471"}, 30);
   const ExplainFailures explain(run);
