@@ -139,6 +139,15 @@ TEST(FtrunTest, PortFlagAndTheSoftRoceVmAddress) {
                  WithEnvironment("RXE_VM_IP=10.77.0.1"));
   EXPECT_EQ(run.status, 0) << run.err;
   EXPECT_EQ(run.out, "10.77.0.1:7471\n10.77.0.1:7471\n");
+
+  // --host wins over RXE_VM_IP; an IPv6 address is bracketed.
+  run = RunFtrun(Concat({"-n", "2", "--host", "10.9.8.7", "--port", "7471", "--"}, print),
+                 WithEnvironment("RXE_VM_IP=10.77.0.1"));
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "10.9.8.7:7471\n10.9.8.7:7471\n");
+  run = RunFtrun(Concat({"-n", "1", "--host", "fe80::1", "--port", "7471", "--"}, print));
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "[fe80::1]:7471\n");
 }
 
 TEST(FtrunTest, SparesGetFtSpareAndAreStoppedWhenTheRanksAreDone) {
@@ -360,6 +369,8 @@ TEST(FtrunTest, BadFlagsExit2WithAMessageAndLaunchNothing) {
       Concat({"-n", "2", "--kill", "0", "--after", "-1"}, launched),
       Concat({"-n", "2", "--port", "0", "--"}, launched),
       Concat({"-n", "2", "--port", "65536", "--"}, launched),
+      Concat({"-n", "2", "--host", "10.0.0.1:7471", "--"}, launched),  // a port in --host
+      Concat({"-n", "2", "--host", "[fe80::1]", "--"}, launched),
       Concat({"-n", "2", "--grace", "-1", "--"}, launched),
       Concat({"-n", "2", "--timeout", "0", "--"}, launched),
       Concat({"-n", "2", "--bogus"}, launched),  // unknown flag
@@ -394,9 +405,9 @@ TEST(FtrunTest, MissingProgramExits127NamingIt) {
 TEST(FtrunTest, HelpListsEveryFlag) {
   const RunResult run = RunFtrun({"--help"});
   EXPECT_EQ(run.status, 0);
-  for (const char* flag :
-       {"-n", "--spares", "--tag-output", "--kill", "--after", "--port", "--grace", "--timeout",
-        "PROGRAM", "FT_RANK", "FT_WORLD_SIZE", "FT_COORDINATOR", "FT_SPARE", "RXE_VM_IP", "127"}) {
+  for (const char* flag : {"-n", "--spares", "--tag-output", "--kill", "--after", "--port",
+                           "--host", "--grace", "--timeout", "PROGRAM", "FT_RANK", "FT_WORLD_SIZE",
+                           "FT_COORDINATOR", "FT_SPARE", "RXE_VM_IP", "127"}) {
     EXPECT_PRED2(Contains, run.out, flag);
   }
 }

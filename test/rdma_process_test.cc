@@ -189,11 +189,11 @@ void PrintTo(const VerifyCase& c, std::ostream* out) {
 
 // rdma_node's flags for a job: the layout, the engine timeout, and the start barrier.
 //
-// --start-barrier: no rank takes its first checkpoint before every rank's engine exists. Without
-// it, a rank whose engine is up sends its first PREPARE while the coordinator is still inside
-// Engine::Create waiting for slower ranks, with no receive posted for it yet: the SEND fails
-// RNR_RETRY_EXC after ~40 ms and the rank takes the coordinator for lost. The cases here test
-// other things; RdmaProcessStartTest covers that race on its own, without the barrier.
+// --start-barrier: no rank takes its first checkpoint before every rank's engine exists, so that
+// the cases here time what they test, not the start-up. A rank whose engine is up may send its
+// first PREPARE while the coordinator still waits in Engine::Create for slower ranks; the
+// coordinator's control receives went up with its QPs, so that SEND must land however late the
+// others are. RdmaProcessStartTest covers that on its own, without the barrier.
 std::vector<std::string> NodeFlags(const std::string& scenario, int k, int m, int cell_bytes,
                                    const std::string& regions, int versions,
                                    const std::string& sync_dir) {
@@ -307,16 +307,16 @@ INSTANTIATE_TEST_SUITE_P(Layouts, RdmaProcessVerifyTest,
 // ---------------------------------------------------------------------------------------------
 // Processes that start at different times
 
-// A job's processes rarely start together (here: a rank 1 s late). The first checkpoint of the
-// ranks that were early must not fail for it. No --start-barrier: each rank checkpoints as soon
-// as its engine exists.
+// A job's processes rarely start together (here: a rank 5 s late, longer than any RNR retry
+// budget: 7 x 491.52 ms at most). The first checkpoint of the ranks that were early must not fail
+// for it. No --start-barrier: each rank checkpoints as soon as its engine exists.
 TEST(RdmaProcessStartTest, FirstCheckpointOfEarlyRanksSurvivesALateRank) {
   SKIP_WITHOUT_DEVICE();
   ScratchDir dir;
   ASSERT_FALSE(dir.path().empty());
   std::vector<std::string> flags = NodeFlags("verify", 2, 1, 4096, "20000", 2, dir.path());
   flags.pop_back();  // --start-barrier
-  flags.insert(flags.end(), {"--delay-create-rank", "3", "--delay-create-ms", "1000"});
+  flags.insert(flags.end(), {"--delay-create-rank", "3", "--delay-create-ms", "5000"});
   const RunResult run = RunJob(4, {}, flags);
   const ExplainFailures explain(run);
   ASSERT_FALSE(run.timed_out);
