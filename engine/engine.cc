@@ -84,38 +84,106 @@ static_assert(recovery::kMaxEndpointBytes == verbs::Fabric::kMaxEndpointBytes);
 constexpr int kRecvPerPeer = internal::kControlReceivesPerPeer;
 constexpr int kSendBuffers = 256;
 using internal::kPollBatch;
-// Connection private data: {magic, rank, epoch, endpoint}. The endpoint (where the sender's
-// fabric listens, empty on loopback) lets the coordinator tell each node where its partners are.
-constexpr uint32_t kConnectMagic = 0x46544331;  // "FTC1"
+// Connection private data, a 16-byte header {magic, rank, epoch} and then:
+// - control connections (a node and the coordinator), magic "FTC1": the sender's endpoint (where
+//   its fabric listens; empty on loopback), so that the coordinator can tell each node where its
+//   partners are;
+// - partner connections (an owner and a holder), magic "FTP1": the sender's store address and
+//   rkey as registered now. An owner checks its holders' against the GO it connects for: a
+//   mismatch means one of the two is stale (say a restarted process), and nothing is written.
+constexpr uint32_t kControlConnectMagic = 0x46544331;  // "FTC1"
+constexpr uint32_t kPartnerConnectMagic = 0x46545031;  // "FTP1"
 constexpr size_t kConnectHeaderBytes = 16;
+constexpr size_t kPartnerConnectBytes = kConnectHeaderBytes + 12;
+static_assert(kConnectHeaderBytes + verbs::Fabric::kMaxEndpointBytes <= 44 &&
+                  kPartnerConnectBytes <= 44,
+              "connection private data must fit RC's 44 user bytes (verbs/rdma)");
 
-std::vector<std::byte> ConnectData(uint32_t rank, uint64_t epoch,
-                                   std::span<const std::byte> endpoint = {}) {
-  std::vector<std::byte> data(kConnectHeaderBytes + endpoint.size());
-  std::memcpy(data.data(), &kConnectMagic, 4);
+std::vector<std::byte> ConnectHeader(uint32_t magic, uint32_t rank, uint64_t epoch,
+                                     size_t extra_bytes) {
+  std::vector<std::byte> data(kConnectHeaderBytes + extra_bytes);
+  std::memcpy(data.data(), &magic, 4);
   std::memcpy(data.data() + 4, &rank, 4);
   std::memcpy(data.data() + 8, &epoch, 8);
-  if (!endpoint.empty())
-    std::memcpy(data.data() + kConnectHeaderBytes, endpoint.data(), endpoint.size());
   return data;
 }
 
-// Checks the peer's private data; returns the endpoint it carries (may be empty).
-Result<std::span<const std::byte>> CheckConnectData(std::span<const std::byte> data,
-                                                    NodeId expected_rank) {
-  uint32_t magic = 0, rank = 0;
-  if (data.size() < kConnectHeaderBytes ||
-      data.size() > kConnectHeaderBytes + verbs::Fabric::kMaxEndpointBytes) {
-    return Status::Internal("node ", expected_rank, " sent ", data.size(),
-                            " bytes of connection private data");
+std::vector<std::byte> ControlConnectData(uint32_t rank, uint64_t epoch,
+                                          std::span<const std::byte> endpoint = {}) {
+  std::vector<std::byte> data = ConnectHeader(kControlConnectMagic, rank, epoch, endpoint.size());
+  if (!endpoint.empty()) {
+    std::memcpy(data.data() + kConnectHeaderBytes, endpoint.data(), endpoint.size());
   }
+  return data;
+}
+
+std::vector<std::byte> PartnerConnectData(uint32_t rank, uint64_t epoch, uint64_t store_addr,
+                                          uint32_t store_rkey) {
+  std::vector<std::byte> data = ConnectHeader(kPartnerConnectMagic, rank, epoch, 12);
+  std::memcpy(data.data() + kConnectHeaderBytes, &store_addr, 8);
+  std::memcpy(data.data() + kConnectHeaderBytes + 8, &store_rkey, 4);
+  return data;
+}
+
+// Checks the header of a peer's private data; returns what follows it.
+Result<std::span<const std::byte>> CheckConnectHeader(std::span<const std::byte> data,
+                                                      uint32_t expected_magic, NodeId expected_rank,
+                                                      uint64_t expected_epoch) {
+  const char* kind = expected_magic == kControlConnectMagic ? "control" : "partner";
+  if (data.size() < kConnectHeaderBytes) {
+    return Status::Internal("node ", expected_rank, " sent ", data.size(), " bytes of ", kind,
+                            " connection private data");
+  }
+  uint32_t magic = 0, rank = 0;
+  uint64_t epoch = 0;
   std::memcpy(&magic, data.data(), 4);
   std::memcpy(&rank, data.data() + 4, 4);
-  if (magic != kConnectMagic || rank != expected_rank) {
-    return Status::Internal("connection private data names rank ", rank, ", expected ",
-                            expected_rank);
+  std::memcpy(&epoch, data.data() + 8, 8);
+  if (magic != expected_magic || rank != expected_rank) {
+    return Status::Internal(
+        kind, " connection private data from node ", expected_rank,
+        magic != expected_magic ? " is not ours (bad magic)" : StrCat(" names rank ", rank));
+  }
+  if (epoch != expected_epoch) {
+    return Status::FailedPrecondition("node ", rank, " connected in epoch ", epoch,
+                                      ", this node is in epoch ", expected_epoch);
   }
   return data.subspan(kConnectHeaderBytes);
+}
+
+// The coordinator learns a node's endpoint from its control connection.
+Result<std::span<const std::byte>> CheckControlConnectData(std::span<const std::byte> data,
+                                                           NodeId expected_rank,
+                                                           uint64_t expected_epoch) {
+  FT_ASSIGN_OR_RETURN(
+      std::span<const std::byte> endpoint,
+      CheckConnectHeader(data, kControlConnectMagic, expected_rank, expected_epoch));
+  if (endpoint.size() > verbs::Fabric::kMaxEndpointBytes) {
+    return Status::Internal("node ", expected_rank, " sent a ", endpoint.size(),
+                            "-byte endpoint (at most ", verbs::Fabric::kMaxEndpointBytes, ")");
+  }
+  return endpoint;
+}
+
+struct StoreKeys {
+  uint64_t addr = 0;
+  uint32_t rkey = 0;
+};
+
+Result<StoreKeys> CheckPartnerConnectData(std::span<const std::byte> data, NodeId expected_rank,
+                                          uint64_t expected_epoch) {
+  FT_ASSIGN_OR_RETURN(
+      std::span<const std::byte> rest,
+      CheckConnectHeader(data, kPartnerConnectMagic, expected_rank, expected_epoch));
+  if (rest.size() != kPartnerConnectBytes - kConnectHeaderBytes) {
+    return Status::Internal("node ", expected_rank, " sent ", data.size(),
+                            " bytes of partner connection private data, expected ",
+                            kPartnerConnectBytes);
+  }
+  StoreKeys keys;
+  std::memcpy(&keys.addr, rest.data(), 8);
+  std::memcpy(&keys.rkey, rest.data() + 8, 4);
+  return keys;
 }
 
 struct RegionRef {
@@ -427,14 +495,16 @@ Status Engine::Impl::Start() {
   const std::vector<std::byte> endpoint = fabric_->endpoint();
   if (is_coordinator) {
     for (NodeId node = 0; node < world_.size; ++node) {
-      if (node != world_.rank) requests.push_back({node, ConnectData(world_.rank, epoch_), {}});
+      if (node != world_.rank) {
+        requests.push_back({node, ControlConnectData(world_.rank, epoch_), {}});
+      }
     }
     FT_ASSIGN_OR_RETURN(
         coordinator_, recovery::Coordinator::Create({world_.size, options_.k, options_.m, epoch_}));
     endpoints_.resize(world_.size);
     endpoints_[world_.rank] = endpoint;
   } else {
-    requests.push_back({world_.coordinator, ConnectData(world_.rank, epoch_, endpoint), {}});
+    requests.push_back({world_.coordinator, ControlConnectData(world_.rank, epoch_, endpoint), {}});
   }
   // The control receives go up with the QPs: a peer's first message (a PREPARE sent the moment
   // its own Connect returned) must never find an empty receive queue.
@@ -454,7 +524,7 @@ Status Engine::Impl::Start() {
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
     FT_ASSIGN_OR_RETURN(std::span<const std::byte> peer_endpoint,
-                        CheckConnectData(qp->peer_private_data(), peer));
+                        CheckControlConnectData(qp->peer_private_data(), peer, epoch_));
     if (is_coordinator) endpoints_[peer].assign(peer_endpoint.begin(), peer_endpoint.end());
     qp_peer_[qp->id()] = peer;
     peers_[peer].qp = std::move(qp);
@@ -908,13 +978,13 @@ void Engine::Impl::OnControlMessage(NodeId from, recovery::Message message) {
     if (from == world_.coordinator && round_.phase != Phase::kIdle &&
         (abort->version == round_.version || round_.phase == Phase::kAwaitGo)) {
       round_.abort = *abort;
+      Status aborted(abort->code,
+                     StrCat("checkpoint version ", abort->version, " aborted: ", abort->reason));
       if (round_.phase == Phase::kAwaitGo || round_.phase == Phase::kAwaitCommit) {
-        FinishRound(Status(abort->code, StrCat("checkpoint version ", abort->version,
-                                               " aborted: ", abort->reason)));
+        // The node that caused the abort reports its own reason, which says more.
+        FinishRound(round_.failure.ok() ? std::move(aborted) : round_.failure);
       } else {
-        FailRound(Status(abort->code, StrCat("checkpoint version ", abort->version,
-                                             " aborted: ", abort->reason)),
-                  abort->failed_node);
+        FailRound(std::move(aborted), abort->failed_node);
       }
     }
   }
@@ -1035,7 +1105,11 @@ Result<bool> Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
       if (it->second.lost) return Status::Unavailable("node ", peer, " is lost");
       continue;
     }
-    requests.push_back({peer, ConnectData(world_.rank, epoch_), {}});
+    requests.push_back(
+        {peer,
+         PartnerConnectData(world_.rank, epoch_, reinterpret_cast<uint64_t>(store_.data()),
+                            store_mr_ ? store_mr_->rkey() : 0),
+         {}});
   }
   if (requests.empty()) return true;
   if (connect_failure_.has_value()) {
@@ -1064,12 +1138,28 @@ void Engine::Impl::HarvestConnect() {
     connect_failure_ = connected.status();
     return;
   }
+  // While the GO this Connect was made for is still the round's, its holders' keys must be the
+  // ones the holders sent (a Connect of an earlier round may predate a re-registration).
+  const bool same_round = connect_started_for_ == round_.started;
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
-    if (auto checked = CheckConnectData(qp->peer_private_data(), peer); !checked.ok()) {
-      connect_failure_ = checked.status();
+    Result<StoreKeys> keys = CheckPartnerConnectData(qp->peer_private_data(), peer, epoch_);
+    if (!keys.ok()) {
+      connect_failure_ = keys.status();
       continue;
     }
+    bool stale = false;
+    for (const recovery::HolderAddress& holder : holders_) {
+      if (same_round && holder.slot.holder == peer &&
+          (holder.store_addr != keys->addr || holder.store_rkey != keys->rkey)) {
+        stale = true;
+        connect_failure_ = Status::FailedPrecondition(
+            "node ", peer, " connected with store address ", keys->addr, " and rkey ", keys->rkey,
+            ", the GO says ", holder.store_addr, " and ", holder.store_rkey,
+            " (one of them is stale): nothing is written there");
+      }
+    }
+    if (stale) continue;
     qp_peer_[qp->id()] = peer;
     peers_[peer].qp = std::move(qp);
   }

@@ -448,6 +448,54 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
   EXPECT_TRUE(VerifyAll(**world, states, {{0, 4}}).ok());
 }
 
+// A holder whose connection carries other store keys than the GO names for it (one of the two is
+// stale, say a restarted process): the owner writes nothing there, its checkpoint fails naming
+// the holder, and no node hangs or commits.
+TEST(Engine, HolderConnectingWithOtherStoreKeysThanTheGoIsRefused) {
+  constexpr uint32_t kNodes = 4;
+  auto options = SmallWorld(kNodes, 2, 1);
+  options.engine.timeout = 10s;
+  std::atomic<int> rewritten{0};
+  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> inner) {
+    test::RecordingFabric::PrivateDataRewrite rewrite;
+    if (rank == 2) {
+      // Partner connection data: {"FTP1", rank, epoch, store address, store rkey}.
+      rewrite = [&](verbs::NodeId, std::vector<std::byte>& data) {
+        if (data.size() == 28 && std::memcmp(data.data(), "1PTF", 4) == 0) {
+          data[24] ^= std::byte{0x5a};  // the rkey
+          ++rewritten;
+        }
+      };
+    }
+    return std::unique_ptr<verbs::Fabric>(std::make_unique<test::RecordingFabric>(
+        std::move(inner), std::make_shared<test::DatapathRecord>(), std::move(rewrite)));
+  };
+  auto world = LoopbackWorld::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  auto states = MakeStates(kNodes, {10'000});
+  std::vector<Status> results(kNodes, Status::Internal("not run"));
+  const auto started = std::chrono::steady_clock::now();
+  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
+    states[rank].Fill(rank, 1);
+    results[rank] = engine.Checkpoint().status();
+    return Status();
+  });
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 8s) << "a node waited for its deadline";
+  EXPECT_GT(rewritten.load(), 0) << "node 2 has holders: some partner data must have been seen";
+  EXPECT_EQ(results[2].code(), StatusCode::kFailedPrecondition) << results[2];
+  EXPECT_NE(results[2].message().find("stale"), std::string_view::npos) << results[2];
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT_FALSE(results[rank].ok()) << "rank " << rank << " committed";
+  }
+  status = (*world)->Run([&](uint32_t, Engine& engine) -> Status {
+    if (engine.Metrics().committed_version != 0) return Status::Internal("a version committed");
+    return Status();
+  });
+  EXPECT_TRUE(status.ok()) << status;
+}
+
 // Kills: an idle node, a node with its round in flight, and the coordinator. Every survivor's
 // checkpoint ends (no hang) with either the new version committed or Unavailable naming the lost
 // node, and its committed image reads back exactly: version v or v + 1, never a mix.

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,8 +27,12 @@ struct DatapathRecord {
 
 class RecordingFabric final : public verbs::Fabric {
  public:
-  RecordingFabric(std::unique_ptr<verbs::Fabric> inner, std::shared_ptr<DatapathRecord> record)
-      : inner_(std::move(inner)), record_(std::move(record)) {}
+  // Fault injection: rewrites what a peer sent with its Connect, as this node's QPs report it.
+  using PrivateDataRewrite = std::function<void(verbs::NodeId peer, std::vector<std::byte>& data)>;
+
+  RecordingFabric(std::unique_ptr<verbs::Fabric> inner, std::shared_ptr<DatapathRecord> record,
+                  PrivateDataRewrite rewrite = {})
+      : inner_(std::move(inner)), record_(std::move(record)), rewrite_(std::move(rewrite)) {}
 
   verbs::NodeId node() const override { return inner_->node(); }
   const verbs::Limits& limits() const override { return inner_->limits(); }
@@ -40,7 +45,12 @@ class RecordingFabric final : public verbs::Fabric {
       std::span<const verbs::ConnectRequest> requests, Nanos timeout) override {
     FT_ASSIGN_OR_RETURN(auto qps, inner_->Connect(requests, timeout));
     std::vector<std::unique_ptr<verbs::QueuePair>> wrapped;
-    for (auto& qp : qps) wrapped.push_back(std::make_unique<Qp>(std::move(qp), this));
+    for (auto& qp : qps) {
+      const std::span<const std::byte> sent = qp->peer_private_data();
+      std::vector<std::byte> data(sent.begin(), sent.end());
+      if (rewrite_) rewrite_(qp->peer(), data);
+      wrapped.push_back(std::make_unique<Qp>(std::move(qp), this, std::move(data)));
+    }
     return wrapped;
   }
   size_t PollCompletions(std::span<verbs::Completion> out) override {
@@ -71,13 +81,14 @@ class RecordingFabric final : public verbs::Fabric {
  private:
   class Qp final : public verbs::QueuePair {
    public:
-    Qp(std::unique_ptr<verbs::QueuePair> inner, RecordingFabric* owner)
-        : inner_(std::move(inner)), owner_(owner) {}
+    Qp(std::unique_ptr<verbs::QueuePair> inner, RecordingFabric* owner,
+       std::vector<std::byte> peer_private_data)
+        : inner_(std::move(inner)),
+          owner_(owner),
+          peer_private_data_(std::move(peer_private_data)) {}
     uint32_t id() const override { return inner_->id(); }
     verbs::NodeId peer() const override { return inner_->peer(); }
-    std::span<const std::byte> peer_private_data() const override {
-      return inner_->peer_private_data();
-    }
+    std::span<const std::byte> peer_private_data() const override { return peer_private_data_; }
     verbs::QpState state() const override { return inner_->state(); }
     Status PostSend(std::span<const verbs::SendRequest> requests, size_t* posted) override {
       owner_->BeforePost(id(), requests);
@@ -91,6 +102,7 @@ class RecordingFabric final : public verbs::Fabric {
    private:
     std::unique_ptr<verbs::QueuePair> inner_;
     RecordingFabric* owner_;
+    std::vector<std::byte> peer_private_data_;
   };
 
   void BeforePost(uint32_t qp, std::span<const verbs::SendRequest> requests) {
@@ -123,6 +135,7 @@ class RecordingFabric final : public verbs::Fabric {
 
   std::unique_ptr<verbs::Fabric> inner_;
   std::shared_ptr<DatapathRecord> record_;
+  PrivateDataRewrite rewrite_;
   std::mutex mutex_;
   std::map<uint32_t, std::deque<uint64_t>> outstanding_;  // per QP, in post order
   std::map<uint64_t, bool> cell_wr_ids_;                  // wr_ids ever used for cell WRITEs
