@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The rdma benchmarks against perftest, measured in one run on one device:
-#   1. ib_write_bw (perftest; server and client on this host) at --size for --duration s;
+#   1. ib_write_bw (perftest; server and client on this host) at --size for --duration s; its
+#      GB/s comes from the iterations it counted (perftest's own figure reads 0 when its CPU
+#      clock sample is preempted; both are logged: see perftest_contended);
 #   2. ftbench write-bw under `ftrun -n 2` (the engine's WRITE path) at the same size and duration:
 #      ratio = write-bw GB/s / ib_write_bw GB/s                                     (target >= 0.9)
 #      1 and 2 alternate --repeat times; the report gives medians (the ratio: of the pairs').
@@ -9,9 +11,8 @@
 #      ratio = checkpoint_gbps_per_node / (ib_write_bw GB/s x k/(k+m))              (target >= 0.8)
 #   4. the contention-matched baseline for 3: NODES ib_write_bw pairs at once on the same device
 #      (distinct ports; same size, duration, device and GID as 1), each pair's GB/s averaged
-#      (= their aggregate / NODES), run once just before 3; each pair's GB/s comes from the
-#      iterations it counted, as perftest's own figure is often 0 under contention (see
-#      perftest_contended):
+#      (= their aggregate / NODES), run once just before 3; GB/s from iterations as in 1, which
+#      matters most here, where perftest's own figure is often 0:
 #      contended ratio = checkpoint_gbps_per_node / (per-pair GB/s x k/(k+m))
 #
 #   Which ratio counts: on a real cluster, with one process per node and one NIC per node (srun,
@@ -179,11 +180,13 @@ json_field() {
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# ---- 1. ib_write_bw: one pair (server and client) on port $1; prints GB/s. Outputs go to
+# ---- 1. ib_write_bw: one pair (server and client) on port $1; prints two GB/s figures: from the
+# iterations it counted (see "Why iterations" below; the one the ratios use) and perftest's own
+# (0 when its CPU clock sample failed). Outputs go to
 # $work/server$2.txt and $work/client$2.txt; the successful client's start and end times (epoch
 # seconds) to $work/times$2.txt. ----
 perftest_pair() {
-  local port=$1 tag=${2:-} server client_status=0 server_status=0 mib start end
+  local port=$1 tag=${2:-} server client_status=0 server_status=0 mib iterations start end
   local perftest=(ib_write_bw -d "$device" "${gid_args[@]}" -s "$size" -D "$duration" -F -p "$port")
   timeout "$bound" "${perftest[@]}" >"$work/server$tag.txt" 2>&1 &
   server=$!
@@ -211,14 +214,22 @@ perftest_pair() {
   echo "$start $end" >"$work/times$tag.txt"
   # "#bytes #iterations BW peak[MB/sec] BW average[MB/sec] MsgRate[Mpps]"; MB here is MiB.
   mib=$(awk '/BW average/ { getline; print $4; exit }' "$work/client$tag.txt")
-  if [[ ! $mib =~ ^[0-9.]+$ ]]; then
+  iterations=$(awk '/BW average/ { getline; print $2; exit }' "$work/client$tag.txt")
+  if [[ ! $mib =~ ^[0-9.]+$ ]] || [[ ! $iterations =~ ^[0-9]+$ ]] || ((iterations == 0)); then
     cat "$work/client$tag.txt" >&2
-    log "cannot read ib_write_bw's average (port $port)"
+    log "cannot read ib_write_bw's iterations and average (port $port)"
     return 1
   fi
-  awk -v mib="$mib" 'BEGIN { printf "%.9g\n", mib * 1048576 / 1e9 }'
+  awk -v n="$iterations" -v s="$size" -v w="$((duration - 2 * (duration / 4)))" -v mib="$mib" \
+    'BEGIN { printf "%.9g %.9g\n", n * s / w / 1e9, mib * 1048576 / 1e9 }'
 }
-perftest_once() { perftest_pair "$((20000 + RANDOM % 20000))"; }
+# One uncontended pair: the GB/s from its iterations (perftest's own figure is logged).
+perftest_once() {
+  local figures
+  figures=$(perftest_pair "$((20000 + RANDOM % 20000))") || return 1
+  log "ib_write_bw: ${figures% *} GB/s from its iterations, ${figures#* } GB/s its own figure"
+  echo "${figures% *}"
+}
 
 # ---- 4. NODES ib_write_bw pairs at once on ports base..base+NODES-1; sets contended_samples
 # (GB/s per pair, from its iteration count), contended_perftest_samples (perftest's own figures),
@@ -246,7 +257,7 @@ perftest_contended() {
   contended_window=$((duration - 2 * (duration / 4)))
   contended_samples=() contended_perftest_samples=()
   for ((i = 0; i < nodes; ++i)); do
-    own=$(cat "$work/gbps.pair$i.txt")
+    own=$(cut -d' ' -f2 "$work/gbps.pair$i.txt")
     iterations=$(awk '/BW average/ { getline; print $2; exit }' "$work/client.pair$i.txt")
     if [[ ! $iterations =~ ^[0-9]+$ ]] || ((iterations == 0)); then
       sed 's/^/  client: /' "$work/client.pair$i.txt" >&2
