@@ -981,7 +981,8 @@ void Engine::Impl::OnControlMessage(NodeId from, recovery::Message message) {
       Status aborted(abort->code,
                      StrCat("checkpoint version ", abort->version, " aborted: ", abort->reason));
       if (round_.phase == Phase::kAwaitGo || round_.phase == Phase::kAwaitCommit) {
-        // The node that caused the abort reports its own reason, which says more.
+        // A node that failed the round itself (it sent DONE(failed)) reports its own reason,
+        // which says more than the coordinator's summary.
         FinishRound(round_.failure.ok() ? std::move(aborted) : round_.failure);
       } else {
         FailRound(std::move(aborted), abort->failed_node);

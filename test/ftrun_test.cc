@@ -371,6 +371,7 @@ TEST(FtrunTest, BadFlagsExit2WithAMessageAndLaunchNothing) {
       Concat({"-n", "2", "--port", "65536", "--"}, launched),
       Concat({"-n", "2", "--host", "10.0.0.1:7471", "--"}, launched),  // a port in --host
       Concat({"-n", "2", "--host", "[fe80::1]", "--"}, launched),
+      Concat({"-n", "2", "--host", "", "--"}, launched),
       Concat({"-n", "2", "--grace", "-1", "--"}, launched),
       Concat({"-n", "2", "--timeout", "0", "--"}, launched),
       Concat({"-n", "2", "--bogus"}, launched),  // unknown flag

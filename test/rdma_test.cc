@@ -550,13 +550,14 @@ pid_t StartShell(const std::string& command) {
 }
 
 // Waits up to `within` for `pid`; its exit status, or -1 (still running: a removal blocked in
-// the kernel cannot be killed), -2 (killed by a signal).
+// the kernel cannot be killed), -2 (killed by a signal), -3 (no such child).
 int WaitChild(pid_t pid, Nanos within) {
   for (const auto deadline = steady_clock::now() + within;;) {
     int status = 0;
     const pid_t done = waitpid(pid, &status, WNOHANG);
     if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
-    if (done < 0 || steady_clock::now() >= deadline) return -1;
+    if (done < 0) return -3;  // not our child (or already reaped)
+    if (steady_clock::now() >= deadline) return -1;
     std::this_thread::sleep_for(milliseconds(10));
   }
 }
@@ -622,7 +623,11 @@ std::string RunChild(const std::function<void(int out)>& body, Nanos within,
   int fds[2];
   if (pipe(fds) != 0) return "FAIL: pipe\n";
   const pid_t pid = fork();
-  if (pid < 0) return "FAIL: fork\n";
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return "FAIL: fork\n";
+  }
   if (pid == 0) {
     close(fds[0]);
     body(fds[1]);
@@ -645,10 +650,11 @@ std::string RunChild(const std::function<void(int out)>& body, Nanos within,
     }
   }
   close(fds[0]);
-  if (WaitChild(pid, std::chrono::seconds(5)) != 0) {
-    kill(pid, SIGKILL);
+  if (const int status = WaitChild(pid, std::chrono::seconds(5)); status != 0) {
+    if (status == -1) kill(pid, SIGKILL);
     WaitChild(pid, std::chrono::seconds(5));
-    report += "FAIL: the child did not finish in time\n";
+    report += StrCat("FAIL: the child ", status == -1 ? "did not finish in time" : "failed",
+                     " (", status, ")\n");
   }
   return report;
 }
@@ -725,6 +731,11 @@ TEST_F(RdmaTest, DeviceRemovalIsADeviceErrorAndFailsTheQueuePairs) {
           std::this_thread::sleep_for(milliseconds(5));
         }
         if (!a_told || !b_told) Say(out, "FAIL: no kDeviceError on both nodes within 20 s");
+        // The listen id's event may come before the connection's: wait for the QP, bounded.
+        for (const auto deadline = steady_clock::now() + std::chrono::seconds(10);
+             qa->state() != QpState::kError && steady_clock::now() < deadline;) {
+          std::this_thread::sleep_for(milliseconds(5));
+        }
         if (qa->state() != QpState::kError) Say(out, "FAIL: the queue pair is not in error");
         const SendRequest write = WriteOf(1, **src_mr, **dst_mr, 64);
         if (Status posted = qa->PostSend({&write, 1}); posted.ok()) {

@@ -185,7 +185,9 @@ struct ConnectRequest {
   // NAKs (and fails kRnrRetryExceeded if the gap outlasts the RNR retries); these cannot lose
   // that race. They complete on the returned QP as if posted by PostRecv, possibly before
   // Connect returns (a caller polling meanwhile sees a QP id it was not given yet). When the
-  // batch fails they are dropped with its QPs: their buffers are free once Connect returned.
+  // batch fails they are dropped with its QPs, without flushes: their buffers are free once
+  // Connect returned. (A receive that a peer's SEND already filled before the failure may still be
+  // reported to a caller polling during Connect, under a QP id it is never given.)
   std::vector<RecvRequest> receives;
 };
 

@@ -102,10 +102,12 @@ int main(int argc, char** argv) {
   CLI::Option* port_option =
       app.add_option("--port", port, "Coordinator port (default: a TCP port free at launch)")
           ->type_name("P");
-  app.add_option("--host", options.host,
-                 "Coordinator address: an IP address (or name) of this machine's RDMA interface "
-                 "(default: $RXE_VM_IP, else 127.0.0.1)")
-      ->type_name("H");
+  CLI::Option* host_option =
+      app.add_option(
+             "--host", options.host,
+             "Coordinator address: an IP address (or name) of this machine's RDMA interface "
+             "(default: $RXE_VM_IP, else 127.0.0.1); with a name, give --port too")
+          ->type_name("H");
   app.add_option("--grace", options.grace_seconds,
                  "Seconds from SIGTERM (or a forwarded signal) to SIGKILL")
       ->type_name("SECONDS")
@@ -155,7 +157,8 @@ int main(int argc, char** argv) {
     }
     options.kill_rank = kill_rank;
   }
-  if (const std::string& host = options.host; host.find_first_of(" \t\n[]/") != std::string::npos ||
+  if (const std::string& host = options.host; (host_option->count() > 0 && host.empty()) ||
+                                              host.find_first_of(" \t\n[]/") != std::string::npos ||
                                               std::count(host.begin(), host.end(), ':') == 1) {
     return UsageError(
         "--host takes an address or host name without a port (give that with "
