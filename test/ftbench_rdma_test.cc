@@ -84,4 +84,20 @@ TEST(FtbenchWriteBwRdmaTest, LostTargetEndsTheWriter) {
   EXPECT_TRUE(run.out.empty()) << run.out;
 }
 
+// --device names the device to use; one that does not exist is an error naming it and the
+// devices that do, from both ranks, quickly.
+TEST(FtbenchWriteBwRdmaTest, UnknownDeviceIsNamedWithTheDevicesThatExist) {
+  if (const std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  const ProgramResult run = RunJob({"-n", "2"}, {"--device", "ft_no_such_device"});
+  ASSERT_TRUE(run.started);
+  ASSERT_FALSE(run.timed_out) << "stdout:\n" << run.out << "stderr:\n" << run.err;
+  EXPECT_NE(run.status, 0);
+  EXPECT_LT(run.seconds, 30.0) << run.err;
+  EXPECT_NE(run.err.find("ft_no_such_device"), std::string::npos) << run.err;
+  for (const std::string& device : ft::verbs::ListRdmaDevices()) {
+    EXPECT_NE(run.err.find(device), std::string::npos) << device << " not named in:\n" << run.err;
+  }
+  EXPECT_TRUE(run.out.empty()) << run.out;
+}
+
 }  // namespace

@@ -32,7 +32,8 @@ TEST(FtbenchWriteBwTest, HelpNamesTheFlags) {
   ASSERT_TRUE(run.started);
   ASSERT_FALSE(run.timed_out);
   EXPECT_EQ(run.status, 0);
-  for (const char* flag : {"--size", "--duration", "--pipeline-depth", "--json"}) {
+  for (const char* flag :
+       {"--size", "--duration", "--pipeline-depth", "--device", "--gid-index", "--json"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << flag << " missing from:\n" << run.out;
   }
 }
@@ -49,6 +50,9 @@ TEST(FtbenchWriteBwTest, BadFlagsExit2) {
       {"--pipeline-depth", "0"},
       {"--pipeline-depth", "1025"},
       {"--pipeline-depth", "x"},
+      {"--gid-index", "-1"},
+      {"--gid-index", "x"},
+      {"--device"},
       {"--bogus"},
       {"--size"},
   };
@@ -95,6 +99,22 @@ TEST(FtbenchWriteBwTest, SpareExits2) {
   ASSERT_FALSE(run.timed_out);
   EXPECT_EQ(run.status, 2) << run.err;
   EXPECT_NE(run.err.find(kTwoRanks), std::string::npos) << run.err;
+}
+
+// The device flags belong to the rdma fabric: on loopback they are refused, not ignored.
+TEST(FtbenchCheckpointTest, DeviceFlagsNeedTheRdmaFabric) {
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--device", "rxe0"}, {"--gid-index", "1"}}) {
+    std::vector<std::string> args = {FTBENCH_PATH, "checkpoint", "--nodes", "4",      "-k",
+                                     "2",          "-m",         "1",       "--size", "64KiB"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const ProgramResult run = RunProgram(args, {}, kDeadline);
+    ASSERT_TRUE(run.started);
+    ASSERT_FALSE(run.timed_out) << flags[0];
+    EXPECT_EQ(run.status, 2) << flags[0] << "\nstderr: " << run.err;
+    EXPECT_NE(run.err.find("--fabric rdma"), std::string::npos) << run.err;
+    EXPECT_TRUE(run.out.empty()) << run.out;
+  }
 }
 
 }  // namespace

@@ -158,6 +158,7 @@ Command RegisterCheckpoint(CLI::App& app) {
                   "rdma: seconds to wait for the coordinator and for each checkpoint")
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
+  AddDeviceOptions(*sub, &options->device);
   sub->add_flag("--json", options->json, "Print one JSON object instead of the table");
   sub->add_flag("-v,--verbose", options->verbose, "Per-phase times and memory use on stderr");
   return {sub, [options, nodes] {
@@ -331,6 +332,9 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
 int RunCheckpoint(const CheckpointOptions& o) {
   auto usage = [](const std::string& message) { return Usage(message); };
   if (std::string bad = CheckFlags(o, o.nodes, "--nodes"); !bad.empty()) return usage(bad);
+  if (!o.device.device.empty() || o.device.gid_index >= 0) {
+    return usage("--device and --gid-index choose the RDMA device: they need --fabric rdma");
+  }
   auto geometry = erasure::StripeGeometry::Create(o.size, o.cell_bytes, o.k, o.m);
   if (!geometry.ok()) return usage(std::string(geometry.status().message()));
 
@@ -488,7 +492,10 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
   options.store_capacity = Engine::StoreBytesFor(o.size, options);
   if (o.domains > 0) options.failure_domain = rank % o.domains;
 
-  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, verbs::RdmaOptions{});
+  verbs::RdmaOptions rdma;
+  rdma.device = o.device.device;
+  rdma.gid_index = o.device.gid_index;
+  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, rdma);
   if (!process.ok()) return fail(rank, process.status());
   std::ostringstream verbose;
   if (Result<verbs::RdmaDeviceInfo> info = verbs::GetRdmaDeviceInfo(*process->fabric); info.ok()) {

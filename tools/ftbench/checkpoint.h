@@ -43,6 +43,7 @@ struct CheckpointOptions {
   std::string fabric = "loopback";  // or "rdma"
   bool nodes_given = false;
   double timeout_seconds = 60;  // bounds connecting and every checkpoint (rdma)
+  DeviceFlags device;           // rdma
 };
 
 Command RegisterCheckpoint(CLI::App& app);

@@ -93,6 +93,16 @@ CLI::Option* AddSizeOption(CLI::App& app, const std::string& name, uint64_t* val
       ->capture_default_str();
 }
 
+void AddDeviceOptions(CLI::App& app, DeviceFlags* flags) {
+  app.add_option("--device", flags->device,
+                 "rdma: the RDMA device (as ibv_devices lists it); overrides FT_DEVICE")
+      ->type_name("NAME");
+  app.add_option("--gid-index", flags->gid_index,
+                 "rdma: the source GID index (show_gids lists them); overrides FT_GID_INDEX")
+      ->type_name("N")
+      ->check(IntRange(0, 1023));
+}
+
 CLI::Validator IntRange(int64_t min, int64_t max, const std::string& why) {
   const std::string range = "[" + std::to_string(min) + ", " + std::to_string(max) + "]";
   return CLI::Validator(

@@ -97,6 +97,14 @@ std::string FormatSize(uint64_t bytes);
 CLI::Option* AddSizeOption(CLI::App& app, const std::string& name, uint64_t* value,
                            const std::string& description);
 
+// --device and --gid-index of the subcommands that run over rdma. Set, they override FT_DEVICE
+// and FT_GID_INDEX (verbs::RdmaOptions reads those only for fields left unset).
+struct DeviceFlags {
+  std::string device;  // empty: FT_DEVICE, else the device owning the listen address
+  int gid_index = -1;  // -1: FT_GID_INDEX, else the RoCE v2 entry of the listen address
+};
+void AddDeviceOptions(CLI::App& app, DeviceFlags* flags);
+
 // Check for an integer option: rejects text that is not a whole decimal integer and values
 // outside [min, max], with a message that says which ("--k: 0 is outside [1, 63]"); `why`, if
 // given, is appended to the range message.

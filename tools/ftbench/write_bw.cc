@@ -477,6 +477,7 @@ Command RegisterWriteBw(CLI::App& app) {
                   "The engine's pipeline depth: WRITEs in flight on the QP")
       ->check(IntRange(1, kMaxPipelineDepth))
       ->capture_default_str();
+  AddDeviceOptions(*sub, &options->device);
   sub->add_flag("--json", options->json,
                 "Print one JSON object (size, iterations, seconds, write_gbps) instead of the "
                 "table");
@@ -510,7 +511,10 @@ int RunWriteBw(const WriteBwOptions& o) {
         StrCat(kTwoRanks, "; this job has ", bootstrap->size, " according to ", bootstrap->source));
   }
   const uint32_t rank = bootstrap->rank;
-  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, verbs::RdmaOptions{});
+  verbs::RdmaOptions rdma;
+  rdma.device = o.device.device;
+  rdma.gid_index = o.device.gid_index;
+  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, rdma);
   if (!process.ok()) {
     std::cerr << StrCat("ftbench write-bw: rank ", rank, ": ", process.status().ToString(), "\n");
     return process.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;

@@ -43,6 +43,7 @@ struct WriteBwOptions {
   double duration_seconds = 5;
   int pipeline_depth = EngineOptions{}.pipeline_depth;
   bool json = false;
+  DeviceFlags device;
 };
 
 // Bound on connecting, on the drain, on the "done" handshake and on any stretch without a
