@@ -653,8 +653,8 @@ std::string RunChild(const std::function<void(int out)>& body, Nanos within,
   if (const int status = WaitChild(pid, std::chrono::seconds(5)); status != 0) {
     if (status == -1) kill(pid, SIGKILL);
     WaitChild(pid, std::chrono::seconds(5));
-    report += StrCat("FAIL: the child ", status == -1 ? "did not finish in time" : "failed",
-                     " (", status, ")\n");
+    report += StrCat("FAIL: the child ", status == -1 ? "did not finish in time" : "failed", " (",
+                     status, ")\n");
   }
   return report;
 }
