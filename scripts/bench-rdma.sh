@@ -5,7 +5,8 @@
 #      clock sample is preempted; both are logged: see perftest_contended);
 #   2. ftbench write-bw under `ftrun -n 2` (the engine's WRITE path) at the same size and duration:
 #      ratio = write-bw GB/s / ib_write_bw GB/s                                     (target >= 0.9)
-#      1 and 2 alternate --repeat times; the report gives medians (the ratio: of the pairs').
+#      1 and 2 alternate --repeat times, after a discarded 2 s warm-up of each; the report
+#      gives medians (the ratio: of the pairs').
 #   3. ftbench checkpoint --fabric rdma under `ftrun -n NODES` (defaults: 4 nodes, RS(2,1),
 #      8 MiB images, 256 KiB cells, 3 versions):
 #      ratio = checkpoint_gbps_per_node / (ib_write_bw GB/s x k/(k+m))              (target >= 0.8)
@@ -293,6 +294,16 @@ write_bw_once() {
   [[ -n $(json_field write_gbps "$out") ]] || { log "no write_gbps in ftbench write-bw's output: $out"; return 1; }
   echo "$out"
 }
+
+# Warm-up, discarded: the first run of a program in a fresh VM is slow (TCG translates the guest
+# code of perftest, ftbench and the kernel's rxe paths as they first run), and it would always
+# fall on the first sample of the first kind measured. A short run of each first.
+log "warm-up (discarded): ib_write_bw and ftbench write-bw, 2 s each"
+saved_duration=$duration
+duration=2
+perftest_once >/dev/null || exit 1
+write_bw_once >/dev/null || exit 1
+duration=$saved_duration
 
 # Interleaved, so that whatever else the machine does slows both alike; each pair gives a ratio.
 perftest_samples=() write_samples=() ratio_samples=()
