@@ -312,24 +312,6 @@ TEST(TopologyRealTest, UnknownDeviceIsNotFoundNamingIt) {
   std::cout << choice.status() << "\n";
 }
 
-// The device of the environment (FT_DEVICE, or rxe0 in ../shared/rxe-vm): what ftbench --verbose
-// would say about it. Skipped without one.
-TEST(TopologyRealTest, RdmaDeviceOfTheEnvironment) {
-  const char* device = std::getenv("FT_DEVICE");
-  if (device == nullptr) device = std::getenv("RXE_VM_DEV");
-  if (device == nullptr || *device == '\0') {
-    GTEST_SKIP() << "no RDMA device named (FT_DEVICE or RXE_VM_DEV)";
-  }
-  auto topology = Topology::Load();
-  ASSERT_TRUE(topology.ok()) << topology.status();
-  auto choice = topology->NumaNodeOfRdmaDevice(device);
-  ASSERT_TRUE(choice.ok()) << choice.status();
-  std::cout << topology->Summary() << "\n" << choice->reason << "\n";
-  if (topology->numa_nodes() == 1) {
-    EXPECT_FALSE(choice->bind());
-  }
-}
-
 TEST(TopologyRealTest, BindsMemoryOfARealBufferToNodeZero) {
   auto topology = Topology::Load();
   ASSERT_TRUE(topology.ok()) << topology.status();
