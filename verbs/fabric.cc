@@ -1,6 +1,8 @@
 // Names of the Fabric enums, for logs, error messages and test output.
 #include "verbs/fabric.h"
 
+#include <unordered_set>
+
 namespace ft::verbs {
 
 const char* OpcodeName(Opcode opcode) {
@@ -51,6 +53,31 @@ const char* EventTypeName(EventType type) {
       return "DeviceError";
   }
   return "UnknownEventType";
+}
+
+Status ValidateConnectRequests(NodeId self, std::span<const ConnectRequest> requests,
+                               const Limits& limits) {
+  std::unordered_set<NodeId> seen;
+  for (const ConnectRequest& r : requests) {
+    if (r.peer == self) {
+      return Status::InvalidArgument("Connect: node ", self, " cannot connect to itself");
+    }
+    if (!seen.insert(r.peer).second) {
+      return Status::InvalidArgument("Connect from node ", self, ": peer ", r.peer,
+                                     " appears twice in one batch");
+    }
+    if (r.private_data.size() > limits.max_private_data) {
+      return Status::InvalidArgument("Connect from node ", self, " to ", r.peer, ": ",
+                                     r.private_data.size(), " bytes of private data exceed ",
+                                     limits.max_private_data);
+    }
+    if (r.receives.size() > static_cast<size_t>(limits.max_recv_wr)) {
+      return Status::InvalidArgument("Connect from node ", self, " to ", r.peer, ": ",
+                                     r.receives.size(), " receives exceed max_recv_wr ",
+                                     limits.max_recv_wr);
+    }
+  }
+  return Status();
 }
 
 Status ValidateSendRequest(const SendRequest& r, size_t index, const Limits& limits,

@@ -238,6 +238,12 @@ class Fabric {
   }
 };
 
+// The local checks every backend's Connect makes on a batch of node `self`: no request for
+// itself, no peer twice, private data and receives within `limits`. InvalidArgument naming the
+// bad request.
+Status ValidateConnectRequests(NodeId self, std::span<const ConnectRequest> requests,
+                               const Limits& limits);
+
 // The local checks every backend's PostSend makes on request `index` of a batch: opcode, SGE
 // count, message size against limits.max_message_bytes, inline rules. On success *bytes is the
 // request's total length.

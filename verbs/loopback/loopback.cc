@@ -1014,30 +1014,13 @@ Result<std::vector<std::unique_ptr<QueuePair>>> LoopbackFabric::Connect(
   Net& net = *n.net;
   const SteadyTime deadline = DeadlineAfter(timeout);
   if (n.dead.load()) return Status::Unavailable("Connect: node ", n.id, " is dead");
-  std::unordered_set<NodeId> seen;
   for (const ConnectRequest& r : requests) {
     if (r.peer >= static_cast<NodeId>(net.nodes)) {
       return Status::InvalidArgument("Connect from node ", n.id, ": peer ", r.peer,
                                      " is outside [0, ", net.nodes, ")");
     }
-    if (r.peer == n.id) {
-      return Status::InvalidArgument("Connect: node ", n.id, " cannot connect to itself");
-    }
-    if (!seen.insert(r.peer).second) {
-      return Status::InvalidArgument("Connect from node ", n.id, ": peer ", r.peer,
-                                     " appears twice in one batch");
-    }
-    if (r.private_data.size() > net.options.limits.max_private_data) {
-      return Status::InvalidArgument("Connect from node ", n.id, " to ", r.peer, ": ",
-                                     r.private_data.size(), " bytes of private data exceed ",
-                                     net.options.limits.max_private_data);
-    }
-    if (r.receives.size() > static_cast<size_t>(net.options.limits.max_recv_wr)) {
-      return Status::InvalidArgument("Connect from node ", n.id, " to ", r.peer, ": ",
-                                     r.receives.size(), " receives exceed max_recv_wr ",
-                                     net.options.limits.max_recv_wr);
-    }
   }
+  FT_RETURN_IF_ERROR(ValidateConnectRequests(n.id, requests, net.options.limits));
   std::vector<std::unique_ptr<QueuePair>> qps;
   if (requests.empty()) return qps;
 

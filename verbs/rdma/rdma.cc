@@ -1612,27 +1612,10 @@ Result<std::vector<std::unique_ptr<QueuePair>>> RdmaFabric::Connect(
     std::lock_guard lock(core.mu);
     cancels_at_start = core.connect_cancels;
   }
+  FT_RETURN_IF_ERROR(ValidateConnectRequests(core.node, requests, core.limits));
   std::vector<Attempt> attempts(requests.size());
-  std::unordered_set<NodeId> seen;
   for (size_t i = 0; i < requests.size(); ++i) {
     const ConnectRequest& r = requests[i];
-    if (r.peer == core.node) {
-      return Status::InvalidArgument("Connect: node ", core.node, " cannot connect to itself");
-    }
-    if (!seen.insert(r.peer).second) {
-      return Status::InvalidArgument("Connect from node ", core.node, ": peer ", r.peer,
-                                     " appears twice in one batch");
-    }
-    if (r.private_data.size() > core.limits.max_private_data) {
-      return Status::InvalidArgument("Connect from node ", core.node, " to ", r.peer, ": ",
-                                     r.private_data.size(), " bytes of private data exceed ",
-                                     core.limits.max_private_data);
-    }
-    if (r.receives.size() > static_cast<size_t>(core.limits.max_recv_wr)) {
-      return Status::InvalidArgument("Connect from node ", core.node, " to ", r.peer, ": ",
-                                     r.receives.size(), " receives exceed max_recv_wr ",
-                                     core.limits.max_recv_wr);
-    }
     Attempt& a = attempts[i];
     a.peer = r.peer;
     a.active = core.node > r.peer;
