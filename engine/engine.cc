@@ -117,11 +117,16 @@ std::vector<std::byte> ControlConnectData(uint32_t rank, uint64_t epoch,
   return data;
 }
 
-std::vector<std::byte> PartnerConnectData(uint32_t rank, uint64_t epoch, uint64_t store_addr,
-                                          uint32_t store_rkey) {
+// Where a node's store is, as holders' owners WRITE to it (PREPARE, partner connections).
+struct StoreKeys {
+  uint64_t addr = 0;
+  uint32_t rkey = 0;
+};
+
+std::vector<std::byte> PartnerConnectData(uint32_t rank, uint64_t epoch, StoreKeys store) {
   std::vector<std::byte> data = ConnectHeader(kPartnerConnectMagic, rank, epoch, 12);
-  std::memcpy(data.data() + kConnectHeaderBytes, &store_addr, 8);
-  std::memcpy(data.data() + kConnectHeaderBytes + 8, &store_rkey, 4);
+  std::memcpy(data.data() + kConnectHeaderBytes, &store.addr, 8);
+  std::memcpy(data.data() + kConnectHeaderBytes + 8, &store.rkey, 4);
   return data;
 }
 
@@ -164,11 +169,6 @@ Result<std::span<const std::byte>> CheckControlConnectData(std::span<const std::
   }
   return endpoint;
 }
-
-struct StoreKeys {
-  uint64_t addr = 0;
-  uint32_t rkey = 0;
-};
 
 Result<StoreKeys> CheckPartnerConnectData(std::span<const std::byte> data, NodeId expected_rank,
                                           uint64_t expected_epoch) {
@@ -332,6 +332,10 @@ class Engine::Impl {
   void AddEndpoints(recovery::GoMessage& go) const;
   void FlushPendingSends();
   verbs::RecvRequest ControlReceive(uint32_t buffer);
+  // This node's store as its PREPARE and its partner connections announce it.
+  StoreKeys OwnStoreKeys() const {
+    return {reinterpret_cast<uint64_t>(store_.data()), store_mr_ ? store_mr_->rkey() : 0};
+  }
   void RepostRecv(uint32_t buffer);
   NodeId PeerOfQp(uint32_t qp) const {
     auto it = qp_peer_.find(qp);
@@ -1039,8 +1043,9 @@ void Engine::Impl::StartRound(std::shared_ptr<CheckpointHandle::State> handle) {
   prepare.footprint_bytes = erasure::FootprintBytes(*round_.geometry);
   prepare.capacity_bytes = store_.size();
   prepare.domain = domain_;
-  prepare.store_addr = reinterpret_cast<uint64_t>(store_.data());
-  prepare.store_rkey = store_mr_ ? store_mr_->rkey() : 0;
+  const StoreKeys store = OwnStoreKeys();
+  prepare.store_addr = store.addr;
+  prepare.store_rkey = store.rkey;
   round_.phase = Phase::kAwaitGo;
   if (auto it = peers_.find(world_.coordinator); it != peers_.end() && it->second.lost) {
     // No GO can come: fail now, not at the deadline.
@@ -1106,11 +1111,7 @@ Result<bool> Engine::Impl::ConnectPeers(const std::vector<NodeId>& wanted) {
       if (it->second.lost) return Status::Unavailable("node ", peer, " is lost");
       continue;
     }
-    requests.push_back(
-        {peer,
-         PartnerConnectData(world_.rank, epoch_, reinterpret_cast<uint64_t>(store_.data()),
-                            store_mr_ ? store_mr_->rkey() : 0),
-         {}});
+    requests.push_back({peer, PartnerConnectData(world_.rank, epoch_, OwnStoreKeys()), {}});
   }
   if (requests.empty()) return true;
   if (connect_failure_.has_value()) {
