@@ -492,10 +492,7 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
   options.store_capacity = Engine::StoreBytesFor(o.size, options);
   if (o.domains > 0) options.failure_domain = rank % o.domains;
 
-  verbs::RdmaOptions rdma;
-  rdma.device = o.device.device;
-  rdma.gid_index = o.device.gid_index;
-  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, rdma);
+  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, RdmaOptionsOf(o.device));
   if (!process.ok()) return fail(rank, process.status());
   std::ostringstream verbose;
   if (Result<verbs::RdmaDeviceInfo> info = verbs::GetRdmaDeviceInfo(*process->fabric); info.ok()) {

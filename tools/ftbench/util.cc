@@ -103,6 +103,13 @@ void AddDeviceOptions(CLI::App& app, DeviceFlags* flags) {
       ->check(IntRange(0, 1023));
 }
 
+verbs::RdmaOptions RdmaOptionsOf(const DeviceFlags& flags) {
+  verbs::RdmaOptions options;
+  options.device = flags.device;
+  options.gid_index = flags.gid_index;
+  return options;
+}
+
 CLI::Validator IntRange(int64_t min, int64_t max, const std::string& why) {
   const std::string range = "[" + std::to_string(min) + ", " + std::to_string(max) + "]";
   return CLI::Validator(

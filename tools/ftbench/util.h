@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "ftengine/status.h"
+#include "verbs/rdma/rdma.h"
 
 namespace ft::ftbench {
 
@@ -104,6 +105,8 @@ struct DeviceFlags {
   int gid_index = -1;  // -1: FT_GID_INDEX, else the RoCE v2 entry of the listen address
 };
 void AddDeviceOptions(CLI::App& app, DeviceFlags* flags);
+// The rdma Fabric's options with these flags (the rest at their defaults).
+verbs::RdmaOptions RdmaOptionsOf(const DeviceFlags& flags);
 
 // Check for an integer option: rejects text that is not a whole decimal integer and values
 // outside [min, max], with a message that says which ("--k: 0 is outside [1, 63]"); `why`, if

@@ -511,10 +511,7 @@ int RunWriteBw(const WriteBwOptions& o) {
         StrCat(kTwoRanks, "; this job has ", bootstrap->size, " according to ", bootstrap->source));
   }
   const uint32_t rank = bootstrap->rank;
-  verbs::RdmaOptions rdma;
-  rdma.device = o.device.device;
-  rdma.gid_index = o.device.gid_index;
-  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, rdma);
+  Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, RdmaOptionsOf(o.device));
   if (!process.ok()) {
     std::cerr << StrCat("ftbench write-bw: rank ", rank, ": ", process.status().ToString(), "\n");
     return process.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
