@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <set>
 #include <sstream>
 #include <string>
@@ -20,6 +19,7 @@
 namespace {
 
 using ft::test::RunOptions;
+using ft::test::ScratchDir;
 using RunResult = ft::test::ProgramResult;
 
 // How long any one ftrun run may take before the test kills it and fails.
@@ -63,24 +63,6 @@ RunResult RunFtrun(const std::vector<std::string>& args,
   if (!result.started) ADD_FAILURE() << "could not start " << FTRUN_PATH;
   return result;
 }
-
-// A scratch directory for scripts to signal each other through files.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string name = std::filesystem::temp_directory_path() / "ftrun_test.XXXXXX";
-    path_ = mkdtemp(name.data()) != nullptr ? name : "";
-  }
-  ~ScratchDir() {
-    if (!path_.empty()) std::filesystem::remove_all(path_);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 RunOptions WithEnvironment(const std::string& variable) {
   RunOptions options = FtrunOptions();
@@ -151,7 +133,7 @@ TEST(FtrunTest, PortFlagAndTheSoftRoceVmAddress) {
 }
 
 TEST(FtrunTest, SparesGetFtSpareAndAreStoppedWhenTheRanksAreDone) {
-  ScratchDir dir;
+  ScratchDir dir("ftrun_test");
   ASSERT_FALSE(dir.path().empty());
   // Spares say they are ready (their TERM trap set) and idle; ranks wait for both, then exit.
   const std::string script =
@@ -185,7 +167,7 @@ TEST(FtrunTest, SparesGetFtSpareAndAreStoppedWhenTheRanksAreDone) {
 }
 
 TEST(FtrunTest, SpareIgnoringSigtermGetsSigkillAfterTheGrace) {
-  ScratchDir dir;
+  ScratchDir dir("ftrun_test");
   ASSERT_FALSE(dir.path().empty());
   const std::string script = "if [ \"$FT_SPARE\" = 1 ]; then trap '' TERM; touch " + dir.path() +
                              "/ready; exec sleep 30; fi\n"

@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <iostream>
 #include <map>
 #include <regex>
@@ -33,6 +32,8 @@
 
 namespace ft::verbs {
 namespace {
+
+using ft::test::ScratchDir;
 
 #define SKIP_WITHOUT_DEVICE()                                                \
   do {                                                                       \
@@ -151,24 +152,6 @@ RunResult RunJob(int n, const std::vector<std::string>& ftrun_flags,
   return RunLogged(args, JobEnvironment(), kJobSeconds + 15);
 }
 
-// A scratch directory (the survivors meet through files in it).
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string name = std::filesystem::temp_directory_path() / "rdma_process_test.XXXXXX";
-    path_ = mkdtemp(name.data()) != nullptr ? name : "";
-  }
-  ~ScratchDir() {
-    if (!path_.empty()) std::filesystem::remove_all(path_);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // ---------------------------------------------------------------------------------------------
 // Checkpoint and verify
 
@@ -274,7 +257,7 @@ class RdmaProcessVerifyTest : public ::testing::TestWithParam<VerifyCase> {};
 TEST_P(RdmaProcessVerifyTest, EveryRankReadsBackItsLastVersion) {
   SKIP_WITHOUT_DEVICE();
   const VerifyCase& c = GetParam();
-  ScratchDir dir;
+  ScratchDir dir("rdma_process_test");
   ASSERT_FALSE(dir.path().empty());
   const RunResult run = RunJob(
       c.n, {}, NodeFlags("verify", c.k, c.m, c.cell_bytes, c.regions, c.versions, dir.path()));
@@ -312,7 +295,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, RdmaProcessVerifyTest,
 // for it. No --start-barrier: each rank checkpoints as soon as its engine exists.
 TEST(RdmaProcessStartTest, FirstCheckpointOfEarlyRanksSurvivesALateRank) {
   SKIP_WITHOUT_DEVICE();
-  ScratchDir dir;
+  ScratchDir dir("rdma_process_test");
   ASSERT_FALSE(dir.path().empty());
   std::vector<std::string> flags = NodeFlags("verify", 2, 1, 4096, "20000", 2, dir.path());
   flags.pop_back();  // --start-barrier
@@ -351,7 +334,7 @@ constexpr const char* kSurviveRegions = "20000,333";
 
 // Runs the job of case `c` and checks it (the failures are the test's).
 void CheckSurvive(const SurviveCase& c) {
-  ScratchDir dir;
+  ScratchDir dir("rdma_process_test");
   ASSERT_FALSE(dir.path().empty());
   std::vector<std::string> ftrun_flags;
   const bool external = std::string(c.dies_at) == "external";

@@ -5,7 +5,10 @@
 #ifndef FT_TEST_RUN_PROGRAM_H_
 #define FT_TEST_RUN_PROGRAM_H_
 
+#include <stdlib.h>
+
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <utility>
@@ -66,6 +69,27 @@ inline ProgramResult RunProgram(std::vector<std::string> args,
   options.deadline = deadline;
   return RunProgram(std::move(args), options);
 }
+
+// A fresh directory under the system's temporary directory, removed with its contents at scope
+// end: for programs under test that meet or leave results through files. path() is empty when it
+// could not be made.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& prefix) {
+    std::string name = std::filesystem::temp_directory_path() / (prefix + ".XXXXXX");
+    path_ = mkdtemp(name.data()) != nullptr ? name : "";
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace ft::test
 
