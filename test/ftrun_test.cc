@@ -18,6 +18,8 @@
 
 namespace {
 
+using ft::test::Contains;
+using ft::test::Lines;
 using ft::test::RunOptions;
 using ft::test::ScratchDir;
 using RunResult = ft::test::ProgramResult;
@@ -34,17 +36,6 @@ RunOptions FtrunOptions() {
   options.deadline = kRunDeadline;
   options.own_process_group = false;
   return options;
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream stream(text);
-  for (std::string line; std::getline(stream, line);) lines.push_back(line);
-  return lines;
-}
-
-bool Contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 size_t Count(const std::vector<std::string>& lines, const std::string& line) {

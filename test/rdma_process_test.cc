@@ -33,6 +33,8 @@
 namespace ft::verbs {
 namespace {
 
+using ft::test::Contains;
+using ft::test::Lines;
 using ft::test::ScratchDir;
 
 #define SKIP_WITHOUT_DEVICE()                                                \
@@ -93,17 +95,6 @@ class ExplainFailures {
   const RunResult& run_;
   const int before_;
 };
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream stream(text);
-  for (std::string line; std::getline(stream, line);) lines.push_back(line);
-  return lines;
-}
-
-bool Contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 std::string Joined(const std::vector<std::string>& words) {
   std::string text;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +69,17 @@ inline ProgramResult RunProgram(std::vector<std::string> args,
   options.set_environment = set_environment;
   options.deadline = deadline;
   return RunProgram(std::move(args), options);
+}
+
+// A program's output as lines (without their newlines), and a substring test for EXPECT_PRED2.
+inline std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream stream(text);
+  for (std::string line; std::getline(stream, line);) lines.push_back(line);
+  return lines;
+}
+inline bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
 }
 
 // A fresh directory under the system's temporary directory, removed with its contents at scope
