@@ -191,6 +191,25 @@ struct ConnectRequest {
   std::vector<RecvRequest> receives;
 };
 
+// Where a fabric's device sits in the machine (rdma: the NIC's NUMA node, from hwloc), so that
+// the engine can put its registered buffers and progress thread next to it without knowing the
+// backend. Owned by the Fabric; valid for its life. Thread-safe (read-only after creation).
+class DeviceLocality {
+ public:
+  virtual ~DeviceLocality() = default;
+  // One sentence for reports (EngineMetrics::numa, `ftbench --verbose`): where the device is and
+  // what is bound there ("mlx5_0 on NUMA node 1 of 2 ...: bound there", "1 NUMA node: no binding").
+  virtual std::string Describe() const = 0;
+  // True when binding is worth doing: several NUMA nodes and the device's node is known.
+  virtual bool binds() const = 0;
+  // Moves [addr, addr + bytes) to the device's NUMA node; call before the memory is registered
+  // (pinned pages do not move). FailedPrecondition when binds() is false.
+  virtual Status BindMemory(void* addr, size_t bytes) const = 0;
+  // Binds the calling thread to the CPUs of the device's NUMA node. FailedPrecondition when
+  // binds() is false.
+  virtual Status BindCurrentThread() const = 0;
+};
+
 class Fabric {
  public:
   virtual ~Fabric() = default;
@@ -236,6 +255,10 @@ class Fabric {
   virtual Status LearnEndpoint(NodeId /*peer*/, std::span<const std::byte> /*endpoint*/) {
     return Status();
   }
+
+  // Where the device is, for NUMA placement; nullptr when the backend has no device (loopback).
+  // A wrapping Fabric (fault injection, tracing) must forward it, or placement silently stops.
+  virtual const DeviceLocality* locality() const { return nullptr; }
 };
 
 // The local checks every backend's Connect makes on a batch of node `self`: no request for
