@@ -37,6 +37,7 @@ namespace ft {
 namespace verbs {
 class Fabric;
 }  // namespace verbs
+class Clock;  // common/clock.h: an injected time source (tests advance a manual clock)
 
 struct EngineOptions {
   int k = 4;  // data cells per stripe
@@ -113,6 +114,12 @@ class Engine {
   static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
                                                 const WorldInfo& world,
                                                 std::unique_ptr<verbs::Fabric> fabric);
+  // The same, with every deadline and metric measured on `clock` (which must outlive the
+  // engine) instead of the steady clock: tests drive deadlines with a manual clock, no sleeps.
+  static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
+                                                const WorldInfo& world,
+                                                std::unique_ptr<verbs::Fabric> fabric,
+                                                Clock& clock);
   // The engine of this process in a job launched by ftrun, srun or mpirun, over rdma: rank,
   // world size and the coordinator's address from the environment (ftengine/bootstrap.h), the
   // RDMA device that holds the address toward the coordinator (FT_DEVICE, FT_GID_INDEX and
