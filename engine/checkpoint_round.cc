@@ -72,7 +72,8 @@ void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
     FailBeforeStart(status.WithContext(StrCat("node ", node_.rank())));
     return;
   }
-  if (!node_.is_coordinator() && peers_.Usable(node_.coordinator(), LinkRole::kControl) == nullptr) {
+  if (!node_.is_coordinator() &&
+      peers_.Usable(node_.coordinator(), LinkRole::kControl) == nullptr) {
     // No GO can come: fail now, not at the deadline.
     FailBeforeStart(Status::Unavailable("node ", node_.coordinator(),
                                         " (the coordinator) was lost before checkpoint of node ",
@@ -213,8 +214,7 @@ void CheckpointRound::StepConnecting() {
     hosted_owners_ = go.hosted_owners;
     go.has_placement = false;  // applied; later steps of this phase only connect
   } else if (holders_.empty()) {
-    FailRound(Status::Internal("GO without a placement before any placement"),
-              verbs::kInvalidNode);
+    FailRound(Status::Internal("GO without a placement before any placement"), verbs::kInvalidNode);
     return;
   }
   // On the loopback fabric our SENDs execute only in our own progress steps, and a partner
@@ -254,10 +254,10 @@ Status CheckpointRound::AcceptPartner(NodeId peer, std::span<const std::byte> pr
   for (const recovery::HolderAddress& holder : holders_) {
     if (holder.slot.holder == peer &&
         (holder.store_addr != keys.addr || holder.store_rkey != keys.rkey)) {
-      return Status::FailedPrecondition(
-          "node ", peer, " connected with store address ", keys.addr, " and rkey ", keys.rkey,
-          ", the GO says ", holder.store_addr, " and ", holder.store_rkey,
-          " (one of them is stale): nothing is written there");
+      return Status::FailedPrecondition("node ", peer, " connected with store address ", keys.addr,
+                                        " and rkey ", keys.rkey, ", the GO says ",
+                                        holder.store_addr, " and ", holder.store_rkey,
+                                        " (one of them is stale): nothing is written there");
     }
   }
   return Status();
@@ -395,9 +395,9 @@ void CheckpointRound::PostHeaders() {
     header.stripes = g.stripes();
     std::memcpy(area.data(), &header, sizeof(header));
     erasure::SealHeader(area);
-    Status status = PostWrite(c, WorkId{WorkKind::kHeader, generation_, static_cast<uint32_t>(c)},
-                              area.data(), memory_.headers_lkey(), header_area_bytes_,
-                              RemoteSlotAddr(c));
+    Status status =
+        PostWrite(c, WorkId{WorkKind::kHeader, generation_, static_cast<uint32_t>(c)}, area.data(),
+                  memory_.headers_lkey(), header_area_bytes_, RemoteSlotAddr(c));
     if (!status.ok()) {
       FailRound(status, holders_[c].slot.holder);
       return;
@@ -477,15 +477,15 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
 void CheckpointRound::OnDataLinkLost(NodeId peer, std::string_view why) {
   // A lost holder spoils the round while our cells are going out; once DONE was sent, the
   // coordinator decides (it commits if every DONE arrived first: m losses are survivable).
-  const bool writing = phase_ == Phase::kConnecting || phase_ == Phase::kWriting ||
-                       phase_ == Phase::kHeaders;
+  const bool writing =
+      phase_ == Phase::kConnecting || phase_ == Phase::kWriting || phase_ == Phase::kHeaders;
   if (!writing) return;
   for (const auto& holder : holders_) {
     if (holder.slot.holder == peer) {
-      FailRound(Status::Unavailable("the connection to node ", peer,
-                                    " was lost during checkpoint version ", version_, " (", why,
-                                    ")"),
-                peer);
+      FailRound(
+          Status::Unavailable("the connection to node ", peer,
+                              " was lost during checkpoint version ", version_, " (", why, ")"),
+          peer);
       return;
     }
   }
@@ -501,8 +501,7 @@ void CheckpointRound::OnCoordinatorLost(std::string_view why) {
 
 void CheckpointRound::OnOwnFabricLost(std::string_view detail) {
   own_fabric_lost_ = true;
-  FailRound(Status::Unavailable("node ", node_.rank(), " lost its fabric: ", detail),
-            node_.rank());
+  FailRound(Status::Unavailable("node ", node_.rank(), " lost its fabric: ", detail), node_.rank());
 }
 
 void CheckpointRound::Abandon(const std::function<bool()>& poll) {

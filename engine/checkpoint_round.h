@@ -45,8 +45,8 @@ namespace ft::internal {
 
 class CheckpointRound {
  public:
-  CheckpointRound(NodeContext& node, NodeMemory& memory, PeerTable& peers,
-                  ControlChannel& channel, SharedState& shared, std::function<void()> progress);
+  CheckpointRound(NodeContext& node, NodeMemory& memory, PeerTable& peers, ControlChannel& channel,
+                  SharedState& shared, std::function<void()> progress);
   CheckpointRound(const CheckpointRound&) = delete;
   CheckpointRound& operator=(const CheckpointRound&) = delete;
 

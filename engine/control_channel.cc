@@ -21,16 +21,16 @@ Status ControlChannel::Allocate(int links) {
       coordinator ? recovery::kMaxUpstreamMessageBytes : recovery::kMaxControlMessageBytes;
   send_bytes_ =
       coordinator ? recovery::kMaxControlMessageBytes : recovery::kMaxUpstreamMessageBytes;
-  FT_ASSIGN_OR_RETURN(buffer_, AlignedBuffer::Allocate(recv_buffers_ * recv_bytes_ +
-                                                       kSendBuffers * send_bytes_));
+  FT_ASSIGN_OR_RETURN(
+      buffer_, AlignedBuffer::Allocate(recv_buffers_ * recv_bytes_ + kSendBuffers * send_bytes_));
   if (const verbs::DeviceLocality* locality = node_.fabric->locality();
       locality != nullptr && locality->binds()) {
     if (Status placed = locality->BindMemory(buffer_.data(), buffer_.size()); !placed.ok()) {
       FT_LOG(kWarn) << "node " << node_.rank() << ": " << placed;
     }
   }
-  FT_ASSIGN_OR_RETURN(mr_, node_.fabric->RegisterMemory(buffer_.data(), buffer_.size(),
-                                                        verbs::kAccessLocalWrite));
+  FT_ASSIGN_OR_RETURN(
+      mr_, node_.fabric->RegisterMemory(buffer_.data(), buffer_.size(), verbs::kAccessLocalWrite));
   recv_peer_.assign(recv_buffers_, verbs::kInvalidNode);
   for (int i = kSendBuffers - 1; i >= 0; --i) free_send_buffers_.push_back(i);
   return Status();
@@ -87,8 +87,8 @@ void ControlChannel::Flush() {
     }
     const int buffer = free_send_buffers_.back();
     std::byte* data = SendBuffer(buffer);
-    Result<size_t> bytes = recovery::EncodeMessage(pending_sends_.front().second,
-                                                   {data, send_bytes_});
+    Result<size_t> bytes =
+        recovery::EncodeMessage(pending_sends_.front().second, {data, send_bytes_});
     if (!bytes.ok()) {
       FT_LOG(kError) << "node " << node_.rank() << ": cannot encode a message to node " << to
                      << ": " << bytes.status();
@@ -98,8 +98,7 @@ void ControlChannel::Flush() {
     verbs::SendRequest request;
     request.wr_id = WorkId{WorkKind::kSend, 0, static_cast<uint32_t>(buffer)}.Encode();
     request.opcode = verbs::Opcode::kSend;
-    request.sge[0] = {reinterpret_cast<uint64_t>(data), static_cast<uint32_t>(*bytes),
-                      mr_->lkey()};
+    request.sge[0] = {reinterpret_cast<uint64_t>(data), static_cast<uint32_t>(*bytes), mr_->lkey()};
     request.num_sge = 1;
     Status posted = qp->PostSend({&request, 1});
     if (!posted.ok()) {
@@ -122,7 +121,7 @@ void ControlChannel::OnSendCompleted(uint32_t buffer) {
 }
 
 std::optional<recovery::Message> ControlChannel::OnReceived(uint32_t buffer, uint32_t bytes,
-                                                             NodeId from) {
+                                                            NodeId from) {
   FT_CHECK(buffer < recv_peer_.size());
   Result<recovery::Message> message = recovery::DecodeMessage({RecvBuffer(buffer), bytes});
   // Repost on the link the buffer serves (the message is decoded: the buffer is free).

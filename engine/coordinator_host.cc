@@ -8,8 +8,8 @@ namespace ft::internal {
 Result<std::unique_ptr<CoordinatorHost>> CoordinatorHost::Create(NodeContext& node,
                                                                  ControlChannel& channel) {
   FT_ASSIGN_OR_RETURN(auto coordinator,
-                      recovery::Coordinator::Create({node.world.size, node.options.k,
-                                                     node.options.m, node.epoch()}));
+                      recovery::Coordinator::Create(
+                          {node.world.size, node.options.k, node.options.m, node.epoch()}));
   return std::make_unique<CoordinatorHost>(node, channel, std::move(coordinator));
 }
 

@@ -187,8 +187,7 @@ bool FragmentReader::Plan(Window& window, size_t slot) {
     const erasure::StripeGeometry& g = *committed_.geometry;
     const uint64_t remote = SlotAddr(c) + header_area_bytes_ + window.stripe * g.cell_bytes();
     const uint32_t index = (static_cast<uint32_t>(slot + 1) << 8) | static_cast<uint32_t>(c);
-    if (Status posted = PostRead(c, index, CellOf(slot, c), g.cell_bytes(), remote);
-        !posted.ok()) {
+    if (Status posted = PostRead(c, index, CellOf(slot, c), g.cell_bytes(), remote); !posted.ok()) {
       usable_[c] = 0;
       Note(posted);
       continue;
@@ -219,7 +218,8 @@ Status FragmentReader::Emit(const Window& window, size_t slot) {
     }
   }
   if (!wanted.empty()) {
-    FT_RETURN_IF_ERROR(node_.codec->Decode(present, present_cells, wanted, outputs, g.cell_bytes()));
+    FT_RETURN_IF_ERROR(
+        node_.codec->Decode(present, present_cells, wanted, outputs, g.cell_bytes()));
   }
   for (int c = 0; c < k; ++c) {
     const erasure::CellExtent extent = g.DataCell(window.stripe, c);
@@ -235,7 +235,8 @@ bool FragmentReader::Step() {
   if (node_.Now() > deadline_) {
     // Fence the links our READs are stuck on: they flush, and the buffer is ours again.
     FenceOutstanding();
-    if (!result_.has_value()) result_ = Status::DeadlineExceeded("reading fragments back timed out");
+    if (!result_.has_value())
+      result_ = Status::DeadlineExceeded("reading fragments back timed out");
   }
   if (result_.has_value()) {
     if (outstanding_ > 0) return false;
@@ -270,10 +271,10 @@ bool FragmentReader::Step() {
       continue;
     }
     if (!Plan(w, slot) && w.reading == 0) {
-      Finish(Status::DataLoss("node ", owner_, " version ", committed_.version, " stripe ",
-                              w.stripe, ": only ", good, " of the ", g.k(),
-                              " fragments needed are intact",
-                              first_problem_.ok() ? "" : StrCat(" (", first_problem_.message(), ")")));
+      Finish(
+          Status::DataLoss("node ", owner_, " version ", committed_.version, " stripe ", w.stripe,
+                           ": only ", good, " of the ", g.k(), " fragments needed are intact",
+                           first_problem_.ok() ? "" : StrCat(" (", first_problem_.message(), ")")));
       return true;
     }
     progressed = true;

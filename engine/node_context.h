@@ -20,15 +20,16 @@ using recovery::NodeId;
 
 struct NodeContext {
   NodeContext(const EngineOptions& engine_options, const WorldInfo& world_info, Clock& node_clock,
-              std::unique_ptr<verbs::Fabric> node_fabric, std::unique_ptr<erasure::Codec> node_codec)
+              std::unique_ptr<verbs::Fabric> node_fabric,
+              std::unique_ptr<erasure::Codec> node_codec)
       : options(engine_options),
         world(world_info),
         view(recovery::View::Initial(world_info.size, world_info.coordinator)),
         clock(node_clock),
         fabric(std::move(node_fabric)),
         codec(std::move(node_codec)) {
-    domain = options.failure_domain == EngineOptions::kOwnDomain ? world.rank
-                                                                 : options.failure_domain;
+    domain =
+        options.failure_domain == EngineOptions::kOwnDomain ? world.rank : options.failure_domain;
   }
 
   Nanos Now() const { return clock.Now(); }

@@ -17,11 +17,10 @@ void NodeMemory::Place(AlignedBuffer& buffer) const {
 Status NodeMemory::AllocatePipeline() {
   const EngineOptions& o = node_.options;
   const uint64_t width = static_cast<uint64_t>(o.k + o.m);
-  FT_ASSIGN_OR_RETURN(pipeline_,
-                      AlignedBuffer::Allocate(o.pipeline_depth * width * o.cell_bytes));
+  FT_ASSIGN_OR_RETURN(pipeline_, AlignedBuffer::Allocate(o.pipeline_depth * width * o.cell_bytes));
   Place(pipeline_);
-  FT_ASSIGN_OR_RETURN(pipeline_mr_, node_.fabric->RegisterMemory(
-                                        pipeline_.data(), pipeline_.size(), verbs::kAccessLocalWrite));
+  FT_ASSIGN_OR_RETURN(pipeline_mr_, node_.fabric->RegisterMemory(pipeline_.data(), pipeline_.size(),
+                                                                 verbs::kAccessLocalWrite));
   return Status();
 }
 
@@ -29,11 +28,10 @@ Status NodeMemory::EnsureStore(uint64_t bytes) {
   if (store_.size() > 0 || bytes == 0) return Status();
   FT_ASSIGN_OR_RETURN(store_, AlignedBuffer::Allocate(bytes));
   Place(store_);
-  FT_ASSIGN_OR_RETURN(store_mr_,
-                      node_.fabric->RegisterMemory(store_.data(), store_.size(),
-                                                   verbs::kAccessLocalWrite |
-                                                       verbs::kAccessRemoteWrite |
-                                                       verbs::kAccessRemoteRead));
+  FT_ASSIGN_OR_RETURN(
+      store_mr_, node_.fabric->RegisterMemory(store_.data(), store_.size(),
+                                              verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
+                                                  verbs::kAccessRemoteRead));
   return Status();
 }
 

@@ -36,10 +36,10 @@ Status Worker::Start() {
     }
     FT_ASSIGN_OR_RETURN(coordinator_, CoordinatorHost::Create(node_, channel_));
   } else {
-    requests.push_back({node_.coordinator(),
-                        recovery::EncodeControlConnect(node_.rank(), node_.epoch(),
-                                                       node_.fabric->endpoint()),
-                        {}});
+    requests.push_back(
+        {node_.coordinator(),
+         recovery::EncodeControlConnect(node_.rank(), node_.epoch(), node_.fabric->endpoint()),
+         {}});
   }
   // The control receives go up with the QPs: a peer's first message (a PREPARE sent the moment
   // its own Connect returned) must never find an empty receive queue.
@@ -48,15 +48,15 @@ Status Worker::Start() {
   }
   auto connected = node_.fabric->Connect(requests, node_.options.timeout);
   if (!connected.ok()) {
-    return connected.status().WithContext(
-        StrCat("node ", node_.rank(), " connecting to the ",
-               is_coordinator ? "other nodes"
-                              : StrCat("coordinator (rank ", node_.coordinator(), ")")));
+    return connected.status().WithContext(StrCat(
+        "node ", node_.rank(), " connecting to the ",
+        is_coordinator ? "other nodes" : StrCat("coordinator (rank ", node_.coordinator(), ")")));
   }
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
-    FT_ASSIGN_OR_RETURN(std::span<const std::byte> endpoint,
-                        recovery::ParseControlConnect(qp->peer_private_data(), peer, node_.epoch()));
+    FT_ASSIGN_OR_RETURN(
+        std::span<const std::byte> endpoint,
+        recovery::ParseControlConnect(qp->peer_private_data(), peer, node_.epoch()));
     if (coordinator_) coordinator_->SetEndpoint(peer, endpoint);
     const uint32_t id = qp->id();
     peers_.Add(peer, LinkRole::kControl, std::move(qp));
@@ -235,8 +235,8 @@ void Worker::OnEvent(const verbs::Event& event) {
     return;
   }
   if (std::optional<PeerTable::LinkInfo> fenced = peers_.FenceQp(event.qp)) {
-    OnLinkFenced(*fenced, StrCat(verbs::EventTypeName(event.type),
-                                 event.detail.empty() ? "" : ": ", event.detail));
+    OnLinkFenced(*fenced, StrCat(verbs::EventTypeName(event.type), event.detail.empty() ? "" : ": ",
+                                 event.detail));
   }
 }
 
@@ -250,8 +250,8 @@ void Worker::OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why)
     }
     return;
   }
-  FT_LOG(kInfo) << "node " << node_.rank() << ": data link to node " << link.rank
-                << " fenced (" << why << ")";
+  FT_LOG(kInfo) << "node " << node_.rank() << ": data link to node " << link.rank << " fenced ("
+                << why << ")";
   round_.OnDataLinkLost(link.rank, why);
 }
 

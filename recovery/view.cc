@@ -16,13 +16,14 @@ View View::Initial(uint32_t size, NodeId coordinator) {
 }
 
 std::string View::Describe() const {
-  return StrCat("epoch ", epoch, ": ", members.size(), " members, coordinator ", coordinator,
-                ", ", spares.size(), spares.size() == 1 ? " spare" : " spares");
+  return StrCat("epoch ", epoch, ": ", members.size(), " members, coordinator ", coordinator, ", ",
+                spares.size(), spares.size() == 1 ? " spare" : " spares");
 }
 
 Status ValidateView(const View& view) {
   if (view.epoch == 0) return Status::InvalidArgument("view epoch 0: epochs start at 1");
-  if (view.members.empty()) return Status::InvalidArgument("view of epoch ", view.epoch, " has no members");
+  if (view.members.empty())
+    return Status::InvalidArgument("view of epoch ", view.epoch, " has no members");
   std::set<NodeId> seen;
   for (size_t rank = 0; rank < view.members.size(); ++rank) {
     if (!seen.insert(view.members[rank]).second) {
@@ -36,10 +37,9 @@ Status ValidateView(const View& view) {
                                      " is a spare and a member, or a spare twice");
     }
   }
-  if (std::find(view.members.begin(), view.members.end(), view.coordinator) ==
-      view.members.end()) {
-    return Status::InvalidArgument("view of epoch ", view.epoch, ": coordinator ",
-                                   view.coordinator, " is not a member");
+  if (std::find(view.members.begin(), view.members.end(), view.coordinator) == view.members.end()) {
+    return Status::InvalidArgument("view of epoch ", view.epoch, ": coordinator ", view.coordinator,
+                                   " is not a member");
   }
   return Status();
 }
