@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <unistd.h>
+
 #include "common/clock.h"
 #include "engine/node_context.h"
 #include "engine/shared_state.h"
@@ -17,6 +19,17 @@
 #include "verbs/fabric.h"
 
 namespace ft {
+namespace {
+
+constexpr uint64_t kMinCellBytes = 512;
+
+uint64_t PhysicalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
+}  // namespace
 
 Result<uint64_t> CheckpointHandle::Wait() {
   if (state_ == nullptr) return Status::FailedPrecondition("Wait() on an empty CheckpointHandle");
@@ -220,7 +233,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
                                    options.k + options.m + 1, " nodes: a world of ", world.size,
                                    " allows k + m <= ", world.size - 1);
   }
-  if (options.cell_bytes == 0) return Status::InvalidArgument("cell_bytes = 0");
+  if (options.cell_bytes < kMinCellBytes) {
+    return Status::InvalidArgument(
+        "cell_bytes = ", options.cell_bytes, ": cells under ", kMinCellBytes,
+        " bytes cost more in per-WRITE work than they carry (use >= ", kMinCellBytes,
+        "; the default is 1 MiB)");
+  }
   if (options.cell_bytes > fabric->limits().max_message_bytes) {
     return Status::InvalidArgument("cell_bytes = ", options.cell_bytes, " exceeds the fabric's ",
                                    fabric->limits().max_message_bytes, "-byte message limit");
@@ -231,6 +249,17 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
   }
   if (options.timeout.count() <= 0) {
     return Status::InvalidArgument("timeout = ", options.timeout.count(), " ms: must be > 0");
+  }
+  // The pipeline is allocated and touched at Create: refuse what the machine cannot hold, rather
+  // than let the kernel kill the process later.
+  const uint64_t pipeline_bytes = static_cast<uint64_t>(options.pipeline_depth) *
+                                  static_cast<uint64_t>(options.k + options.m) * options.cell_bytes;
+  if (const uint64_t memory = PhysicalMemoryBytes(); memory > 0 && pipeline_bytes > memory / 2) {
+    return Status::ResourceExhausted(
+        "pipeline_depth x (k + m) x cell_bytes = ", options.pipeline_depth, " x ",
+        options.k + options.m, " x ", options.cell_bytes, " = ", pipeline_bytes,
+        " bytes of pipeline memory per node; this machine has ", memory,
+        " bytes: use smaller cells or a shallower pipeline");
   }
   FT_ASSIGN_OR_RETURN(auto codec, erasure::Codec::Create(options.k, options.m));
   auto impl = std::make_unique<Impl>(options, world, clock, std::move(fabric), std::move(codec));

@@ -15,7 +15,8 @@
 namespace ft::test {
 
 // Deterministic bytes that depend on (rank, version, region, offset).
-inline void FillPattern(std::span<std::byte> bytes, uint32_t rank, uint64_t version, uint64_t region) {
+inline void FillPattern(std::span<std::byte> bytes, uint32_t rank, uint64_t version,
+                        uint64_t region) {
   uint64_t x = (rank + 1) * 0x9e3779b97f4a7c15ull ^ (version + 1) * 0xbf58476d1ce4e5b9ull ^
                (region + 1) * 0x94d049bb133111ebull;
   for (size_t i = 0; i < bytes.size(); ++i) {
@@ -67,7 +68,7 @@ inline std::vector<NodeState> MakeStates(uint32_t nodes, const std::vector<size_
 // Checks that every node's committed image equals its current state, with each choice of up to
 // m lost columns given.
 inline Status VerifyAll(LoopbackWorld& world, std::vector<NodeState>& states,
-                 const std::vector<std::vector<int>>& losses) {
+                        const std::vector<std::vector<int>>& losses) {
   return world.Run([&](uint32_t rank, Engine& engine) -> Status {
     const std::vector<std::byte> expected = states[rank].Image();
     for (const auto& lost : losses) {
