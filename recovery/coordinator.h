@@ -88,6 +88,9 @@ class Coordinator {
   const Placement* placement() const { return placement_ ? &*placement_ : nullptr; }
   uint64_t placement_id() const { return placement_id_; }
   uint64_t ignored_messages() const { return ignored_messages_; }
+  // Placements that had to be made over the committed version's extents (the stores lacked the
+  // room to place around them).
+  uint64_t unprotected_placements() const { return unprotected_placements_; }
   uint64_t epoch() const { return options_.epoch; }
 
   struct PrivateTag {};
@@ -96,6 +99,7 @@ class Coordinator {
  private:
   enum class Phase { kCollectingPrepare, kCollectingDone };
   void StartRound(Outbox* outbox);
+  Result<Placement> PlaceAroundCommitted(std::vector<NodeSpec>& specs);
   void Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox);
   AbortMessage MakeAbort(NodeId failed_node, StatusCode code, const std::string& reason) const;
 
@@ -121,6 +125,7 @@ class Coordinator {
   NodeId first_lost_ = UINT32_MAX;
   std::string lost_reason_;  // names the first lost node
   uint64_t ignored_messages_ = 0;
+  uint64_t unprotected_placements_ = 0;
 };
 
 }  // namespace ft::recovery
