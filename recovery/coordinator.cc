@@ -125,6 +125,11 @@ void Coordinator::StartRound(Outbox* outbox) {
 }
 
 void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
+  if (message.version == kWithdrawVersion && message.code != StatusCode::kOk &&
+      message.epoch == options_.epoch && message.node < options_.world_size) {
+    OnWithdraw(message, outbox);
+    return;
+  }
   if (message.epoch != options_.epoch || message.node >= options_.world_size ||
       phase_ != Phase::kCollectingDone || message.version != version_in_flight_ ||
       done_[message.node]) {
@@ -205,6 +210,23 @@ Result<Placement> Coordinator::PlaceAroundCommitted(std::vector<NodeSpec>& specs
     for (NodeSpec& spec : specs) spec.reserved_begin = spec.reserved_end = 0;
   }
   return ComputePlacement(specs, options_.k, options_.m);
+}
+
+// A node gave up waiting for its GO (its deadline passed): its PREPARE no longer stands. Before
+// the round started it is taken back, so a later round waits for the node's next PREPARE instead
+// of starting without it; once the round started (the GO is on its way), the round aborts.
+void Coordinator::OnWithdraw(const DoneMessage& message, Outbox* outbox) {
+  if (phase_ == Phase::kCollectingPrepare) {
+    if (prepared_[message.node]) {
+      prepared_[message.node] = 0;
+      --prepared_count_;
+    }
+    return;
+  }
+  Abort(message.node, message.code,
+        StrCat("node ", message.node, " gave up waiting for the round to start (",
+               StatusCodeName(message.code), ")"),
+        outbox);
 }
 
 Status Coordinator::InstallView(const View& view, Outbox* outbox) {

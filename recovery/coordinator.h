@@ -67,6 +67,8 @@ class Coordinator {
   // Appends the messages to send to *outbox. Messages of another epoch, from unknown nodes or
   // for a version not in flight are ignored (and counted in ignored_messages()).
   void OnPrepare(const PrepareMessage& message, Outbox* outbox);
+  // A failed DONE with version kWithdrawVersion withdraws the node's PREPARE (it gave up waiting
+  // for a GO): taken back before the round starts, an ABORT of the round after.
   void OnDone(const DoneMessage& message, Outbox* outbox);
   // A node is gone (disconnect, error completion, missed heartbeats): aborts the round in flight,
   // releases nodes waiting for a GO, and answers every later PREPARE with ABORT naming the lost
@@ -99,6 +101,7 @@ class Coordinator {
  private:
   enum class Phase { kCollectingPrepare, kCollectingDone };
   void StartRound(Outbox* outbox);
+  void OnWithdraw(const DoneMessage& message, Outbox* outbox);
   Result<Placement> PlaceAroundCommitted(std::vector<NodeSpec>& specs);
   void Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox);
   AbortMessage MakeAbort(NodeId failed_node, StatusCode code, const std::string& reason) const;

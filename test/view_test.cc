@@ -217,6 +217,30 @@ TEST(CoordinatorStateTest, AChangedPlacementAvoidsTheCommittedExtents) {
   EXPECT_EQ(c.unprotected_placements(), 1u);
 }
 
+// A node that gave up waiting for its GO withdraws its PREPARE: before the round starts it is
+// taken back (the round waits for its next one); after, the round aborts naming it.
+TEST(CoordinatorViewTest, AWithdrawnPrepareIsTakenBackOrAbortsTheRound) {
+  auto made = Coordinator::Create({kNodes, kK, kM, 1});
+  ASSERT_TRUE(made.ok());
+  Coordinator& c = **made;
+  Coordinator::Outbox outbox;
+  c.OnPrepare(PrepareOf(2, 1), &outbox);
+  c.OnDone(DoneMessage{1, kWithdrawVersion, 2, StatusCode::kDeadlineExceeded}, &outbox);
+  for (NodeId node = 0; node < kNodes; ++node) {
+    if (node != 2) c.OnPrepare(PrepareOf(node, 1), &outbox);
+  }
+  EXPECT_TRUE(outbox.empty()) << "no round may start without node 2";
+  c.OnPrepare(PrepareOf(2, 1), &outbox);
+  ASSERT_EQ(Only<GoMessage>(outbox).size(), kNodes);
+  outbox.clear();
+  c.OnDone(DoneMessage{1, kWithdrawVersion, 4, StatusCode::kDeadlineExceeded}, &outbox);
+  const auto aborts = Only<AbortMessage>(outbox);
+  ASSERT_EQ(aborts.size(), kNodes);
+  EXPECT_EQ(aborts[0].second.failed_node, 4u);
+  EXPECT_NE(aborts[0].second.reason.find("node 4 gave up waiting"), std::string::npos);
+  EXPECT_FALSE(c.round_in_flight());
+}
+
 TEST(CoordinatorStateTest, RoundTripsAndRefusesEveryTruncation) {
   CoordinatorState state{4, 9, 3, 2, {}};
   for (NodeId node = 0; node < 5; ++node) state.prepares.push_back(PrepareOf(node, 3));
