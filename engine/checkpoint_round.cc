@@ -134,12 +134,7 @@ bool CheckpointRound::Step() {
       FenceOutstandingColumns();
       FailRound(late, verbs::kInvalidNode);
     } else {
-      if (phase_ == Phase::kAwaitGo) {
-        // Our PREPARE must not stand for a round we no longer wait for: withdraw it.
-        channel_.Send(node_.coordinator(),
-                      recovery::DoneMessage{node_.epoch(), recovery::kWithdrawVersion, node_.rank(),
-                                            StatusCode::kDeadlineExceeded});
-      }
+      TellCoordinatorWeGaveUp(StatusCode::kDeadlineExceeded);
       FinishRound(late);
       return true;
     }
@@ -175,6 +170,7 @@ bool CheckpointRound::Step() {
         // and nothing more will be read from or written to our memory by it. Or the fabric did
         // not flush within a whole extra timeout: give up on the buffers too.
         if (own_fabric_lost_ || node_.Now() > deadline_ + node_.options.timeout) {
+          TellCoordinatorWeGaveUp(failure_.code());
           FinishRound(failure_);
         }
         break;
@@ -189,6 +185,32 @@ bool CheckpointRound::Step() {
       break;
   }
   return phase_ != before || next_stripe_ != stripe_before;
+}
+
+// A round this node ends on its own (a deadline, a drain it gives up on) must still answer the
+// coordinator, which otherwise waits for it forever: a PREPARE that stands is withdrawn, a GO
+// gets a failed DONE. After our DONE (kAwaitCommit) the coordinator decides without us.
+void CheckpointRound::TellCoordinatorWeGaveUp(StatusCode code) {
+  if (own_fabric_lost_) return;
+  switch (phase_) {
+    case Phase::kAwaitGo:
+      channel_.Send(
+          node_.coordinator(),
+          recovery::DoneMessage{node_.epoch(), recovery::kWithdrawVersion, node_.rank(), code});
+      return;
+    case Phase::kConnecting:
+    case Phase::kWriting:
+    case Phase::kHeaders:
+    case Phase::kDraining:
+      if (!aborted_) {
+        channel_.Send(node_.coordinator(), recovery::DoneMessage{node_.epoch(), version_,
+                                                                 node_.rank(), code, failed_peer_});
+      }
+      return;
+    case Phase::kIdle:
+    case Phase::kAwaitCommit:
+      return;
+  }
 }
 
 void CheckpointRound::SendDone(StatusCode code, NodeId failed_peer) {

@@ -87,6 +87,7 @@ class CheckpointRound {
   void StepConnecting();
   void StepWriting();
   void SendDone(StatusCode code, NodeId failed_peer);
+  void TellCoordinatorWeGaveUp(StatusCode code);
   Status PrepareBuffers();
   Status IssueStripe(uint64_t stripe, int slot);
   void PostHeaders();

@@ -62,7 +62,7 @@ TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
   });
   ASSERT_TRUE(status.ok()) << status;
 
-  // Holders of r are r+1, r+2, r+3: 1 writes to 3 and 3 writes to 1.
+  // Holders of r are r+1, r+2, r+3 (mod 5): 1 writes to 3 and 3 writes to 1.
   (*world)->network().SetDelay(1, 3, 1'000'000'000);
   const int writes_before = records[1]->cell_writes.load();
   std::vector<Result<CheckpointHandle>> handles;
@@ -84,9 +84,16 @@ TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
   }));
   std::vector<Status> results;
   for (auto& handle : handles) results.push_back(handle->Wait().status());
-  for (uint32_t rank : {1u, 3u}) {
-    EXPECT_EQ(results[rank].code(), StatusCode::kDeadlineExceeded) << rank << ": " << results[rank];
+  // 1 and 3 WRITE to each other: the first to meet its deadline fences the link, and the other
+  // meets its own deadline or first sees the link dropped.
+  for (auto [rank, other] : {std::pair{1u, 3u}, std::pair{3u, 1u}}) {
+    EXPECT_TRUE(results[rank].code() == StatusCode::kDeadlineExceeded ||
+                results[rank].message().find(StrCat("the connection to node ", other,
+                                                    " was lost")) != std::string_view::npos)
+        << rank << ": " << results[rank];
   }
+  EXPECT_TRUE(results[1].code() == StatusCode::kDeadlineExceeded ||
+              results[3].code() == StatusCode::kDeadlineExceeded);
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     EXPECT_FALSE(results[rank].ok()) << rank;
     EXPECT_EQ(results[rank].message().find("coordinator"), std::string_view::npos)
