@@ -44,6 +44,7 @@
 #include "verbs/rdma/device.h"
 #include "verbs/rdma/errors.h"
 #include "verbs/rdma/handles.h"
+#include "verbs/rdma/locality.h"
 #include "verbs/rdma/queue.h"
 
 namespace ft::verbs {
@@ -1438,8 +1439,9 @@ class RdmaQueuePair final : public QueuePair {
 
 class RdmaFabric final : public Fabric {
  public:
-  RdmaFabric(std::shared_ptr<Core> core, AddressBook addresses)
-      : core_(std::move(core)), addresses_(std::move(addresses)) {}
+  RdmaFabric(std::shared_ptr<Core> core, AddressBook addresses,
+             std::unique_ptr<DeviceLocality> locality)
+      : core_(std::move(core)), addresses_(std::move(addresses)), locality_(std::move(locality)) {}
   Status Start() { return cm_thread_.Start(*core_); }
 
   // The node leaves: peers of QPs still alive are disconnected, pending requests rejected.
@@ -1472,6 +1474,7 @@ class RdmaFabric final : public Fabric {
   const Limits& limits() const override { return core_->limits; }
   std::string name() const override { return "rdma"; }
   const RdmaDeviceInfo& info() const { return core_->info; }
+  const DeviceLocality* locality() const override { return locality_.get(); }
 
   Result<std::unique_ptr<MemoryRegion>> RegisterMemory(void* addr, size_t bytes,
                                                        uint32_t access) override {
@@ -1598,6 +1601,7 @@ class RdmaFabric final : public Fabric {
 
   std::shared_ptr<Core> core_;
   const AddressBook addresses_;
+  const std::unique_ptr<DeviceLocality> locality_;  // never null
   mutable std::mutex learned_mu_;
   std::unordered_map<NodeId, SocketAddress> learned_;
   CmThread cm_thread_;  // after core_: stopped before the Core can go
@@ -1772,7 +1776,13 @@ Result<std::unique_ptr<Fabric>> CreateRdmaFabric(NodeId node, const RdmaOptions&
   FT_ASSIGN_OR_RETURN(rdma::SocketAddress listen, rdma::ParseHostPort(*own));
   auto core = std::make_shared<rdma::Core>(node, options, std::move(listen));
   FT_RETURN_IF_ERROR(core->Open());
-  auto fabric = std::make_unique<rdma::RdmaFabric>(std::move(core), std::move(addresses));
+  // Decided once, here, so that every user of the Fabric (engine, ftbench) sees the same
+  // sentence; a topology hwloc cannot load costs placement, never the Fabric.
+  std::unique_ptr<DeviceLocality> locality = rdma::DecideLocality(
+      rdma::MachineTopology(), core->info.device, rdma::InterfaceOfAddress(core->listen.get()));
+  FT_LOG(kInfo) << "rdma: node " << node << ": " << locality->Describe();
+  auto fabric = std::make_unique<rdma::RdmaFabric>(std::move(core), std::move(addresses),
+                                                   std::move(locality));
   FT_RETURN_IF_ERROR(fabric->Start());
   return std::unique_ptr<Fabric>(std::move(fabric));
 }

@@ -29,6 +29,11 @@
 // - Soft-RoCE words some errors differently from the IB spec and treats retry_count 7 as
 //   "forever": errors.h maps its codes back, RdmaOptions caps retry_count at 6.
 //
+// locality(): decided when the Fabric is created, from this machine's hwloc topology (loaded once
+// per process) and the device and network interface of the listen address, by
+// Topology::NumaNodeOfRdmaDevice (verbs/topology.h). Never null; a topology hwloc cannot load or
+// a device it cannot place gives a locality that binds nothing and says why (": no binding").
+//
 // Thread-safety: as the Fabric contract. Lifetime: QueuePairs and MemoryRegions should be
 // destroyed before their Fabric; those still alive keep the device resources (PD, CQ) alive, the
 // QueuePairs fail with Unavailable, and their peers are disconnected when the Fabric goes.
