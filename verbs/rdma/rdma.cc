@@ -11,6 +11,8 @@
 // acting on it. Connect runs on the caller's thread: it starts the active attempts, accepts
 // requests that already arrived, and waits on Core::cv while the CM thread moves the attempts
 // on. Datapath calls take only the QP's send or receive mutex (post) or Core::cq_mu (poll).
+// Every call on the CQ (ibv_poll_cq, ibv_req_notify_cq, ibv_resize_cq when a QP is created)
+// is made under Core::cq_mu: ibv_resize_cq.3 promises nothing about concurrent use.
 //
 // Lock order: Core::mu -> Core::cq_mu -> Core::events_mu. Conn::send_mu and Conn::recv_mu are
 // leaves. rdma_destroy_id blocks until the events of that id that were retrieved are acked, and
@@ -793,9 +795,35 @@ Status PostReceives(Core& core, Conn& c, std::span<const RecvRequest> requests, 
 // ---------------------------------------------------------------------------------------------
 // Connection records
 
+// Makes the CQ deep enough for `qps` QPs (queue.h, "CQ sizing"). Caller holds mu and cq_mu.
+Status GrowCqLocked(Core& core, int64_t qps) {
+  const int current = core.cq->cqe;
+  const int64_t needed = CqEntriesFor(qps, core.limits.max_send_wr, core.limits.max_recv_wr);
+  if (needed <= current || core.options.testing_fixed_cq) return Status::Ok();
+  const int max_cqe = core.device_attr.max_cqe;
+  const int depth = GrownCqDepth(current, needed, max_cqe);
+  if (depth == 0) {
+    return CqGrowthFailure(0, needed, current, max_cqe)
+        .WithContext(StrCat("node ", core.node, " (", core.info.device, ")"));
+  }
+  if (const int rc = ibv_resize_cq(core.cq.get(), depth); rc != 0) {
+    return CqGrowthFailure(rc, needed, current, max_cqe)
+        .WithContext(StrCat("node ", core.node, " (", core.info.device, ")"));
+  }
+  FT_LOG(kInfo) << "rdma: node " << core.node << " CQ grown from " << current << " to "
+                << core.cq->cqe << " entries for " << qps << " queue pairs";
+  return Status::Ok();
+}
+
 // Creates the QP of `conn`, registers it for completions, moves it to INIT and posts the
 // attempt's receives there, before the peer can know the QP. Caller holds mu.
 Status CreateQpLocked(Core& core, Conn& conn, std::span<const RecvRequest> receives) {
+  // The CQ grows before the QP exists, so that no completion of it can find the CQ full; under
+  // cq_mu, so that no ibv_poll_cq or ibv_req_notify_cq runs during ibv_resize_cq (the man page
+  // promises nothing about concurrent use; every call on the CQ is made under cq_mu). Under mu
+  // too, so no other QP is created or destroyed meanwhile: by_qp_num counts them all.
+  std::unique_lock cq_lock(core.cq_mu);
+  FT_RETURN_IF_ERROR(GrowCqLocked(core, static_cast<int64_t>(core.by_qp_num.size()) + 1));
   ibv_qp_init_attr init{};
   init.send_cq = core.cq.get();
   init.recv_cq = core.cq.get();
@@ -811,10 +839,8 @@ Status CreateQpLocked(Core& core, Conn& conn, std::span<const RecvRequest> recei
     return ErrnoStatus(errno, StrCat("ibv_create_qp for node ", core.node, " to node ", conn.peer));
   }
   conn.qp_num = conn.qp->qp_num;
-  {
-    std::lock_guard lock(core.cq_mu);
-    core.by_qp_num[conn.qp_num] = &conn;
-  }
+  core.by_qp_num[conn.qp_num] = &conn;
+  cq_lock.unlock();
   FT_RETURN_IF_ERROR(ToInit(conn));
   return PostReceives(core, conn, receives, nullptr);
 }
@@ -843,7 +869,7 @@ void ReleaseConnLocked(Core& core, std::unique_ptr<Conn> conn, bool disconnect) 
     // The CQ may still hold completions of the destroyed QP, and its qp_num may be reused:
     // move what the CQ holds to the backlog now (the QP's own entries are dropped), and forget
     // the backlog entries of this QP.
-    for (int i = 0; i <= core.limits.cq_depth / kPollBatch; ++i) {
+    for (int i = 0; i <= core.cq->cqe / kPollBatch; ++i) {
       if (ReapLocked(core, kPollBatch) < kPollBatch) break;
     }
     std::erase_if(core.backlog, [&](const Reaped& r) { return r.conn == conn.get(); });
@@ -1200,7 +1226,12 @@ void HandleAsyncEventLocked(Core& core, const ibv_async_event& event) {
   if (event.event_type == IBV_EVENT_CQ_ERR) {
     // An overrun CQ lost completions: the QPs feeding it are no longer trustworthy (the IB spec
     // moves them to the error state; the loopback model does the same).
-    detail += StrCat(": CQ overrun, more than ", core.limits.cq_depth,
+    int depth = 0;
+    {
+      std::lock_guard lock(core.cq_mu);
+      depth = core.cq->cqe;
+    }
+    detail += StrCat(": CQ overrun, more than ", depth,
                      " unpolled completions (cq_depth); every queue pair of the node fails");
     for (auto& [id, each] : core.conns) {
       if (each->qp == nullptr) continue;
@@ -1547,11 +1578,12 @@ class RdmaFabric final : public Fabric {
   void WaitForActivity(Nanos timeout) override {
     Core& core = *core_;
     if (core.HasEvents()) return;
-    if (const int rc = ibv_req_notify_cq(core.cq.get(), /*solicited_only=*/0); rc != 0) {
-      FT_LOG(kError) << "rdma: ibv_req_notify_cq failed: " << std::strerror(rc);
-    }
     {
+      // Under cq_mu, as every call on the CQ: none may overlap an ibv_resize_cq.
       std::lock_guard lock(core.cq_mu);
+      if (const int rc = ibv_req_notify_cq(core.cq.get(), /*solicited_only=*/0); rc != 0) {
+        FT_LOG(kError) << "rdma: ibv_req_notify_cq failed: " << std::strerror(rc);
+      }
       if (!core.backlog.empty() || ReapLocked(core, kPollBatch) > 0) return;
     }
     pollfd fds[2] = {{core.comp_channel->fd, POLLIN, 0}, {core.wake_fd.get(), POLLIN, 0}};

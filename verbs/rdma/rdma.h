@@ -75,7 +75,9 @@ struct RdmaOptions {
   bool read_environment = true;
 
   // Queue depths, requested of the device (clamped to its limits; Fabric::limits() reports what
-  // was granted). See queue.h for the arithmetic and the CQ sizing rule.
+  // was granted). cq_depth is where the CQ starts: it grows as QPs are created so that it never
+  // overruns, up to the device's max_cqe (beyond, Connect fails ResourceExhausted); limits()
+  // reports the depth at creation. See queue.h for the arithmetic and the CQ sizing rule.
   int max_send_wr = rdma::kDefaultMaxSendWr;
   int max_recv_wr = rdma::kDefaultMaxRecvWr;
   int cq_depth = rdma::kDefaultCqDepth;
@@ -100,6 +102,9 @@ struct RdmaOptions {
   // Tests only: make creation step `testing_fail_step` (0, 1, ...) fail as if the library call
   // had failed, to prove a half-built Fabric releases everything. -1: off.
   int testing_fail_step = -1;
+  // Tests only: keep the CQ at cq_depth however many QPs it serves (no growth, no check), so
+  // that a test can overrun it and prove the overrun is still reported.
+  bool testing_fixed_cq = false;
 };
 
 // Creates node `node`'s Fabric: opens the device, listens on addresses(node). Errors name what is
