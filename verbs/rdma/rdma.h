@@ -29,8 +29,9 @@
 // - Soft-RoCE words some errors differently from the IB spec and treats retry_count 7 as
 //   "forever": errors.h maps its codes back, RdmaOptions caps retry_count at 6.
 //
-// locality(): decided when the Fabric is created, from this machine's hwloc topology (loaded once
-// per process) and the device and network interface of the listen address, by
+// locality(): decided by its first call (then fixed for the Fabric's life), from this machine's
+// hwloc topology (loaded once per process) and the device and network interface of the listen
+// address, by
 // Topology::NumaNodeOfRdmaDevice (verbs/topology.h). Never null; a topology hwloc cannot load or
 // a device it cannot place gives a locality that binds nothing and says why (": no binding").
 //
