@@ -13,8 +13,6 @@
 #include <utility>
 
 #include "common/log.h"
-#include "engine/datapath.h"
-#include "verbs/rdma/queue.h"
 
 namespace ft {
 namespace {
@@ -128,22 +126,13 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                    "known to all)");
   }
   FT_ASSIGN_OR_RETURN(std::string listen, ListenAddress(bootstrap, getenv));
-  verbs::RdmaOptions options = rdma;
-  if (bootstrap.rank == bootstrap.coordinator_rank) {
-    // The coordinator has a QP to every node, each with its posted control receives: a mass
-    // failure flushes them all into the one CQ at once, so the CQ grows with the world (clamped
-    // to the device's max_cqe: docs/architecture.md, "How it scales").
-    const int64_t needed =
-        static_cast<int64_t>(internal::kControlReceivesPerPeer) * bootstrap.size +
-        verbs::rdma::kDefaultCqDepth;
-    options.cq_depth =
-        static_cast<int>(std::min<int64_t>(INT32_MAX, std::max<int64_t>(options.cq_depth, needed)));
-  }
+  // No CQ sizing here: the rdma Fabric grows its CQ as QPs connect (verbs/rdma/queue.h), so the
+  // coordinator's QP to every node cannot overrun it.
   ProcessFabric out;
   out.bootstrap = bootstrap;
   out.world = WorldInfo{bootstrap.rank, bootstrap.size, bootstrap.coordinator_rank};
   Result<std::unique_ptr<verbs::Fabric>> fabric =
-      verbs::CreateRdmaFabric(bootstrap.rank, options, ProcessAddressBook(bootstrap, listen));
+      verbs::CreateRdmaFabric(bootstrap.rank, rdma, ProcessAddressBook(bootstrap, listen));
   if (!fabric.ok()) {
     return fabric.status().WithContext(StrCat("rank ", bootstrap.rank, " of ", bootstrap.size, " (",
                                               bootstrap.source, ") listening on ", listen));

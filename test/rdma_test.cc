@@ -410,12 +410,14 @@ TEST_F(RdmaTest, ReceivesPostedAfterToErrorAreFlushed) {
   }
 }
 
-// A CQ that overruns raises kDeviceError and fails the node's QPs, as in the loopback model.
+// A CQ that overruns raises kDeviceError and fails the node's QPs, as in the loopback model. The
+// CQ grows as QPs connect, so only a CQ kept small on purpose (testing_fixed_cq) can overrun.
 TEST_F(RdmaTest, CqOverrunIsADeviceErrorAndFailsTheQueuePairs) {
   SKIP_WITHOUT_DEVICE();
   RdmaOptions options;
   options.cq_depth = 16;
   options.max_send_wr = 256;
+  options.testing_fixed_cq = true;
   auto a = Create(0, options);
   auto b = Create(1, options);
   ASSERT_TRUE(a.ok() && b.ok()) << a.status() << " / " << b.status();
@@ -445,6 +447,178 @@ TEST_F(RdmaTest, CqOverrunIsADeviceErrorAndFailsTheQueuePairs) {
                                  << "of " << depth;
   EXPECT_NE(event->detail.find("CQ overrun"), std::string::npos) << event->detail;
   EXPECT_EQ(qa->state(), QpState::kError);
+}
+
+// The CQ grows as QPs connect: node 0, created with a CQ of 16 entries, connects 6 QPs of 16 send
+// and 16 receive requests (192 entries at worst) and gets every completion, with no overrun.
+// Before node 0 polls anything its peers have seen all their SENDs complete, so at least 96 of
+// its receive completions sit in its CQ at once: six times what it was created with.
+TEST_F(RdmaTest, CqGrowsAsQueuePairsConnectAndNeverOverruns) {
+  SKIP_WITHOUT_DEVICE();
+  constexpr int kDepth = 16;
+  constexpr int kRounds = 2;  // Connect batches: each gives node 0 one QP per peer
+  constexpr NodeId kPeers = kNodes - 1;
+  RdmaOptions options;
+  options.cq_depth = kDepth;
+  options.max_send_wr = 16;
+  options.max_recv_wr = 16;
+  std::vector<std::unique_ptr<Fabric>> nodes;
+  for (NodeId id = 0; id < kNodes; ++id) {
+    auto fabric = Create(id, options);
+    ASSERT_TRUE(fabric.ok()) << fabric.status();
+    nodes.push_back(std::move(fabric).value());
+  }
+  Fabric& a = *nodes[0];
+  const int sends = a.limits().max_send_wr;
+  const int receives = a.limits().max_recv_wr;
+  const int created = a.limits().cq_depth;
+  const int qps = kRounds * static_cast<int>(kPeers);
+  ASSERT_GT(qps * receives, 2 * created) << "the test must need more than the CQ it starts with";
+
+  constexpr uint32_t kSlot = 64;
+  std::vector<std::byte> src(kSlot, std::byte{7});
+  std::vector<std::byte> inbox(static_cast<size_t>(qps * receives) * kSlot);
+  auto src_mr = a.RegisterMemory(src.data(), src.size(), kAccessLocalWrite);
+  auto inbox_mr = a.RegisterMemory(inbox.data(), inbox.size(), kAccessLocalWrite);
+  ASSERT_TRUE(src_mr.ok() && inbox_mr.ok());
+  std::vector<std::vector<std::byte>> dst(kNodes, std::vector<std::byte>(kSlot));
+  std::vector<std::unique_ptr<MemoryRegion>> dst_mrs(kNodes);
+  for (NodeId id = 1; id < kNodes; ++id) {
+    auto mr = nodes[id]->RegisterMemory(dst[id].data(), dst[id].size(),
+                                        kAccessLocalWrite | kAccessRemoteWrite);
+    ASSERT_TRUE(mr.ok()) << mr.status();
+    dst_mrs[id] = std::move(mr).value();
+  }
+
+  std::vector<std::unique_ptr<QueuePair>> a_qps;
+  std::vector<std::vector<std::unique_ptr<QueuePair>>> peer_qps(kNodes);
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<ConnectRequest> requests;
+    for (NodeId id = 1; id < kNodes; ++id) {
+      ConnectRequest request{id, {}, {}};
+      for (int i = 0; i < receives; ++i) {
+        const size_t slot = a_qps.size() * static_cast<size_t>(receives) +
+                            (id - 1) * static_cast<size_t>(receives) + static_cast<size_t>(i);
+        request.receives.push_back(
+            {.wr_id = 1000 + slot,
+             .sge = {reinterpret_cast<uintptr_t>(inbox.data()) + slot * kSlot, kSlot,
+                     (*inbox_mr)->lkey()}});
+      }
+      requests.push_back(std::move(request));
+    }
+    std::vector<Result<std::vector<std::unique_ptr<QueuePair>>>> results;
+    for (NodeId id = 0; id < kNodes; ++id) results.emplace_back(Status::Internal("not run"));
+    std::vector<std::thread> threads;
+    for (NodeId id = 1; id < kNodes; ++id) {
+      threads.emplace_back([&, id] {
+        const ConnectRequest request{0, {}, {}};
+        results[id] = nodes[id]->Connect({&request, 1}, std::chrono::seconds(20));
+      });
+    }
+    auto connected = a.Connect(requests, std::chrono::seconds(20));
+    for (std::thread& t : threads) t.join();
+    ASSERT_TRUE(connected.ok()) << "round " << round << ": " << connected.status();
+    for (NodeId id = 1; id < kNodes; ++id) {
+      ASSERT_TRUE(results[id].ok()) << "node " << id << ": " << results[id].status();
+      peer_qps[id].push_back(std::move(results[id]->front()));
+    }
+    for (auto& qp : *connected) a_qps.push_back(std::move(qp));
+  }
+  ASSERT_EQ(static_cast<int>(a_qps.size()), qps);
+
+  // Node 0 WRITEs `sends` times on each QP; each peer SENDs `receives` messages on each of its QPs.
+  for (size_t q = 0; q < a_qps.size(); ++q) {
+    std::vector<SendRequest> writes;
+    for (int i = 0; i < sends; ++i) {
+      writes.push_back(WriteOf(q * 1000 + static_cast<uint64_t>(i), **src_mr,
+                               *dst_mrs[a_qps[q]->peer()], kSlot));
+    }
+    ASSERT_TRUE(a_qps[q]->PostSend(writes).ok());
+  }
+  for (NodeId id = 1; id < kNodes; ++id) {
+    for (auto& qp : peer_qps[id]) {
+      std::vector<SendRequest> messages;
+      for (int i = 0; i < receives; ++i) {
+        SendRequest m;
+        m.wr_id = static_cast<uint64_t>(i);
+        m.opcode = Opcode::kSend;
+        m.sge[0] = {reinterpret_cast<uintptr_t>(dst[id].data()), 8, dst_mrs[id]->lkey()};
+        m.num_sge = 1;
+        messages.push_back(m);
+      }
+      ASSERT_TRUE(qp->PostSend(messages).ok());
+    }
+  }
+  // Each peer's SEND completes only after node 0's receive completion was written to its CQ.
+  for (NodeId id = 1; id < kNodes; ++id) {
+    for (int n = 0; n < kRounds * receives; ++n) {
+      auto c = PollOne(*nodes[id], std::chrono::seconds(30));
+      ASSERT_TRUE(c.has_value()) << "node " << id << ": SEND " << n << " did not complete";
+      ASSERT_EQ(c->status, WcStatus::kSuccess) << "node " << id << ": " << WcStatusName(c->status);
+    }
+  }
+  // Only now does node 0 poll: every completion arrives, none failed, no event.
+  const int expected = qps * (sends + receives);
+  int got = 0;
+  int receives_got = 0;
+  const auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (got < expected && steady_clock::now() < deadline) {
+    Completion batch[32];
+    const size_t n = a.PollCompletions(batch);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(batch[i].status, WcStatus::kSuccess)
+          << "completion " << got << " (wr_id " << batch[i].wr_id
+          << "): " << WcStatusName(batch[i].status);
+      if (batch[i].opcode == Opcode::kRecv) ++receives_got;
+      ++got;
+    }
+    if (n == 0) a.WaitForActivity(milliseconds(10));
+  }
+  EXPECT_EQ(got, expected) << "completions lost: a CQ of " << created << " entries for " << qps
+                           << " QPs";
+  EXPECT_EQ(receives_got, qps * receives);
+  Event event;
+  const bool any_event = a.PollEvents({&event, 1}) == 1;
+  EXPECT_FALSE(any_event) << EventTypeName(event.type) << ": " << event.detail;
+  for (const auto& qp : a_qps) EXPECT_EQ(qp->state(), QpState::kConnected);
+  std::printf("CQ created with %d entries: %d QPs, %d completions, all delivered\n", created, qps,
+              got);
+}
+
+// A QP the CQ cannot take even at the device's max_cqe fails Connect with ResourceExhausted
+// naming the depth it needs, on the dialling and on the accepting side, rather than risking an
+// overrun. Soft-RoCE allows max_cqe 32767: one QP of 32768 + 32768 requests needs twice that.
+// (Not its max_qp_wr of 2^20: the queues of such a QP take a minute to make in the VM.)
+TEST_F(RdmaTest, QueuePairBeyondTheDevicesMaxCqeIsResourceExhausted) {
+  SKIP_WITHOUT_DEVICE();
+  RdmaOptions huge;
+  huge.max_send_wr = 1 << 15;  // clamped to the device's max_qp_wr
+  huge.max_recv_wr = 1 << 15;
+  for (const bool huge_dials : {true, false}) {
+    SCOPED_TRACE(huge_dials ? "the dialling node has the huge queues"
+                            : "the accepting node has the huge queues");
+    // Node 1 dials node 0.
+    auto low = Create(0, huge_dials ? RdmaOptions{} : huge);
+    auto high = Create(1, huge_dials ? huge : RdmaOptions{});
+    ASSERT_TRUE(low.ok() && high.ok()) << low.status() << " / " << high.status();
+    Result<std::vector<std::unique_ptr<QueuePair>>> low_result = Status::Internal("not run");
+    std::thread peer([&] {
+      const ConnectRequest request{1, {}, {}};
+      low_result = (*low)->Connect({&request, 1}, std::chrono::seconds(3));
+    });
+    const ConnectRequest request{0, {}, {}};
+    auto high_result = (*high)->Connect({&request, 1}, std::chrono::seconds(3));
+    peer.join();
+    const Status& refused = huge_dials ? high_result.status() : low_result.status();
+    if (refused.ok()) {
+      GTEST_SKIP() << "this device's max_cqe holds a QP of " << (*high)->limits().max_send_wr
+                   << " + " << (*high)->limits().max_recv_wr << " requests";
+    }
+    EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
+    EXPECT_NE(refused.message().find("the completion queue needs "), std::string::npos) << refused;
+    EXPECT_NE(refused.message().find("max_cqe"), std::string::npos) << refused;
+    std::printf("%s\n", refused.ToString().c_str());
+  }
 }
 
 // An address nobody answers for ends Connect early with Unavailable and the CM's reason.

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "test/status_matchers.h"
+#include "verbs/fabric.h"
+#include "verbs/rdma/locality.h"
 
 namespace ft::verbs {
 namespace {
@@ -362,6 +364,75 @@ TEST(TopologyRealTest, BindsAThreadToNodeZero) {
   cpu_set_t outside;
   CPU_AND(&outside, &after, &before);
   EXPECT_TRUE(CPU_EQUAL(&outside, &after)) << "bound to CPUs the process may not use";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rdma Fabric's DeviceLocality (verbs/rdma/locality.h): the decision above, kept with the
+// topology that binds it; never a failure.
+
+TEST(DeviceLocalityTest, DeviceOnSecondNodeBindsThere) {
+  auto locality = rdma::DecideLocality(TwoNodesWithDevices(), "mlx5_0", "");
+  ASSERT_NE(locality, nullptr);
+  EXPECT_TRUE(locality->binds());
+  EXPECT_EQ(locality->Describe(),
+            "mlx5_0 on NUMA node 1 of 2 (CPUs 2-3): store, buffers and progress thread bound "
+            "there");
+  // It binds, but an XML topology is another system: the Topology's own refusal comes through.
+  std::vector<std::byte> buffer(4096);
+  EXPECT_TRUE(HasError(locality->BindMemory(buffer.data(), buffer.size()),
+                       StatusCode::kFailedPrecondition, "describes another system"));
+  EXPECT_TRUE(HasError(locality->BindCurrentThread(), StatusCode::kFailedPrecondition,
+                       "binding this thread to NUMA node 1 (CPUs 2-3)"));
+}
+
+TEST(DeviceLocalityTest, NetdevOfASoftRoceDeviceDecides) {
+  auto locality = rdma::DecideLocality(TwoNodesWithDevices(), "rxe0", "eth0");
+  EXPECT_TRUE(locality->binds());
+  EXPECT_EQ(locality->Describe(),
+            "rxe0 over eth0 on NUMA node 0 of 2 (CPUs 0-1): store, buffers and progress thread "
+            "bound there");
+}
+
+TEST(DeviceLocalityTest, DeviceNearEveryNodeBindsNothing) {
+  auto locality = rdma::DecideLocality(TwoNodesWithDevices(), "mlx5_9", "");
+  EXPECT_FALSE(locality->binds());
+  EXPECT_EQ(locality->Describe(), "mlx5_9 is equally near all 2 NUMA nodes: no binding");
+  EXPECT_TRUE(HasError(locality->BindCurrentThread(), StatusCode::kFailedPrecondition,
+                       "binding this thread to the RDMA device's NUMA node: mlx5_9 is equally "
+                       "near all 2 NUMA nodes: no binding"));
+  int word = 0;
+  EXPECT_TRUE(HasError(locality->BindMemory(&word, sizeof(word)), StatusCode::kFailedPrecondition,
+                       "binding memory to the RDMA device's NUMA node"));
+}
+
+TEST(DeviceLocalityTest, OneNodeMachineBindsNothing) {
+  auto locality = rdma::DecideLocality(
+      Topology::LoadXmlText(MachineXml(
+          {{{0}, {0, 1, 2, 3}, PciDevice("0000:03:00.0", "0207", OpenFabrics("mlx5_0"))}})),
+      "mlx5_0", "");
+  EXPECT_FALSE(locality->binds());
+  EXPECT_EQ(locality->Describe(), "mlx5_0 on NUMA node 0 (CPUs 0-3); 1 NUMA node: no binding");
+}
+
+TEST(DeviceLocalityTest, UnknownDeviceIsASentenceNotAFailure) {
+  auto locality = rdma::DecideLocality(TwoNodesWithDevices(), "mlx4_7", "");
+  EXPECT_FALSE(locality->binds());
+  EXPECT_EQ(locality->Describe(),
+            "RDMA device 'mlx4_7': hwloc sees no OpenFabrics device of that name (it sees: "
+            "mlx5_0, mlx5_9, siw0): no binding");
+  auto synthetic =
+      rdma::DecideLocality(Topology::LoadSynthetic("package:2 [numa] core:2 pu:1"), "rxe0", "");
+  EXPECT_FALSE(synthetic->binds());
+  EXPECT_TRUE(synthetic->Describe().ends_with(": no binding")) << synthetic->Describe();
+}
+
+TEST(DeviceLocalityTest, TopologyLoadFailureIsASentenceNotAFailure) {
+  auto locality = rdma::DecideLocality(Topology::LoadXmlText("this is not XML"), "mlx5_0", "");
+  EXPECT_FALSE(locality->binds());
+  EXPECT_TRUE(locality->Describe().ends_with(": no binding")) << locality->Describe();
+  const Status failed = Topology::LoadXmlText("this is not XML").status();
+  EXPECT_EQ(locality->Describe(), StrCat(failed.message(), ": no binding"));
+  EXPECT_EQ(locality->BindCurrentThread().code(), StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

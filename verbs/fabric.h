@@ -171,7 +171,8 @@ struct Event {
 struct Limits {
   int max_send_wr = 0;  // outstanding send requests per QP
   int max_recv_wr = 0;  // posted receives per QP
-  int cq_depth = 0;     // completions the node's CQ holds before it overruns
+  int cq_depth = 0;     // completions the node's CQ holds before it overruns (at creation:
+                        // rdma grows it as QPs connect, so that it never overruns)
   uint32_t max_inline_bytes = 0;
   uint32_t max_message_bytes = 0;  // largest single WRITE/READ/SEND
   size_t max_private_data = 0;

@@ -2,6 +2,7 @@
 #include "verbs/rdma/device.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 
@@ -9,6 +10,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "verbs/rdma/errors.h"
 
@@ -111,6 +113,27 @@ std::string FormatSocketAddress(const sockaddr* address) {
     return StrCat("[", text, "]:", ntohs(in6->sin6_port));
   }
   return StrCat("(address family ", address->sa_family, ")");
+}
+
+std::string InterfaceOfAddress(const sockaddr* address) {
+  ifaddrs* raw = nullptr;
+  if (getifaddrs(&raw) != 0) return "";
+  const std::unique_ptr<ifaddrs, decltype(&freeifaddrs)> list(raw, &freeifaddrs);
+  for (const ifaddrs* entry = raw; entry != nullptr; entry = entry->ifa_next) {
+    const sockaddr* own = entry->ifa_addr;
+    if (own == nullptr || own->sa_family != address->sa_family) continue;
+    const bool same =
+        own->sa_family == AF_INET
+            ? std::memcmp(&reinterpret_cast<const sockaddr_in*>(own)->sin_addr,
+                          &reinterpret_cast<const sockaddr_in*>(address)->sin_addr,
+                          sizeof(in_addr)) == 0
+            : own->sa_family == AF_INET6 &&
+                  std::memcmp(&reinterpret_cast<const sockaddr_in6*>(own)->sin6_addr,
+                              &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr,
+                              sizeof(in6_addr)) == 0;
+    if (same) return entry->ifa_name;
+  }
+  return "";
 }
 
 std::vector<std::byte> EncodeEndpoint(const SocketAddress& address) {

@@ -32,6 +32,10 @@ Result<SocketAddress> ParseHostPort(std::string_view host_port);
 // "host:port" of a socket address.
 std::string FormatSocketAddress(const sockaddr* address);
 
+// The network interface holding `address` ("veth0", "ib0"): which of an RDMA device's netdevs a
+// Fabric listening there runs over. Empty when no interface of this host holds it.
+std::string InterfaceOfAddress(const sockaddr* address);
+
 // A listen address as Fabric::endpoint() bytes: {family u8 (4 or 6), 0 u8, port u16 big-endian,
 // address (4 or 16 bytes)}: 8 or 20 bytes, at most Fabric::kMaxEndpointBytes.
 std::vector<std::byte> EncodeEndpoint(const SocketAddress& address);

@@ -189,6 +189,25 @@ std::string MemlockAdvice(size_t bytes) {
                 "LimitMEMLOCK= for services; containers need --ulimit memlock=-1)");
 }
 
+Status CqGrowthFailure(int error, int64_t needed, int current, int max_cqe) {
+  const std::string what =
+      StrCat("the completion queue needs ", needed, " entries for one more queue pair (it has ",
+             current, ", the device allows ", max_cqe, ")");
+  if (error == 0) {
+    return Status::ResourceExhausted(
+        what,
+        ": beyond the device's max_cqe; use fewer queue pairs or smaller queues "
+        "(RdmaOptions max_send_wr / max_recv_wr)");
+  }
+  if (error == EOPNOTSUPP || error == ENOSYS) {
+    return Status::ResourceExhausted(
+        what, ": the device cannot resize a CQ (ibv_resize_cq: ", std::strerror(error), ", errno ",
+        error, "); create the Fabric with RdmaOptions::cq_depth >= ", needed);
+  }
+  return Status::ResourceExhausted(what, ": ibv_resize_cq failed: ", std::strerror(error),
+                                   " (errno ", error, ")");
+}
+
 Status RegistrationFailure(int error, size_t bytes, size_t registered) {
   const std::string what =
       StrCat("ibv_reg_mr of ", bytes, " bytes (", registered, " bytes already registered)");

@@ -8,6 +8,7 @@
 #include <rdma/rdma_cma.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -74,6 +75,13 @@ std::optional<EventType> EventFromAsync(ibv_event_type type);
 // Why ibv_reg_mr of `bytes` failed with `error`, naming RLIMIT_MEMLOCK and the `ulimit -l` value
 // (KiB) this registration needs on top of the `registered` bytes already pinned by the node.
 Status RegistrationFailure(int error, size_t bytes, size_t registered);
+// Why the CQ could not take one more QP: `needed` entries (the QPs so far and the new one, each
+// max_send_wr + max_recv_wr) against a CQ of `current` and a device maximum of `max_cqe`.
+// `error` is ibv_resize_cq's errno value (EOPNOTSUPP: the device cannot resize), or 0 when
+// `needed` exceeds max_cqe. Always ResourceExhausted: whatever the cause, the Connect cannot
+// proceed without risking an overrun, and fewer or smaller queue pairs would fit.
+Status CqGrowthFailure(int error, int64_t needed, int current, int max_cqe);
+
 // "ulimit -l <KiB>" needed to pin `bytes`; "unlimited" text when the limit is already infinite.
 std::string MemlockAdvice(size_t bytes);
 

@@ -19,13 +19,17 @@
 // Unsignaled requests alone never free their slots: signal at least every max_send_wr-th one.
 //
 // CQ sizing. One CQ serves all QPs of a node. A QP can have max_send_wr + max_recv_wr
-// completions in it at once (every request failing or flushing completes, signaled or not), so
-// the CQ cannot overrun with up to cq_depth / (max_send_wr + max_recv_wr) QPs; beyond that it is
-// the poller's duty to keep completions few (signal sparsely, poll often). An overrun raises
-// kDeviceError (IBV_EVENT_CQ_ERR), as the loopback model does.
+// completions in it at once (every request failing or flushing completes, signaled or not; a
+// send slot is reused only after a completion at or after it was polled, so no more than that),
+// so the CQ cannot overrun while it has CqEntriesFor(QPs) entries. The CQ starts at cq_depth and
+// grows (ibv_resize_cq) before a QP is created that would pass its depth: by GrownCqDepth, at
+// least doubling so that N QPs cost O(log N) resizes, never beyond the device's max_cqe. A QP
+// that would need more fails its Connect with ResourceExhausted instead of risking an overrun.
+// An overrun (a device bug now) still raises kDeviceError (IBV_EVENT_CQ_ERR), as loopback does.
 #ifndef FT_VERBS_RDMA_QUEUE_H_
 #define FT_VERBS_RDMA_QUEUE_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "verbs/fabric.h"
@@ -43,13 +47,32 @@ constexpr int SignalInterval(int max_send_wr) { return max_send_wr >= 4 ? max_se
 constexpr int QpsWithoutCqOverrun(int cq_depth, int max_send_wr, int max_recv_wr) {
   return cq_depth / (max_send_wr + max_recv_wr);
 }
+// CQ entries that `qps` QPs need so that the CQ can never overrun.
+constexpr int64_t CqEntriesFor(int64_t qps, int max_send_wr, int max_recv_wr) {
+  return qps * (int64_t{max_send_wr} + max_recv_wr);
+}
+// The depth to resize a CQ of `current` entries to when `needed` are needed: at least double,
+// at most max_cqe; 0 when even max_cqe is too small (the QP must not be created).
+constexpr int GrownCqDepth(int current, int64_t needed, int max_cqe) {
+  if (needed <= current) return current;
+  if (needed > max_cqe) return 0;
+  const int64_t doubled = int64_t{current} * 2;
+  return static_cast<int>(std::min<int64_t>(std::max(needed, doubled), max_cqe));
+}
 
 static_assert(SignalInterval(kDefaultMaxSendWr) * 4 == kDefaultMaxSendWr);
 static_assert(kDefaultMaxSendWr / SignalInterval(kDefaultMaxSendWr) == 4,
               "four signaled completions per QP in flight at most");
 static_assert(QpsWithoutCqOverrun(kDefaultCqDepth, kDefaultMaxSendWr, kDefaultMaxRecvWr) == 32,
-              "the default CQ holds the worst case of 32 QPs (k + m + coordinator at defaults)");
+              "the default CQ holds 32 QPs before its first resize");
 static_assert(SignalInterval(1) == 1 && SignalInterval(8) == 2);
+static_assert(CqEntriesFor(13, kDefaultMaxSendWr, kDefaultMaxRecvWr) <= kDefaultCqDepth,
+              "an ordinary node's 13 QPs (k + m at defaults) never resize the default CQ");
+static_assert(GrownCqDepth(16, 16, 4096) == 16, "enough: unchanged");
+static_assert(GrownCqDepth(16, 20, 4096) == 32, "a little more: doubled");
+static_assert(GrownCqDepth(16, 100, 4096) == 100, "much more: what is needed");
+static_assert(GrownCqDepth(3000, 3001, 4096) == 4096, "never beyond max_cqe");
+static_assert(GrownCqDepth(4096, 4097, 4096) == 0, "beyond max_cqe: refused");
 
 // Requests chained into one ibv_post_send call, and completions reaped per ibv_poll_cq call:
 // bounded stack arrays on the datapath.

@@ -29,6 +29,12 @@
 // - Soft-RoCE words some errors differently from the IB spec and treats retry_count 7 as
 //   "forever": errors.h maps its codes back, RdmaOptions caps retry_count at 6.
 //
+// locality(): decided by its first call (then fixed for the Fabric's life), from this machine's
+// hwloc topology (loaded once per process) and the device and network interface of the listen
+// address, by
+// Topology::NumaNodeOfRdmaDevice (verbs/topology.h). Never null; a topology hwloc cannot load or
+// a device it cannot place gives a locality that binds nothing and says why (": no binding").
+//
 // Thread-safety: as the Fabric contract. Lifetime: QueuePairs and MemoryRegions should be
 // destroyed before their Fabric; those still alive keep the device resources (PD, CQ) alive, the
 // QueuePairs fail with Unavailable, and their peers are disconnected when the Fabric goes.
@@ -70,7 +76,9 @@ struct RdmaOptions {
   bool read_environment = true;
 
   // Queue depths, requested of the device (clamped to its limits; Fabric::limits() reports what
-  // was granted). See queue.h for the arithmetic and the CQ sizing rule.
+  // was granted). cq_depth is where the CQ starts: it grows as QPs are created so that it never
+  // overruns, up to the device's max_cqe (beyond, Connect fails ResourceExhausted); limits()
+  // reports the depth at creation. See queue.h for the arithmetic and the CQ sizing rule.
   int max_send_wr = rdma::kDefaultMaxSendWr;
   int max_recv_wr = rdma::kDefaultMaxRecvWr;
   int cq_depth = rdma::kDefaultCqDepth;
@@ -95,6 +103,9 @@ struct RdmaOptions {
   // Tests only: make creation step `testing_fail_step` (0, 1, ...) fail as if the library call
   // had failed, to prove a half-built Fabric releases everything. -1: off.
   int testing_fail_step = -1;
+  // Tests only: keep the CQ at cq_depth however many QPs it serves (no growth, no check), so
+  // that a test can overrun it and prove the overrun is still reported.
+  bool testing_fixed_cq = false;
 };
 
 // Creates node `node`'s Fabric: opens the device, listens on addresses(node). Errors name what is
