@@ -11,8 +11,7 @@
 //   options.wrap_fabric = [&](uint32_t, std::unique_ptr<verbs::Fabric> inner) {
 //     return std::make_unique<verbs::FaultyFabric>(std::move(inner), faults);
 //   };
-//   faults->Add({.opcode = verbs::Opcode::kWrite, .node = 0, .peer = 2,
-//                .occurrence = verbs::Occurrence::Nth(3), .action = verbs::FaultAction::kCorrupt});
+//   faults->Add(verbs::FaultRule::Corrupt({0}).For(verbs::Opcode::kWrite).OnNode(0).ToPeer(2).Nth(3));
 //   ... SCOPED_TRACE(faults->seed_description()); EXPECT_EQ(faults->counters().corrupted, 1u);
 //
 // Each action follows RC verbs semantics (ibv_post_send.3, ibv_poll_cq.3):
@@ -76,37 +75,107 @@ struct Occurrence {
   uint64_t n = 0;          // kNth: 1 is the first match
   double probability = 0;  // kProbability: each match independently, from the seeded generator
 
-  static Occurrence Nth(uint64_t n) { return {.kind = Kind::kNth, .n = n}; }
-  static Occurrence Every() { return {.kind = Kind::kEvery}; }
-  static Occurrence WithProbability(double p) {
-    return {.kind = Kind::kProbability, .probability = p};
-  }
+  static Occurrence Nth(uint64_t n) { return {Kind::kNth, n, 0}; }
+  static Occurrence Every() { return {Kind::kEvery, 0, 0}; }
+  static Occurrence WithProbability(double p) { return {Kind::kProbability, 0, p}; }
 };
 
 enum class FaultAction : uint8_t { kFail, kDelay, kCorrupt, kDrop };
 const char* FaultActionName(FaultAction action);
 
+// A rule, built from an action and narrowed by selectors (unset ones match anything):
+//   FaultRule::Fail(WcStatus::kRetryExceeded).For(Opcode::kWrite).OnNode(0).ToPeer(2).Nth(3)
 struct FaultRule {
-  // Selectors; unset matches anything.
-  std::optional<Opcode> opcode;
-  std::optional<NodeId> node;  // the node whose Fabric posts the request (receives: polls it)
-  std::optional<NodeId> peer;  // the other end of the QP
-  Occurrence occurrence;
-  // The action and its parameters.
+  std::optional<Opcode> opcode{};
+  std::optional<NodeId> node{};  // the node whose Fabric posts the request (receives: polls it)
+  std::optional<NodeId> peer{};  // the other end of the QP
+  Occurrence occurrence{};
   FaultAction action = FaultAction::kFail;
   WcStatus status = WcStatus::kRetryExceeded;  // kFail: any error status
   int delay_steps = 1;                         // kDelay: >= 0
-  std::vector<uint64_t> flip_offsets{0};       // kCorrupt: payload offsets; those past its end are
-  uint8_t flip_mask = 0x01;                    // left alone. XORed into each, != 0
+  // kCorrupt: payload offsets XORed with flip_mask (!= 0); offsets past the payload are ignored.
+  std::vector<uint64_t> flip_offsets{0};
+  uint8_t flip_mask = 0x01;
+
+  static FaultRule Fail(WcStatus status = WcStatus::kRetryExceeded) {
+    FaultRule r;
+    r.action = FaultAction::kFail;
+    r.status = status;
+    return r;
+  }
+  static FaultRule Delay(int steps) {
+    FaultRule r;
+    r.action = FaultAction::kDelay;
+    r.delay_steps = steps;
+    return r;
+  }
+  static FaultRule Corrupt(std::vector<uint64_t> offsets = {0}, uint8_t mask = 0x01) {
+    FaultRule r;
+    r.action = FaultAction::kCorrupt;
+    r.flip_offsets = std::move(offsets);
+    r.flip_mask = mask;
+    return r;
+  }
+  static FaultRule Drop() {
+    FaultRule r;
+    r.action = FaultAction::kDrop;
+    return r;
+  }
+  FaultRule For(Opcode op) const {
+    return With([&](FaultRule& r) { r.opcode = op; });
+  }
+  FaultRule OnNode(NodeId id) const {
+    return With([&](FaultRule& r) { r.node = id; });
+  }
+  FaultRule ToPeer(NodeId id) const {
+    return With([&](FaultRule& r) { r.peer = id; });
+  }
+  FaultRule Nth(uint64_t n) const {
+    return With([&](FaultRule& r) { r.occurrence = Occurrence::Nth(n); });
+  }
+  FaultRule WithProbability(double p) const {
+    return With([&](FaultRule& r) { r.occurrence = Occurrence::WithProbability(p); });
+  }
+
+ private:
+  template <typename F>
+  FaultRule With(F change) const {
+    FaultRule r = *this;
+    change(r);
+    return r;
+  }
 };
 
 enum class ConnectFaultAction : uint8_t { kFail, kHold };
 
+// A fault of Connect calls naming any of `peers` (empty: every Connect):
+//   ConnectFault::Fail({2}).OnNode(0)      ConnectFault::Hold({}).Nth(1)
 struct ConnectFault {
-  std::optional<NodeId> node;  // the connecting node; unset: any
-  std::vector<NodeId> peers;   // a Connect naming any of them is hit; empty: every Connect
-  Occurrence occurrence;
+  std::optional<NodeId> node{};  // the connecting node; unset: any
+  std::vector<NodeId> peers{};
+  Occurrence occurrence{};
   ConnectFaultAction action = ConnectFaultAction::kFail;
+
+  static ConnectFault Fail(std::vector<NodeId> peers) {
+    ConnectFault f;
+    f.peers = std::move(peers);
+    return f;
+  }
+  static ConnectFault Hold(std::vector<NodeId> peers) {
+    ConnectFault f = Fail(std::move(peers));
+    f.action = ConnectFaultAction::kHold;
+    return f;
+  }
+  ConnectFault OnNode(NodeId id) const {
+    ConnectFault f = *this;
+    f.node = id;
+    return f;
+  }
+  ConnectFault Nth(uint64_t n) const {
+    ConnectFault f = *this;
+    f.occurrence = Occurrence::Nth(n);
+    return f;
+  }
 };
 
 // Faults injected so far, per action.
