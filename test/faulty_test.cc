@@ -183,9 +183,8 @@ TEST(FaultyForwardingTest, ForwardsTheDeviceLocality) {
   auto located = std::make_unique<LocatedFabric>(std::move(inner).value());
   const DeviceLocality* expected = located->locality();
   FaultyFabric faulty(std::move(located), std::make_shared<FaultController>());
+  ASSERT_NE(expected, nullptr);
   EXPECT_EQ(faulty.locality(), expected);
-  ASSERT_NE(faulty.locality(), nullptr);
-  EXPECT_TRUE(faulty.locality()->binds());
 }
 
 // ---------------------------------------------------------------------------------------------
