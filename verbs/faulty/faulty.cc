@@ -780,26 +780,25 @@ Result<std::vector<std::unique_ptr<QueuePair>>> FaultyFabric::Connect(
 
 size_t FaultyFabric::PollCompletions(std::span<Completion> out) {
   Core& core = *core_;
-  size_t count = 0;
-  {
-    std::lock_guard lock(core.mu);
-    ++core.step;
-    for (auto& [id, qp] : core.qps) {
-      ReleaseHeld(core, *qp);
-      while (!qp->held_recvs.empty() && qp->held_recvs.front().ready_step <= core.step) {
-        core.ready.push_back(qp->held_recvs.front().completion);
-        qp->held_recvs.pop_front();
-      }
-    }
-    while (count < out.size() && !core.ready.empty()) {
-      out[count++] = core.ready.front();
-      core.ready.pop_front();
+  // The lock covers the wrapped fabric's step too: completions must be matched to `inflight` in
+  // the order the wrapped CQ gave them, even when several threads poll. (Nothing the wrapped
+  // step waits for needs this lock.)
+  std::lock_guard lock(core.mu);
+  ++core.step;
+  for (auto& [id, qp] : core.qps) {
+    ReleaseHeld(core, *qp);
+    while (!qp->held_recvs.empty() && qp->held_recvs.front().ready_step <= core.step) {
+      core.ready.push_back(qp->held_recvs.front().completion);
+      qp->held_recvs.pop_front();
     }
   }
+  size_t count = 0;
+  while (count < out.size() && !core.ready.empty()) {
+    out[count++] = core.ready.front();
+    core.ready.pop_front();
+  }
   if (count == out.size()) return count;
-  // The wrapped fabric's step runs without our lock: posts on other threads may go on.
   const size_t polled = inner_->PollCompletions(out.subspan(count));
-  std::lock_guard lock(core.mu);
   // Each polled completion yields at most one, so the translation can compact in place.
   const size_t base = count;
   for (size_t i = base; i < base + polled; ++i) {

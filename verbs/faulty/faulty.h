@@ -45,10 +45,11 @@
 // the outstanding requests of one QP may make a fault report under the wrong one of them.
 //
 // Thread-safety: FaultController, FaultyFabric and its QueuePairs may be used from any threads
-// at once (one mutex per FaultyFabric, taken around posts and around the bookkeeping of polled
-// completions but never while the wrapped fabric polls, waits or connects; the controller's
-// mutex nests inside it). Ownership: a FaultyFabric owns the wrapped Fabric; its QueuePairs and
-// MemoryRegions must be destroyed before it, as the wrapped backend demands.
+// at once. One mutex per FaultyFabric is held around posts and around a whole PollCompletions
+// (so that polled completions are matched to requests in CQ order), never while the wrapped
+// fabric waits or connects; a post therefore waits for a progress step in flight. The
+// controller's mutex nests inside it. Ownership: a FaultyFabric owns the wrapped Fabric; its
+// QueuePairs and MemoryRegions must be destroyed before it, as the wrapped backend demands.
 #ifndef FT_VERBS_FAULTY_FAULTY_H_
 #define FT_VERBS_FAULTY_FAULTY_H_
 
