@@ -77,6 +77,7 @@ class RecordingFabric final : public verbs::Fabric {
   Status LearnEndpoint(verbs::NodeId peer, std::span<const std::byte> endpoint) override {
     return inner_->LearnEndpoint(peer, endpoint);
   }
+  const verbs::DeviceLocality* locality() const override { return inner_->locality(); }
 
  private:
   class Qp final : public verbs::QueuePair {
