@@ -36,7 +36,8 @@ Result<std::unique_ptr<LoopbackWorld>> LoopbackWorld::Create(const LoopbackWorld
       std::unique_ptr<verbs::Fabric> node_fabric = std::move(fabric).value();
       if (options.wrap_fabric) node_fabric = options.wrap_fabric(rank, std::move(node_fabric));
       auto engine =
-          Engine::Create(engine_options, WorldInfo{rank, options.nodes, 0}, std::move(node_fabric));
+          Engine::Create(engine_options, WorldInfo{rank, options.nodes, 0}, std::move(node_fabric),
+                         options.clock != nullptr ? *options.clock : SteadyClock::Default());
       if (!engine.ok()) {
         statuses[rank] = engine.status();
         return;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/clock.h"
 #include "ftengine/engine.h"
 #include "verbs/loopback/loopback.h"
 
@@ -22,6 +23,9 @@ struct LoopbackWorldOptions {
   // Store capacity of each rank; empty: engine.store_capacity for all.
   std::function<uint64_t(uint32_t rank)> capacity_of;
   verbs::LoopbackOptions fabric;
+  // The engines' clock (tests: a ManualClock drives deadlines); null: the steady clock. Must
+  // outlive the world.
+  Clock* clock = nullptr;
   // Optional decorator of each node's fabric (fault injection, tracing in tests).
   std::function<std::unique_ptr<verbs::Fabric>(uint32_t rank, std::unique_ptr<verbs::Fabric>)>
       wrap_fabric;

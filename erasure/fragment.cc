@@ -46,6 +46,12 @@ Status CheckHeader(std::span<const std::byte> area, const FragmentHeader& expect
     return Status::DataLoss("fragment ", expected.column, " of owner ", expected.owner,
                             " holds version ", header.version, ", expected ", expected.version);
   }
+  if (header.epoch != expected.epoch) {
+    // Written by a process of another view (a zombie, or before a view change the reader does
+    // not know of): not the fragment the reader's committed version describes.
+    return Status::DataLoss("fragment ", expected.column, " of owner ", expected.owner,
+                            " was written in epoch ", header.epoch, ", expected ", expected.epoch);
+  }
   if (header.owner != expected.owner || header.column != expected.column ||
       header.k != expected.k || header.m != expected.m ||
       header.cell_bytes != expected.cell_bytes || header.image_bytes != expected.image_bytes) {

@@ -52,7 +52,8 @@ inline uint64_t FootprintBytes(const StripeGeometry& geometry) { return 2 * Slot
 void SealHeader(std::span<std::byte> area);
 
 // Checks a header area read back from a holder: magic, header CRC, and that it describes
-// `expected` (owner, column, version, geometry). DataLoss naming the first mismatch.
+// `expected` (owner, column, version, the epoch it was written in, geometry). DataLoss naming the
+// first mismatch.
 Status CheckHeader(std::span<const std::byte> area, const FragmentHeader& expected);
 
 // The cell CRCs that follow the header.

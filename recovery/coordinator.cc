@@ -140,6 +140,10 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   done_[message.node] = 1;
   if (++done_count_ < options_.world_size) return;
   committed_version_ = version_in_flight_;
+  committed_epoch_ = options_.epoch;
+  committed_placement_ = placement_;
+  committed_prepares_ = placed_prepares_;
+  committed_placement_id_ = placement_id_;
   version_in_flight_ = 0;  // an ABORT before the next GO names committed + 1, not this version
   phase_ = Phase::kCollectingPrepare;
   for (NodeId node = 0; node < options_.world_size; ++node) {
@@ -166,6 +170,49 @@ void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbo
   }
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
+}
+
+Status Coordinator::InstallView(const View& view, Outbox* outbox) {
+  FT_RETURN_IF_ERROR(ValidateView(view));
+  if (view.epoch <= options_.epoch) {
+    return Status::FailedPrecondition("view of epoch ", view.epoch,
+                                      " is not newer than the coordinator's epoch ",
+                                      options_.epoch);
+  }
+  if (view.size() != options_.world_size) {
+    return Status::InvalidArgument("view of epoch ", view.epoch, " has ", view.size(),
+                                   " members; the world has ", options_.world_size);
+  }
+  // Whoever prepared or is in a round hears of it in the epoch it knows.
+  const std::string reason = StrCat("a new view was installed (", view.Describe(), ")");
+  for (NodeId node = 0; node < options_.world_size; ++node) {
+    if (!lost_[node] && (phase_ == Phase::kCollectingDone || prepared_[node])) {
+      outbox->emplace_back(node, MakeAbort(UINT32_MAX, StatusCode::kAborted, reason));
+    }
+  }
+  options_.epoch = view.epoch;
+  phase_ = Phase::kCollectingPrepare;
+  version_in_flight_ = 0;
+  std::fill(prepared_.begin(), prepared_.end(), 0);
+  prepared_count_ = 0;
+  std::fill(done_.begin(), done_.end(), 0);
+  done_count_ = 0;
+  std::fill(lost_.begin(), lost_.end(), 0);
+  lost_count_ = 0;
+  first_lost_ = UINT32_MAX;
+  lost_reason_.clear();
+  placement_.reset();  // members may have changed: the next round places anew
+  return Status();
+}
+
+CoordinatorState Coordinator::state() const {
+  CoordinatorState state;
+  state.epoch = options_.epoch;
+  state.committed_version = committed_version_;
+  state.committed_epoch = committed_epoch_;
+  state.placement_id = committed_placement_id_;
+  if (committed_version_ > 0) state.prepares = committed_prepares_;
+  return state;
 }
 
 AbortMessage Coordinator::MakeAbort(NodeId failed_node, StatusCode code,

@@ -8,6 +8,15 @@
 // lost. An aborted version number is reused by the next round: slot v % 2 was dirtied, slot (v-1) %
 // 2 still holds the committed version, and v + 1 would overwrite it.
 //
+// Views: the coordinator works in one epoch at a time (Options::epoch, then InstallView). A view
+// of a newer epoch aborts whatever was prepared or in flight, forgets the lost marks of the old
+// view and makes the next round recompute the placement; messages of any other epoch are ignored.
+//
+// What a standby needs to take over (a later issue) is state(): the committed version, its epoch
+// and the inputs of its placement (every node's PREPARE, so the placement can be recomputed
+// exactly, with the store keys the owners WRITE with), serializable with EncodeState. It is kept
+// apart from the round in flight: a round that aborts never changes it.
+//
 // Thread-safety: none; one thread (the coordinator node's worker) owns it.
 #ifndef FT_RECOVERY_COORDINATOR_H_
 #define FT_RECOVERY_COORDINATOR_H_
@@ -15,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,8 +32,25 @@
 #include "ftengine/status.h"
 #include "recovery/placement.h"
 #include "recovery/protocol.h"
+#include "recovery/view.h"
 
 namespace ft::recovery {
+
+// The committed round as a standby would receive it.
+struct CoordinatorState {
+  uint64_t epoch = 0;              // the epoch the coordinator is in
+  uint64_t committed_version = 0;  // 0: none yet
+  uint64_t committed_epoch = 0;    // the epoch the committed version was written in
+  uint64_t placement_id = 0;       // of the committed version's placement
+  // The committed version's placement inputs, by node (empty when nothing is committed).
+  std::vector<PrepareMessage> prepares;
+  bool operator==(const CoordinatorState&) const = default;
+};
+// Wire format: {magic "FTS1", epoch, committed version, committed epoch, placement id, count,
+// PREPAREs as in recovery/protocol}. Decode refuses anything truncated or inconsistent
+// (InvalidArgument).
+std::vector<std::byte> EncodeState(const CoordinatorState& state);
+Result<CoordinatorState> DecodeState(std::span<const std::byte> bytes);
 
 class Coordinator {
  public:
@@ -45,6 +72,16 @@ class Coordinator {
   // releases nodes waiting for a GO, and answers every later PREPARE with ABORT naming the lost
   // node (until recovery installs a new view).
   void OnNodeLost(NodeId node, std::string_view reason, Outbox* outbox);
+  // Moves to a newer view: ABORT (in the old epoch) to every node that prepared or is in a round,
+  // then messages are taken only in view.epoch. FailedPrecondition for an epoch that is not newer;
+  // InvalidArgument for an invalid view or one of another size (rank replacement keeps the size).
+  Status InstallView(const View& view, Outbox* outbox);
+
+  // The committed round (see above); the placement of the round in flight may differ.
+  CoordinatorState state() const;
+  const Placement* committed_placement() const {
+    return committed_placement_ ? &*committed_placement_ : nullptr;
+  }
 
   uint64_t committed_version() const { return committed_version_; }
   bool round_in_flight() const { return phase_ == Phase::kCollectingDone; }
@@ -71,9 +108,14 @@ class Coordinator {
   uint32_t prepared_count_ = 0;
   std::vector<uint8_t> done_;
   uint32_t done_count_ = 0;
-  std::vector<PrepareMessage> placed_prepares_;  // the input of the current placement
-  std::optional<Placement> placement_;
+  std::vector<PrepareMessage> placed_prepares_;  // the input of the placement last sent in a GO
+  std::optional<Placement> placement_;           // ... which the nodes hold now
   uint64_t placement_id_ = 0;
+  // The committed version's placement and its inputs: changed only by a COMMIT.
+  std::optional<Placement> committed_placement_;
+  std::vector<PrepareMessage> committed_prepares_;
+  uint64_t committed_placement_id_ = 0;
+  uint64_t committed_epoch_ = 0;
   std::vector<uint8_t> lost_;
   uint32_t lost_count_ = 0;
   NodeId first_lost_ = UINT32_MAX;

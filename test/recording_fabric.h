@@ -22,6 +22,7 @@ namespace ft::test {
 struct DatapathRecord {
   std::atomic<int> header_writes{0};
   std::atomic<int> cell_writes{0};
+  std::atomic<int> reads{0};
   std::atomic<int> headers_posted_with_cells_outstanding{0};
 };
 
@@ -109,6 +110,7 @@ class RecordingFabric final : public verbs::Fabric {
   void BeforePost(uint32_t qp, std::span<const verbs::SendRequest> requests) {
     std::lock_guard lock(mutex_);
     for (const verbs::SendRequest& request : requests) {
+      if (request.opcode == verbs::Opcode::kRead) ++record_->reads;
       if (request.opcode == verbs::Opcode::kWrite && request.num_sge > 0 &&
           request.sge[0].length >= sizeof(uint64_t)) {
         uint64_t magic = 0;

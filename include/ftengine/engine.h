@@ -37,10 +37,12 @@ namespace ft {
 namespace verbs {
 class Fabric;
 }  // namespace verbs
+class Clock;  // common/clock.h: an injected time source (tests advance a manual clock)
 
 struct EngineOptions {
   int k = 4;  // data cells per stripe
   int m = 2;  // parity cells per stripe: up to m lost holders per owner are survivable
+  // Bytes per cell, >= 512 (smaller cells cost more per WRITE than they carry).
   uint64_t cell_bytes = 1 << 20;
   // Store bytes this node offers for others' fragments. 0: sized at the first checkpoint to this
   // node's fair share, 2 slots x (k+m)/k x its own image (plus headers).
@@ -49,7 +51,8 @@ struct EngineOptions {
   static constexpr uint32_t kOwnDomain = UINT32_MAX;
   uint32_t failure_domain = kOwnDomain;
   // Stripes encoded and in flight at once: bounds the pipeline's memory to
-  // pipeline_depth x (k + m) x cell_bytes, whatever the image size.
+  // pipeline_depth x (k + m) x cell_bytes, whatever the image size (allocated at Create, which
+  // refuses with ResourceExhausted a pipeline over half of the machine's memory).
   int pipeline_depth = 4;
   // Keep the last committed image in local memory too (fast rollback of a process that did not
   // lose its node). Costs one image of memory and one memcpy per checkpoint.
@@ -113,6 +116,12 @@ class Engine {
   static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
                                                 const WorldInfo& world,
                                                 std::unique_ptr<verbs::Fabric> fabric);
+  // The same, with every deadline and metric measured on `clock` (which must outlive the
+  // engine) instead of the steady clock: tests drive deadlines with a manual clock, no sleeps.
+  static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
+                                                const WorldInfo& world,
+                                                std::unique_ptr<verbs::Fabric> fabric,
+                                                Clock& clock);
   // The engine of this process in a job launched by ftrun, srun or mpirun, over rdma: rank,
   // world size and the coordinator's address from the environment (ftengine/bootstrap.h), the
   // RDMA device that holds the address toward the coordinator (FT_DEVICE, FT_GID_INDEX and

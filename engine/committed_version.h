@@ -1,0 +1,26 @@
+// What a node knows of its last committed version: the number, the epoch it was written in,
+// the geometry and where its fragments are (the placement of the round that committed it, which
+// a later round's GO does not change until that round commits). Written by the checkpoint round
+// at COMMIT, read by the fragment reader.
+#ifndef FT_ENGINE_COMMITTED_VERSION_H_
+#define FT_ENGINE_COMMITTED_VERSION_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "erasure/geometry.h"
+#include "recovery/protocol.h"
+
+namespace ft::internal {
+
+struct CommittedVersion {
+  uint64_t version = 0;  // 0: none yet
+  uint64_t epoch = 0;
+  std::optional<erasure::StripeGeometry> geometry;
+  std::vector<recovery::HolderAddress> holders;  // by column
+};
+
+}  // namespace ft::internal
+
+#endif  // FT_ENGINE_COMMITTED_VERSION_H_

@@ -1,0 +1,52 @@
+// The coordinator host: on the coordinator's node, the glue between the pure commit state
+// machine (recovery::Coordinator) and the control channel. It feeds the machine PREPAREs, DONEs
+// and node losses, and sends what it answers, adding to each GO that carries a placement where
+// the node's partners listen (the endpoint table, learned from the control connections).
+//
+// A standby coordinator (a later issue) will instantiate the same class from the serialized
+// committed state. Worker-owned.
+#ifndef FT_ENGINE_COORDINATOR_HOST_H_
+#define FT_ENGINE_COORDINATOR_HOST_H_
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "engine/control_channel.h"
+#include "engine/node_context.h"
+#include "recovery/coordinator.h"
+#include "recovery/protocol.h"
+
+namespace ft::internal {
+
+class CoordinatorHost {
+ public:
+  static Result<std::unique_ptr<CoordinatorHost>> Create(NodeContext& node,
+                                                         ControlChannel& channel);
+
+  // Where `node` listens (from its control connection's private data; empty on loopback).
+  void SetEndpoint(NodeId node, std::span<const std::byte> endpoint);
+  // PREPARE and DONE go to the state machine; other messages are not the coordinator's.
+  void OnMessage(const recovery::Message& message);
+  void OnNodeLost(NodeId node, std::string_view why);
+
+  const recovery::Coordinator& coordinator() const { return *coordinator_; }
+
+  CoordinatorHost(NodeContext& node, ControlChannel& channel,
+                  std::unique_ptr<recovery::Coordinator> coordinator);
+
+ private:
+  void SendAll(recovery::Coordinator::Outbox& outbox);
+  void AddEndpoints(recovery::GoMessage& go) const;
+
+  NodeContext& node_;
+  ControlChannel& channel_;
+  std::unique_ptr<recovery::Coordinator> coordinator_;
+  std::vector<std::vector<std::byte>> endpoints_;  // by node
+};
+
+}  // namespace ft::internal
+
+#endif  // FT_ENGINE_COORDINATOR_HOST_H_

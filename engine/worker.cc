@@ -1,0 +1,276 @@
+// The worker (engine/worker.h): start-up, the progress loop and the routing of completions and
+// events to the parts.
+#include "engine/worker.h"
+
+#include "common/check.h"
+#include "common/log.h"
+#include "engine/datapath.h"
+#include "recovery/connection.h"
+
+namespace ft::internal {
+
+Worker::Worker(NodeContext& node, SharedState& shared)
+    : node_(node),
+      shared_(shared),
+      peers_(node),
+      channel_(node, peers_, [this](NodeId to, std::string_view why) { OnUndeliverable(to, why); }),
+      memory_(node),
+      round_(node, memory_, peers_, channel_, shared, [this] { PollDatapath(); }),
+      reader_(node, peers_) {}
+
+Worker::~Worker() { Stop(); }
+
+Status Worker::Start() {
+  const bool is_coordinator = node_.is_coordinator();
+  const uint32_t size = node_.world.size;
+  FT_RETURN_IF_ERROR(channel_.Allocate(is_coordinator ? static_cast<int>(size) - 1 : 1));
+  if (node_.options.store_capacity > 0) {
+    FT_RETURN_IF_ERROR(memory_.EnsureStore(node_.options.store_capacity));
+  }
+  std::vector<verbs::ConnectRequest> requests;
+  if (is_coordinator) {
+    for (NodeId peer = 0; peer < size; ++peer) {
+      if (peer != node_.rank()) {
+        requests.push_back({peer, recovery::EncodeControlConnect(node_.rank(), node_.epoch()), {}});
+      }
+    }
+    FT_ASSIGN_OR_RETURN(coordinator_, CoordinatorHost::Create(node_, channel_));
+  } else {
+    requests.push_back(
+        {node_.coordinator(),
+         recovery::EncodeControlConnect(node_.rank(), node_.epoch(), node_.fabric->endpoint()),
+         {}});
+  }
+  // The control receives go up with the QPs: a peer's first message (a PREPARE sent the moment
+  // its own Connect returned) must never find an empty receive queue.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].receives = channel_.ReceivesFor(static_cast<int>(i), requests[i].peer);
+  }
+  auto connected = node_.fabric->Connect(requests, node_.options.timeout);
+  if (!connected.ok()) {
+    return connected.status().WithContext(StrCat(
+        "node ", node_.rank(), " connecting to the ",
+        is_coordinator ? "other nodes" : StrCat("coordinator (rank ", node_.coordinator(), ")")));
+  }
+  for (auto& qp : *connected) {
+    const NodeId peer = qp->peer();
+    FT_ASSIGN_OR_RETURN(
+        std::span<const std::byte> endpoint,
+        recovery::ParseControlConnect(qp->peer_private_data(), peer, node_.epoch()));
+    if (coordinator_) coordinator_->SetEndpoint(peer, endpoint);
+    const uint32_t id = qp->id();
+    peers_.Add(peer, LinkRole::kControl, std::move(qp));
+    channel_.ReceivesPosted(id);
+  }
+  FT_RETURN_IF_ERROR(memory_.AllocatePipeline());
+  const verbs::DeviceLocality* locality = node_.fabric->locality();
+  {
+    std::lock_guard lock(shared_.mutex);
+    shared_.metrics.store_bytes = memory_.store_bytes();
+    shared_.metrics.numa = locality != nullptr ? locality->Describe() : "";
+  }
+  thread_ = std::thread([this, locality] {
+    if (locality != nullptr && locality->binds()) {
+      if (Status bound = locality->BindCurrentThread(); !bound.ok()) {
+        FT_LOG(kWarn) << "node " << node_.rank() << ": " << bound;
+      }
+    }
+    Loop();
+  });
+  return Status();
+}
+
+void Worker::Stop() {
+  node_.fabric->Interrupt();
+  if (thread_.joinable()) thread_.join();
+  peers_.StopConnecting();
+  {
+    // Requests the worker never took still get an answer: nobody may wait forever.
+    std::lock_guard lock(shared_.mutex);
+    if (shared_.pending_checkpoint) {
+      shared_.pending_checkpoint->Complete(
+          Status::Aborted("the engine of node ", node_.rank(), " was destroyed"), 0);
+      shared_.pending_checkpoint.reset();
+      shared_.in_flight = false;
+    }
+    if (shared_.pending_read != nullptr) {
+      shared_.pending_read->result =
+          Status::Aborted("the engine of node ", node_.rank(), " was destroyed");
+      shared_.pending_read->done = true;
+      shared_.pending_read = nullptr;
+      shared_.read_in_flight = false;
+      shared_.cv.notify_all();
+    }
+  }
+  // Verbs' order: QPs before the memory they could address.
+  peers_.Clear();
+  memory_.Deregister();
+  channel_.Deregister();
+}
+
+void Worker::Loop() {
+  while (true) {
+    std::shared_ptr<CheckpointHandle::State> new_checkpoint;
+    ReadRequest* new_read = nullptr;
+    {
+      std::lock_guard lock(shared_.mutex);
+      if (shared_.stop) break;
+      new_checkpoint = std::move(shared_.pending_checkpoint);
+      shared_.pending_checkpoint.reset();
+      new_read = shared_.pending_read;
+      shared_.pending_read = nullptr;
+    }
+    bool progressed = PollOnce();
+    if (new_checkpoint) {
+      round_.Start(std::move(new_checkpoint));
+      progressed = true;
+    }
+    if (new_read != nullptr) {
+      StartRead(new_read);
+      progressed = true;
+    }
+    if (reader_.active()) progressed |= reader_.Step();
+    if (round_.active()) progressed |= round_.Step();
+    // Completions, events and Interrupt() end the wait early; the timeout only paces deadline
+    // checks, so an idle engine sleeps long (a 1024-node world has 1024 of these threads).
+    if (!progressed) {
+      const bool idle = !round_.active() && !reader_.active();
+      node_.fabric->WaitForActivity(idle || peers_.connecting() ? std::chrono::milliseconds(500)
+                                                                : std::chrono::milliseconds(20));
+    }
+  }
+  // Shutting down: fence what is in flight so nothing more lands, and end it.
+  round_.Abandon([this] { return PollOnce(); });
+  reader_.Abandon([this] { return PollOnce(); });
+}
+
+void Worker::StartRead(ReadRequest* request) {
+  reader_.Start(node_.rank(), round_.committed(), request->out, request->skip_columns,
+                [this, request](Status status) {
+                  std::lock_guard lock(shared_.mutex);
+                  request->result = std::move(status);
+                  request->done = true;
+                  shared_.read_in_flight = false;
+                  shared_.cv.notify_all();
+                });
+}
+
+bool Worker::PollOnce() {
+  peers_.Harvest([this](NodeId peer, std::span<const std::byte> data, uint64_t tag) {
+    return round_.AcceptPartner(peer, data, tag);
+  });
+  const bool had_deferred = !deferred_.empty();
+  std::vector<verbs::Completion> deferred;
+  deferred.swap(deferred_);
+  for (const verbs::Completion& completion : deferred) Dispatch(completion, false);
+  verbs::Completion completions[kPollBatch];
+  const size_t n = node_.fabric->PollCompletions(completions);
+  for (size_t i = 0; i < n; ++i) Dispatch(completions[i], false);
+  verbs::Event events[8];
+  const size_t e = node_.fabric->PollEvents(events);
+  for (size_t i = 0; i < e; ++i) OnEvent(events[i]);
+  bool local = false;
+  while (std::optional<recovery::Message> message = channel_.TakeLocal()) {
+    OnControlMessage(node_.rank(), *message);
+    local = true;
+  }
+  channel_.Flush();
+  return had_deferred || n > 0 || e > 0 || local;
+}
+
+void Worker::PollDatapath() {
+  verbs::Completion completions[kPollBatch];
+  const size_t n = node_.fabric->PollCompletions(completions);
+  for (size_t i = 0; i < n; ++i) Dispatch(completions[i], true);
+}
+
+void Worker::Dispatch(const verbs::Completion& completion, bool in_datapath) {
+  const WorkId id = WorkId::Decode(completion.wr_id);
+  const bool write = id.kind == WorkKind::kCell || id.kind == WorkKind::kHeader;
+  if (in_datapath && !write) {
+    deferred_.push_back(completion);
+    return;
+  }
+  const std::optional<PeerTable::LinkInfo> link = peers_.Find(completion.qp);
+  const NodeId peer = link ? link->rank : verbs::kInvalidNode;
+  const bool ok = completion.status == verbs::WcStatus::kSuccess;
+  if (!ok) {
+    // The QP is in error now (verbs): fence and retire it, once, whatever the request was.
+    if (std::optional<PeerTable::LinkInfo> fenced = peers_.FenceQp(completion.qp)) {
+      OnLinkFenced(*fenced, verbs::WcStatusName(completion.status));
+    }
+  }
+  peers_.CountCompleted(completion.qp);
+  switch (id.kind) {
+    case WorkKind::kCell:
+    case WorkKind::kHeader:
+      round_.OnWriteCompleted(id, completion.status, peer);
+      return;
+    case WorkKind::kRead:
+      reader_.OnReadCompleted(id, completion.status, peer);
+      return;
+    case WorkKind::kSend:
+      channel_.OnSendCompleted(id.index);
+      return;
+    case WorkKind::kRecv:
+      if (ok) {
+        if (std::optional<recovery::Message> message =
+                channel_.OnReceived(id.index, completion.bytes, peer)) {
+          OnControlMessage(peer, *message);
+        }
+      }
+      return;
+  }
+  FT_LOG(kError) << "node " << node_.rank() << ": completion with unknown wr_id "
+                 << completion.wr_id;
+}
+
+void Worker::OnEvent(const verbs::Event& event) {
+  if (event.type == verbs::EventType::kDeviceError) {
+    FT_LOG(kInfo) << "node " << node_.rank() << ": device error: " << event.detail;
+    own_fabric_lost_ = true;
+    peers_.FenceAll();
+    round_.OnOwnFabricLost(event.detail);
+    reader_.OnOwnFabricLost(event.detail);
+    return;
+  }
+  if (std::optional<PeerTable::LinkInfo> fenced = peers_.FenceQp(event.qp)) {
+    OnLinkFenced(*fenced, StrCat(verbs::EventTypeName(event.type), event.detail.empty() ? "" : ": ",
+                                 event.detail));
+  }
+}
+
+void Worker::OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why) {
+  if (link.role == LinkRole::kControl) {
+    FT_LOG(kInfo) << "node " << node_.rank() << ": lost node " << link.rank << " (" << why << ")";
+    if (coordinator_) {
+      coordinator_->OnNodeLost(link.rank, why);
+    } else {
+      round_.OnCoordinatorLost(why);
+    }
+    return;
+  }
+  FT_LOG(kInfo) << "node " << node_.rank() << ": data link to node " << link.rank << " fenced ("
+                << why << ")";
+  round_.OnDataLinkLost(link.rank, why);
+}
+
+void Worker::OnUndeliverable(NodeId to, std::string_view why) {
+  if (std::optional<PeerTable::LinkInfo> fenced = peers_.Fence(to, LinkRole::kControl)) {
+    OnLinkFenced(*fenced, why);
+  } else if (to == node_.coordinator()) {
+    round_.OnCoordinatorLost(why);  // its loss was handled; a round waiting on it must not wait
+  }
+}
+
+void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
+  const bool upstream = std::holds_alternative<recovery::PrepareMessage>(message) ||
+                        std::holds_alternative<recovery::DoneMessage>(message);
+  if (upstream) {
+    if (coordinator_) coordinator_->OnMessage(message);
+    return;
+  }
+  round_.OnControlMessage(from, message);
+}
+
+}  // namespace ft::internal

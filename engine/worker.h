@@ -1,0 +1,75 @@
+// The worker: one node's progress thread. It owns the fabric's datapath and every part that
+// touches it (peer table, control channel, node memory, the coordinator host on the coordinator,
+// the checkpoint round, the fragment reader), takes the requests the API threads leave in the
+// shared state, and routes each completion and event to the part it belongs to:
+//
+//   completion ─ WorkKind ─► kCell/kHeader: CheckpointRound   kRead: FragmentReader
+//                            kSend/kRecv: ControlChannel ─► message ─► CoordinatorHost (PREPARE,
+//                                                                      DONE) or CheckpointRound
+//   failed completion, event ─► PeerTable fences the link ─► control link: node lost (the
+//                               coordinator decides) / the coordinator lost (the round fails);
+//                               data link: the round and the reader stop using it
+//
+// Inside the round's datapath (its progress hook) the worker reaps completions but applies only
+// the round's own WRITE completions; the others wait in a deferred list for the next turn of
+// the loop, so no other part runs in the middle of a stripe.
+#ifndef FT_ENGINE_WORKER_H_
+#define FT_ENGINE_WORKER_H_
+
+#include <memory>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "engine/checkpoint_round.h"
+#include "engine/control_channel.h"
+#include "engine/coordinator_host.h"
+#include "engine/fragment_reader.h"
+#include "engine/node_context.h"
+#include "engine/node_memory.h"
+#include "engine/peer_table.h"
+#include "engine/shared_state.h"
+
+namespace ft::internal {
+
+class Worker {
+ public:
+  Worker(NodeContext& node, SharedState& shared);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Connects the control links (blocks until the coordinator's engine exists too, bounded by the
+  // timeout), allocates the pipeline and starts the thread.
+  Status Start();
+  // Joins the thread (the caller set shared.stop), completes every request it did not finish with
+  // Aborted, and releases QPs before memory registrations.
+  void Stop();
+
+ private:
+  void Loop();
+  bool PollOnce();
+  void PollDatapath();
+  void Dispatch(const verbs::Completion& completion, bool in_datapath);
+  void OnEvent(const verbs::Event& event);
+  void OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why);
+  void OnUndeliverable(NodeId to, std::string_view why);
+  void OnControlMessage(NodeId from, const recovery::Message& message);
+  void StartRead(ReadRequest* request);
+
+  NodeContext& node_;
+  SharedState& shared_;
+  PeerTable peers_;
+  ControlChannel channel_;
+  NodeMemory memory_;
+  std::unique_ptr<CoordinatorHost> coordinator_;
+  CheckpointRound round_;
+  FragmentReader reader_;
+  std::vector<verbs::Completion> deferred_;
+  bool own_fabric_lost_ = false;
+  std::thread thread_;
+};
+
+}  // namespace ft::internal
+
+#endif  // FT_ENGINE_WORKER_H_

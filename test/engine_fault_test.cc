@@ -1,0 +1,226 @@
+// Engine tests of what happens around failures, on the loopback fabric with a manual clock: a
+// checkpoint deadline with WRITEs in flight fences only the links they are stuck on and the next
+// checkpoint commits; destroying an engine completes every handle; the reader reads only what it
+// needs. Every test ends with the committed bytes read back and compared with the application's.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "engine/loopback_world.h"
+#include "ftengine/engine.h"
+#include "test/engine_test_util.h"
+#include "test/recording_fabric.h"
+#include "verbs/loopback/loopback.h"
+
+namespace ft {
+namespace {
+
+using namespace std::chrono_literals;
+using test::MakeStates;
+using test::SmallWorld;
+using test::VerifyAll;
+
+// Waits (bounded in real time, polling, no sleep of fixed length) until `done` holds.
+template <typename Predicate>
+bool WaitUntil(Predicate done, std::chrono::seconds bound = 20s) {
+  const auto until = std::chrono::steady_clock::now() + bound;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// Version 2 meets a deadline while ranks 1 and 3 have WRITEs stuck on their data link (a delay of
+// a billion progress steps each way). The deadline fences that link only: the coordinator keeps
+// every control link, nobody is declared lost, and once the link is healthy again the retried
+// version 2 commits on every node (its Connect replaced the fenced link) and reads back exactly.
+TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
+  constexpr uint32_t kNodes = 5;
+  ManualClock clock(Nanos(1'000'000'000));
+  auto options = SmallWorld(kNodes, 2, 1, 4096);
+  options.engine.timeout = 5s;
+  options.clock = &clock;
+  std::vector<std::shared_ptr<test::DatapathRecord>> records(kNodes);
+  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> fabric) {
+    records[rank] = std::make_shared<test::DatapathRecord>();
+    return std::unique_ptr<verbs::Fabric>(
+        std::make_unique<test::RecordingFabric>(std::move(fabric), records[rank]));
+  };
+  auto world = LoopbackWorld::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  auto states = MakeStates(kNodes, {40'000});
+  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
+    states[rank].Fill(rank, 1);
+    return engine.Checkpoint().status();
+  });
+  ASSERT_TRUE(status.ok()) << status;
+
+  // Holders of r are r+1, r+2, r+3: 1 writes to 3 and 3 writes to 1.
+  (*world)->network().SetDelay(1, 3, 1'000'000'000);
+  const int writes_before = records[1]->cell_writes.load();
+  std::vector<Result<CheckpointHandle>> handles;
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    states[rank].Fill(rank, 2);
+    handles.push_back((*world)->engine(rank).CheckpointAsync());
+    ASSERT_TRUE(handles.back().ok()) << handles.back().status();
+  }
+  // Rank 1's cells are going out (the ones to 3 are stuck): now the deadline passes.
+  ASSERT_TRUE(WaitUntil([&] { return records[1]->cell_writes.load() > writes_before; }));
+  // Time passes (a node may only now take its request: its deadline is later) until every
+  // round ended.
+  ASSERT_TRUE(WaitUntil([&] {
+    clock.Advance(1s);
+    for (auto& handle : handles) {
+      if (!handle->Ready()) return false;
+    }
+    return true;
+  }));
+  std::vector<Status> results;
+  for (auto& handle : handles) results.push_back(handle->Wait().status());
+  for (uint32_t rank : {1u, 3u}) {
+    EXPECT_EQ(results[rank].code(), StatusCode::kDeadlineExceeded) << rank << ": " << results[rank];
+  }
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT_FALSE(results[rank].ok()) << rank;
+    EXPECT_EQ(results[rank].message().find("coordinator"), std::string_view::npos)
+        << rank << ": the control path must survive: " << results[rank];
+  }
+
+  (*world)->network().SetDelay(1, 3, 0);
+  status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_ASSIGN_OR_RETURN(uint64_t version, engine.Checkpoint());
+    if (version != 2) {
+      return Status::Internal("rank ", rank, " committed version ", version, ", expected 2");
+    }
+    return Status();
+  });
+  ASSERT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  EXPECT_TRUE(VerifyAll(**world, states, {{}, {0}, {1}, {2}}).ok());
+}
+
+// A node whose peers never call Checkpoint meets its deadline with nothing in flight: it reports
+// DeadlineExceeded at once, and a later collective checkpoint commits.
+TEST(EngineFaults, DeadlineWaitingForTheCoordinatorLeavesTheEngineUsable) {
+  ManualClock clock;
+  auto options = SmallWorld(4, 2, 1);
+  options.engine.timeout = 2s;
+  options.clock = &clock;
+  auto world = LoopbackWorld::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  auto states = MakeStates(4, {10'000});
+  for (uint32_t rank = 0; rank < 4; ++rank) {
+    ASSERT_TRUE(states[rank].ProtectAll((*world)->engine(rank)).ok());
+    states[rank].Fill(rank, 1);
+  }
+  Result<CheckpointHandle> lonely = (*world)->engine(2).CheckpointAsync();
+  ASSERT_TRUE(lonely.ok()) << lonely.status();
+  ASSERT_TRUE(WaitUntil([&] {
+    clock.Advance(100ms);
+    return lonely->Ready();
+  }));
+  EXPECT_EQ(lonely->Wait().status().code(), StatusCode::kDeadlineExceeded);
+  // The coordinator still holds rank 2's PREPARE; the others now prepare too and the round that
+  // starts is one rank 2 no longer waits for: it aborts, and the next one commits.
+  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      Result<uint64_t> version = engine.Checkpoint();
+      if (version.ok()) return Status();
+    }
+    return Status::Internal("rank ", rank, " committed nothing in 3 attempts");
+  });
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(VerifyAll(**world, states, {{}, {2}}).ok());
+}
+
+// Destroying an engine completes every handle: one queued and perhaps not taken yet by the
+// worker, and one in flight (waiting for a GO that cannot come: the others never checkpoint).
+// Before the fix the first could block Wait() forever when Stop won the race.
+TEST(EngineFaults, DestroyingAnEngineCompletesEveryHandle) {
+  for (int trial = 0; trial < 20; ++trial) {
+    auto network = verbs::LoopbackNetwork::Create(3);
+    ASSERT_TRUE(network.ok()) << network.status();
+    EngineOptions engine_options;
+    engine_options.k = 1;
+    engine_options.m = 1;
+    engine_options.cell_bytes = 4096;
+    std::vector<std::unique_ptr<Engine>> engines(3);
+    std::vector<std::thread> threads;
+    std::vector<Status> created(3);
+    for (uint32_t rank = 0; rank < 3; ++rank) {
+      threads.emplace_back([&, rank] {
+        auto fabric = (*network)->CreateFabric(rank);
+        if (!fabric.ok()) {
+          created[rank] = fabric.status();
+          return;
+        }
+        auto engine = Engine::Create(engine_options, {rank, 3, 0}, std::move(fabric).value());
+        if (engine.ok()) {
+          engines[rank] = std::move(engine).value();
+        } else {
+          created[rank] = engine.status();
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    for (const Status& s : created) ASSERT_TRUE(s.ok()) << s;
+    std::vector<std::byte> memory(8192);
+    ASSERT_TRUE(engines[1]->Protect(0, memory.data(), memory.size()).ok());
+    ASSERT_TRUE(engines[2]->Protect(0, memory.data(), memory.size()).ok());
+    Result<CheckpointHandle> queued = engines[1]->CheckpointAsync();
+    ASSERT_TRUE(queued.ok());
+    engines[1].reset();  // right away: the worker may not have taken it yet
+    Result<CheckpointHandle> in_flight = engines[2]->CheckpointAsync();
+    ASSERT_TRUE(in_flight.ok());
+    engines[2].reset();
+    ASSERT_TRUE(WaitUntil([&] { return queued->Ready() && in_flight->Ready(); }, 30s))
+        << "trial " << trial << ": a handle was never completed";
+    EXPECT_EQ(queued->Wait().status().code(), StatusCode::kAborted) << queued->Wait().status();
+    EXPECT_FALSE(in_flight->Wait().ok());
+    engines.clear();
+  }
+}
+
+// With every fragment intact the reader READs k cells per stripe (data columns: nothing to
+// decode) and every header; with a column treated as lost it still READs k cells per stripe.
+TEST(EngineFaults, ReadCommittedReadsOnlyKColumnsWhenKAreIntact) {
+  constexpr uint32_t kNodes = 6;
+  constexpr int kK = 3, kM = 2;
+  constexpr uint64_t kCell = 1024, kImage = 20'000;  // 7 stripes
+  auto options = SmallWorld(kNodes, kK, kM, kCell);
+  std::vector<std::shared_ptr<test::DatapathRecord>> records(kNodes);
+  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> fabric) {
+    records[rank] = std::make_shared<test::DatapathRecord>();
+    return std::unique_ptr<verbs::Fabric>(
+        std::make_unique<test::RecordingFabric>(std::move(fabric), records[rank]));
+  };
+  auto world = LoopbackWorld::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  auto states = MakeStates(kNodes, {kImage});
+  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
+    states[rank].Fill(rank, 1);
+    return engine.Checkpoint().status();
+  });
+  ASSERT_TRUE(status.ok()) << status;
+  constexpr int kStripes = (kImage + kK * kCell - 1) / (kK * kCell);
+  const std::vector<std::byte> expected = states[4].Image();
+  for (const std::vector<int>& lost : {std::vector<int>{}, {0}, {1, 4}}) {
+    const int before = records[4]->reads.load();
+    std::vector<std::byte> back(expected.size());
+    ASSERT_TRUE((*world)->engine(4).ReadCommitted(back, lost).ok());
+    EXPECT_EQ(back, expected);
+    EXPECT_EQ(records[4]->reads.load() - before,
+              (kK + kM - static_cast<int>(lost.size())) + kStripes * kK)
+        << lost.size() << " columns lost";
+  }
+}
+
+}  // namespace
+}  // namespace ft
