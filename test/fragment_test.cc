@@ -69,7 +69,8 @@ TEST(FragmentHeaderTest, WrongMagicIsNoHeader) {
                        "no header (magic 0x1122334455667788)"));
 }
 
-// Each field of a sealed header that differs from `expected` is DataLoss naming it.
+// Each field of a sealed header that differs from `expected` is DataLoss naming it (magic is
+// checked against kFragmentMagic, above).
 TEST(FragmentHeaderTest, EachFieldDifferingFromExpectedIsDataLossNamingIt) {
   struct Case {
     const char* field;
@@ -78,6 +79,7 @@ TEST(FragmentHeaderTest, EachFieldDifferingFromExpectedIsDataLossNamingIt) {
   };
   const std::vector<Case> cases{
       {"version", [](FragmentHeader& h) { h.version = 13; }, "holds version 12, expected 13"},
+      {"epoch", [](FragmentHeader& h) { h.epoch = 4; }, "written in epoch 3, expected 4"},
       {"owner", [](FragmentHeader& h) { h.owner = 8; }, "describes owner 7 "},
       {"column", [](FragmentHeader& h) { h.column = 3; }, "column 2 "},
       {"k", [](FragmentHeader& h) { h.k = 5; }, "RS(4,2)"},
