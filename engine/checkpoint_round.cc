@@ -134,6 +134,12 @@ bool CheckpointRound::Step() {
       FenceOutstandingColumns();
       FailRound(late, verbs::kInvalidNode);
     } else {
+      if (phase_ == Phase::kAwaitGo) {
+        // Our PREPARE must not stand for a round we no longer wait for: withdraw it.
+        channel_.Send(node_.coordinator(),
+                      recovery::DoneMessage{node_.epoch(), recovery::kWithdrawVersion, node_.rank(),
+                                            StatusCode::kDeadlineExceeded});
+      }
       FinishRound(late);
       return true;
     }
@@ -159,6 +165,7 @@ bool CheckpointRound::Step() {
           }
         }
         done_sent_at_ = node_.Now();
+        done_unanswered_ = CommittedVersion{version_, node_.epoch(), geometry_, holders_};
         SendDone(StatusCode::kOk, verbs::kInvalidNode);
       }
       break;
@@ -457,8 +464,17 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
     if (phase_ == Phase::kAwaitCommit && commit->version == version_) {
       committed_ = CommittedVersion{version_, node_.epoch(), geometry_, holders_};
       FinishRound(Status());
+    } else if ((phase_ == Phase::kIdle || phase_ == Phase::kAwaitGo) &&
+               done_unanswered_.has_value() && commit->version == done_unanswered_->version) {
+      // We gave up waiting after our DONE, but the version did commit: it is the committed one
+      // (the next round writes the other slot), even though our call reported the deadline.
+      committed_ = *std::move(done_unanswered_);
+      std::lock_guard lock(shared_.mutex);
+      shared_.metrics.committed_version = committed_.version;
     }
+    done_unanswered_.reset();
   } else if (const auto* abort = std::get_if<recovery::AbortMessage>(&message)) {
+    done_unanswered_.reset();
     if (phase_ != Phase::kIdle && (abort->version == version_ || phase_ == Phase::kAwaitGo)) {
       aborted_ = true;
       Status aborted(abort->code,

@@ -112,6 +112,9 @@ class CheckpointRound {
   std::vector<recovery::HolderAddress> holders_;  // by column
   std::vector<NodeId> hosted_owners_;
   CommittedVersion committed_;
+  // The version of our last successful DONE until COMMIT or ABORT answers it, so that a COMMIT
+  // arriving after our own deadline still records what committed.
+  std::optional<CommittedVersion> done_unanswered_;
 
   // The round in flight.
   Phase phase_ = Phase::kIdle;

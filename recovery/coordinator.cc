@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/log.h"
+
 namespace ft::recovery {
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(const Options& options) {
@@ -70,7 +72,7 @@ void Coordinator::StartRound(Outbox* outbox) {
       specs[node] = NodeSpec{prepares_[node].domain, prepares_[node].capacity_bytes,
                              prepares_[node].footprint_bytes};
     }
-    Result<Placement> placement = ComputePlacement(specs, options_.k, options_.m);
+    Result<Placement> placement = PlaceAroundCommitted(specs);
     if (!placement.ok()) {
       Abort(UINT32_MAX, placement.status().code(), std::string(placement.status().message()),
             outbox);
@@ -123,6 +125,11 @@ void Coordinator::StartRound(Outbox* outbox) {
 }
 
 void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
+  if (message.version == kWithdrawVersion && message.code != StatusCode::kOk &&
+      message.epoch == options_.epoch && message.node < options_.world_size) {
+    OnWithdraw(message, outbox);
+    return;
+  }
   if (message.epoch != options_.epoch || message.node >= options_.world_size ||
       phase_ != Phase::kCollectingDone || message.version != version_in_flight_ ||
       done_[message.node]) {
@@ -170,6 +177,56 @@ void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbo
   }
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
+}
+
+// A changed placement must not WRITE where the committed version lives: if the new round aborts,
+// that version is all there is. Each holder's committed extents are reserved; when the stores
+// lack the room for both, the placement is made without the reservation (as before) and the
+// round is counted in unprotected_placements(): the committed version may be damaged on some
+// holders if that round aborts (detected at read-back, never restored silently).
+Result<Placement> Coordinator::PlaceAroundCommitted(std::vector<NodeSpec>& specs) {
+  if (committed_placement_.has_value()) {
+    for (NodeId holder = 0; holder < specs.size() && holder < committed_placement_->nodes();
+         ++holder) {
+      uint64_t begin = UINT64_MAX, end = 0;
+      for (const HostedFragment& hosted : committed_placement_->HostedBy(holder)) {
+        begin = std::min(begin, hosted.store_offset);
+        end = std::max(end,
+                       hosted.store_offset + committed_placement_->footprint_bytes(hosted.owner));
+      }
+      if (end > 0) {
+        specs[holder].reserved_begin = begin;
+        specs[holder].reserved_end = end;
+      }
+    }
+    Result<Placement> reserved = ComputePlacement(specs, options_.k, options_.m);
+    if (reserved.ok()) return reserved;
+    ++unprotected_placements_;
+    FT_LOG(kWarn) << "coordinator: the stores lack room to place version " << committed_version_ + 1
+                  << " around committed version " << committed_version_ << " ("
+                  << reserved.status().message()
+                  << "); placing over it: if this round aborts, version " << committed_version_
+                  << " may be damaged on some holders";
+    for (NodeSpec& spec : specs) spec.reserved_begin = spec.reserved_end = 0;
+  }
+  return ComputePlacement(specs, options_.k, options_.m);
+}
+
+// A node gave up waiting for its GO (its deadline passed): its PREPARE no longer stands. Before
+// the round started it is taken back, so a later round waits for the node's next PREPARE instead
+// of starting without it; once the round started (the GO is on its way), the round aborts.
+void Coordinator::OnWithdraw(const DoneMessage& message, Outbox* outbox) {
+  if (phase_ == Phase::kCollectingPrepare) {
+    if (prepared_[message.node]) {
+      prepared_[message.node] = 0;
+      --prepared_count_;
+    }
+    return;
+  }
+  Abort(message.node, message.code,
+        StrCat("node ", message.node, " gave up waiting for the round to start (",
+               StatusCodeName(message.code), ")"),
+        outbox);
 }
 
 Status Coordinator::InstallView(const View& view, Outbox* outbox) {

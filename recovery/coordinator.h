@@ -67,6 +67,8 @@ class Coordinator {
   // Appends the messages to send to *outbox. Messages of another epoch, from unknown nodes or
   // for a version not in flight are ignored (and counted in ignored_messages()).
   void OnPrepare(const PrepareMessage& message, Outbox* outbox);
+  // A failed DONE with version kWithdrawVersion withdraws the node's PREPARE (it gave up waiting
+  // for a GO): taken back before the round starts, an ABORT of the round after.
   void OnDone(const DoneMessage& message, Outbox* outbox);
   // A node is gone (disconnect, error completion, missed heartbeats): aborts the round in flight,
   // releases nodes waiting for a GO, and answers every later PREPARE with ABORT naming the lost
@@ -88,6 +90,9 @@ class Coordinator {
   const Placement* placement() const { return placement_ ? &*placement_ : nullptr; }
   uint64_t placement_id() const { return placement_id_; }
   uint64_t ignored_messages() const { return ignored_messages_; }
+  // Placements that had to be made over the committed version's extents (the stores lacked the
+  // room to place around them).
+  uint64_t unprotected_placements() const { return unprotected_placements_; }
   uint64_t epoch() const { return options_.epoch; }
 
   struct PrivateTag {};
@@ -96,6 +101,8 @@ class Coordinator {
  private:
   enum class Phase { kCollectingPrepare, kCollectingDone };
   void StartRound(Outbox* outbox);
+  void OnWithdraw(const DoneMessage& message, Outbox* outbox);
+  Result<Placement> PlaceAroundCommitted(std::vector<NodeSpec>& specs);
   void Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox);
   AbortMessage MakeAbort(NodeId failed_node, StatusCode code, const std::string& reason) const;
 
@@ -121,6 +128,7 @@ class Coordinator {
   NodeId first_lost_ = UINT32_MAX;
   std::string lost_reason_;  // names the first lost node
   uint64_t ignored_messages_ = 0;
+  uint64_t unprotected_placements_ = 0;
 };
 
 }  // namespace ft::recovery

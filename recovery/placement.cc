@@ -45,6 +45,15 @@
 #include "common/check.h"
 
 namespace ft::recovery {
+
+FreeSpan FreeSpanOf(const NodeSpec& node) {
+  const uint64_t begin = std::min(node.reserved_begin, node.capacity_bytes);
+  const uint64_t end = std::min(std::max(node.reserved_end, begin), node.capacity_bytes);
+  if (end == begin) return {0, node.capacity_bytes};
+  const uint64_t above = node.capacity_bytes - end;
+  return above >= begin ? FreeSpan{end, above} : FreeSpan{0, begin};
+}
+
 namespace {
 
 constexpr int64_t kMaxWidth = 64;
@@ -123,7 +132,7 @@ struct Domains {
       domain[rank] = e;
       position[rank] = static_cast<uint32_t>(i) - begin[e];
       if (nodes[rank].footprint_bytes > 0) active_position[rank] = active[e]++;
-      if (nodes[rank].capacity_bytes >= smallest) ++hosts[e];
+      if (FreeSpanOf(nodes[rank]).room >= smallest) ++hosts[e];
     }
     begin.push_back(static_cast<uint32_t>(n));
   }
@@ -214,10 +223,14 @@ class Placer {
     PlanSequences(domains_, width_, &sequences_, &fair_share_);
     for (size_t e = 0; e < domains_.count(); ++e) {
       for (uint32_t i = domains_.begin[e]; i < domains_.begin[e + 1]; ++i) {
-        max_room_[e] = std::max(max_room_[e], nodes_[domains_.members[i]].capacity_bytes);
+        max_room_[e] = std::max(max_room_[e], FreeSpanOf(nodes_[domains_.members[i]]).room);
       }
     }
-    for (size_t node = 0; node < nodes_.size(); ++node) room_[node] = nodes_[node].capacity_bytes;
+    for (size_t node = 0; node < nodes_.size(); ++node) {
+      const FreeSpan span = FreeSpanOf(nodes_[node]);
+      used_[node] = span.base;
+      room_[node] = span.room;
+    }
     touched_.reserve(static_cast<size_t>(width_));
   }
 
@@ -339,7 +352,7 @@ class Placer {
     Uint128 offered = 0;
     for (const NodeSpec& node : nodes_) {
       need += Uint128{node.footprint_bytes} * static_cast<unsigned>(width_);
-      offered += node.capacity_bytes;
+      offered += FreeSpanOf(node).room;  // a committed version's bytes are not on offer
     }
     const std::string head =
         StrCat("owner ", owner, " (footprint ", footprint, " bytes) still needs ", missing_holders,
@@ -361,8 +374,8 @@ class Placer {
   Domains domains_;
   std::vector<Pick> sequences_;        // D x width
   std::vector<uint32_t> fair_share_;   // per domain: fragments per node when spread evenly
-  std::vector<uint64_t> used_;         // per node: bytes allocated
-  std::vector<uint64_t> room_;         // per node: capacity - used         // per node
+  std::vector<uint64_t> used_;         // per node: the end of its last extent
+  std::vector<uint64_t> room_;         // per node: free bytes left in its free span
   std::vector<uint32_t> count_;        // per node: fragments hosted
   std::vector<uint32_t> chosen_by_;    // per node: 1 + the last owner that chose it
   std::vector<uint32_t> owner_picks_;  // per domain: holders of the current owner there

@@ -29,7 +29,20 @@ struct NodeSpec {
   uint32_t domain = 0;           // failure domain (rack, switch); any numbering
   uint64_t capacity_bytes = 0;   // store bytes this node offers to others
   uint64_t footprint_bytes = 0;  // store bytes each holder needs for this node's fragment (0: none)
+  // Store bytes [reserved_begin, reserved_end) hold a committed version's fragments and must not
+  // be given out: extents go to the larger free span, below or above it (so placements that
+  // follow each other alternate between the two ends of the store).
+  uint64_t reserved_begin = 0;
+  uint64_t reserved_end = 0;
 };
+
+// Where a node's extents go: from `base`, at most `room` bytes (the larger free span of its store
+// outside its reserved interval).
+struct FreeSpan {
+  uint64_t base = 0;
+  uint64_t room = 0;
+};
+FreeSpan FreeSpanOf(const NodeSpec& node);
 
 struct FragmentSlot {
   NodeId holder = 0;
@@ -64,6 +77,7 @@ class Placement {
     return {hosted_.data() + hosted_begin_[holder],
             hosted_begin_[holder + 1] - hosted_begin_[holder]};
   }
+  // The end of the holder's last extent (its extents fill [FreeSpanOf(spec).base, used_bytes)).
   uint64_t used_bytes(NodeId holder) const { return used_bytes_[holder]; }
   // Bytes of this owner's fragments that went to a later candidate because a preferred holder's
   // store was full: what the owner borrows from nodes that have room.

@@ -82,6 +82,9 @@ struct GoMessage {
   bool operator==(const GoMessage&) const = default;
 };
 
+// DONE with this version and a failed code: "I gave up before my GO came" (no version known).
+inline constexpr uint64_t kWithdrawVersion = 0;
+
 struct DoneMessage {
   uint64_t epoch = 0;
   uint64_t version = 0;

@@ -28,7 +28,7 @@ PrepareMessage PrepareOf(NodeId node, uint64_t epoch, uint64_t footprint = 1 << 
   p.node = node;
   p.image_bytes = footprint;
   p.footprint_bytes = footprint;
-  p.capacity_bytes = 8 * footprint;
+  p.capacity_bytes = 8 << 20;  // fixed: images change, stores do not
   p.domain = node;
   p.store_addr = 0x10000000ull * (node + 1);
   p.store_rkey = 100 + node;
@@ -172,7 +172,7 @@ TEST(CoordinatorStateTest, AnAbortedRoundUnderANewPlacementLeavesTheCommittedSta
   ASSERT_EQ(committed.prepares.size(), kNodes);
   const Placement placement = *c.committed_placement();
 
-  const auto gos = Only<GoMessage>(PrepareAll(c, 1, 3 << 20));
+  const auto gos = Only<GoMessage>(PrepareAll(c, 1, 2 << 20));
   ASSERT_EQ(gos.size(), kNodes);
   ASSERT_TRUE(gos[0].second.has_placement) << "bigger images: a new placement";
   Coordinator::Outbox outbox;
@@ -181,6 +181,64 @@ TEST(CoordinatorStateTest, AnAbortedRoundUnderANewPlacementLeavesTheCommittedSta
   EXPECT_EQ(c.state(), committed);
   EXPECT_EQ(*c.committed_placement(), placement);
   EXPECT_NE(*c.placement(), placement) << "the nodes hold the new one";
+}
+
+// A changed placement goes around the committed version's extents on every holder when the
+// stores have the room (PrepareOf offers 8 footprints), and over them, counted, when not.
+TEST(CoordinatorStateTest, AChangedPlacementAvoidsTheCommittedExtents) {
+  auto made = Coordinator::Create({kNodes, kK, kM, 1});
+  ASSERT_TRUE(made.ok());
+  Coordinator& c = **made;
+  PrepareAll(c, 1);
+  DoneAll(c, 1, 1);
+  const Placement committed = *c.committed_placement();
+  const auto gos = Only<GoMessage>(PrepareAll(c, 1, 3 << 19));  // every image 1.5x
+  ASSERT_EQ(gos.size(), kNodes);
+  const Placement& next = *c.placement();
+  for (NodeId holder = 0; holder < kNodes; ++holder) {
+    for (const HostedFragment& old_extent : committed.HostedBy(holder)) {
+      const uint64_t old_end =
+          old_extent.store_offset + committed.footprint_bytes(old_extent.owner);
+      for (const HostedFragment& new_extent : next.HostedBy(holder)) {
+        const uint64_t new_end = new_extent.store_offset + next.footprint_bytes(new_extent.owner);
+        EXPECT_TRUE(new_end <= old_extent.store_offset || old_end <= new_extent.store_offset)
+            << "holder " << holder << ": owner " << new_extent.owner << "'s new extent ["
+            << new_extent.store_offset << ", " << new_end << ") overlaps owner " << old_extent.owner
+            << "'s committed [" << old_extent.store_offset << ", " << old_end << ")";
+      }
+    }
+  }
+  EXPECT_EQ(c.unprotected_placements(), 0u);
+  // Version 2 commits; images grow to 5x: 3 holders x 5 footprints do not fit 8 beside the 4.5
+  // committed, so the placement goes over them (and says so).
+  DoneAll(c, 1, 2);
+  ASSERT_EQ(c.committed_version(), 2u);
+  ASSERT_EQ(Only<GoMessage>(PrepareAll(c, 1, 5 << 19)).size(), kNodes);
+  EXPECT_EQ(c.unprotected_placements(), 1u);
+}
+
+// A node that gave up waiting for its GO withdraws its PREPARE: before the round starts it is
+// taken back (the round waits for its next one); after, the round aborts naming it.
+TEST(CoordinatorViewTest, AWithdrawnPrepareIsTakenBackOrAbortsTheRound) {
+  auto made = Coordinator::Create({kNodes, kK, kM, 1});
+  ASSERT_TRUE(made.ok());
+  Coordinator& c = **made;
+  Coordinator::Outbox outbox;
+  c.OnPrepare(PrepareOf(2, 1), &outbox);
+  c.OnDone(DoneMessage{1, kWithdrawVersion, 2, StatusCode::kDeadlineExceeded}, &outbox);
+  for (NodeId node = 0; node < kNodes; ++node) {
+    if (node != 2) c.OnPrepare(PrepareOf(node, 1), &outbox);
+  }
+  EXPECT_TRUE(outbox.empty()) << "no round may start without node 2";
+  c.OnPrepare(PrepareOf(2, 1), &outbox);
+  ASSERT_EQ(Only<GoMessage>(outbox).size(), kNodes);
+  outbox.clear();
+  c.OnDone(DoneMessage{1, kWithdrawVersion, 4, StatusCode::kDeadlineExceeded}, &outbox);
+  const auto aborts = Only<AbortMessage>(outbox);
+  ASSERT_EQ(aborts.size(), kNodes);
+  EXPECT_EQ(aborts[0].second.failed_node, 4u);
+  EXPECT_NE(aborts[0].second.reason.find("node 4 gave up waiting"), std::string::npos);
+  EXPECT_FALSE(c.round_in_flight());
 }
 
 TEST(CoordinatorStateTest, RoundTripsAndRefusesEveryTruncation) {
