@@ -1,8 +1,8 @@
-// The Fabric conformance suite: one set of TEST_Ps that every backend must pass (loopback now;
-// rdma on soft-RoCE under the ctest label `rdma`), so that the loopback model cannot drift from
-// real RC verbs. The tests use only what a real device also does: no test here may depend on
-// when exactly a completion appears (only that it does, within a bounded time) or on loopback's
-// fault injection. Loopback-only behaviour lives in loopback_test.cc.
+// The Fabric conformance suite: one set of TEST_Ps that every backend must pass (loopback and
+// faulty(loopback) now; rdma on soft-RoCE under the ctest label `rdma`), so that the loopback model
+// cannot drift from real RC verbs. The tests use only what a real device also does: no test here
+// may depend on when exactly a completion appears (only that it does, within a bounded time) or on
+// loopback's fault injection. Loopback-only behaviour lives in loopback_*test.cc.
 //
 // A backend plugs in with a FabricBackend and one line:
 //
