@@ -10,15 +10,19 @@
 #include <random>
 #include <thread>
 
-#include "engine/loopback_world.h"
+#include "engine/engine_factory.h"
 #include "erasure/fragment.h"
 #include "test/recording_fabric.h"
 #include "verbs/loopback/loopback.h"
+#include "world/loopback_world_internal.h"
 
 namespace ft {
 namespace {
 
 using namespace std::chrono_literals;
+using internal::EngineFactory;
+using internal::LoopbackTestWorldOptions;
+using internal::LoopbackWorldTesting;
 
 // Deterministic bytes that depend on (rank, version, region, offset).
 void FillPattern(std::span<std::byte> bytes, uint32_t rank, uint64_t version, uint64_t region) {
@@ -31,8 +35,8 @@ void FillPattern(std::span<std::byte> bytes, uint32_t rank, uint64_t version, ui
   }
 }
 
-LoopbackWorldOptions SmallWorld(uint32_t nodes, int k, int m, uint64_t cell_bytes = 4096) {
-  LoopbackWorldOptions options;
+LoopbackTestWorldOptions SmallWorld(uint32_t nodes, int k, int m, uint64_t cell_bytes = 4096) {
+  LoopbackTestWorldOptions options;
   options.nodes = nodes;
   options.engine.k = k;
   options.engine.m = m;
@@ -100,7 +104,7 @@ class CheckpointShapes : public ::testing::TestWithParam<Shape> {};
 
 TEST_P(CheckpointShapes, CommitsAndReadsBackEveryVersion) {
   const Shape& shape = GetParam();
-  auto world = LoopbackWorld::Create(SmallWorld(shape.nodes, shape.k, shape.m, shape.cell_bytes));
+  auto world = LoopbackWorldTesting::Create(SmallWorld(shape.nodes, shape.k, shape.m, shape.cell_bytes));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(shape.nodes, shape.regions);
   ASSERT_TRUE(
@@ -149,7 +153,7 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(Engine, ZeroCopyOnlyBouncesStraddlingAndTailCells) {
-  auto world = LoopbackWorld::Create(SmallWorld(6, 2, 2, 4096));
+  auto world = LoopbackWorldTesting::Create(SmallWorld(6, 2, 2, 4096));
   ASSERT_TRUE(world.ok()) << world.status();
   // One region of 3 full stripes + 100 bytes: only the tail cell is bounced.
   auto states = MakeStates(6, {3 * 2 * 4096 + 100});
@@ -163,7 +167,7 @@ TEST(Engine, ZeroCopyOnlyBouncesStraddlingAndTailCells) {
 }
 
 TEST(Engine, AsyncCheckpointOverlapsCompute) {
-  auto world = LoopbackWorld::Create(SmallWorld(5, 2, 2, 4096));
+  auto world = LoopbackWorldTesting::Create(SmallWorld(5, 2, 2, 4096));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(5, {60'000});
   std::vector<uint64_t> computed(5, 0);
@@ -189,7 +193,7 @@ TEST(Engine, AsyncCheckpointOverlapsCompute) {
 TEST(Engine, LocalCopyRestoresTheCommittedImage) {
   auto options = SmallWorld(4, 2, 1);
   options.engine.keep_local_copy = true;
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(4, {10'000, 333});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -209,7 +213,7 @@ TEST(Engine, LocalCopyRestoresTheCommittedImage) {
 }
 
 TEST(Engine, BadInputIsRefusedAndChangesNothing) {
-  auto world = LoopbackWorld::Create(SmallWorld(4, 2, 1));
+  auto world = LoopbackWorldTesting::Create(SmallWorld(4, 2, 1));
   ASSERT_TRUE(world.ok()) << world.status();
   Engine& engine = (*world)->engine(1);
   std::vector<std::byte> a(1000), b(1000);
@@ -239,7 +243,7 @@ TEST(Engine, CreateRejectsBadOptions) {
   auto make = [&](EngineOptions options, WorldInfo world) {
     auto fabric = (*network)->CreateFabric(world.rank < 4 ? world.rank : 0);
     EXPECT_TRUE(fabric.ok()) << fabric.status();
-    return Engine::Create(options, world, std::move(fabric).value()).status();
+    return EngineFactory::Create(options, world, std::move(fabric).value()).status();
   };
   EngineOptions options;
   options.k = 3;
@@ -264,17 +268,17 @@ TEST(Engine, CreateRejectsBadOptions) {
   {
     auto fabric_of_0 = (*network)->CreateFabric(0);
     ASSERT_TRUE(fabric_of_0.ok());
-    Status wrong_node = Engine::Create(options, {1, 4, 0}, std::move(fabric_of_0).value()).status();
+    Status wrong_node = EngineFactory::Create(options, {1, 4, 0}, std::move(fabric_of_0).value()).status();
     EXPECT_EQ(wrong_node.code(), StatusCode::kInvalidArgument) << wrong_node;
   }
-  EXPECT_EQ(Engine::Create(options, {0, 4, 0}, nullptr).status().code(),
+  EXPECT_EQ(EngineFactory::Create(options, {0, 4, 0}, nullptr).status().code(),
             StatusCode::kInvalidArgument);
 }
 
 TEST(Engine, ProtectDuringACheckpointInFlightIsRefused) {
   auto options = SmallWorld(4, 2, 1);
   options.engine.timeout = 300ms;  // the others never join: this round can only time out
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   Engine& engine = (*world)->engine(2);
   std::vector<std::byte> a(5000), b(100);
@@ -295,7 +299,7 @@ TEST(Engine, ProtectDuringACheckpointInFlightIsRefused) {
 TEST(Engine, WorldTooSmallSaysHowManyBytesAreMissing) {
   auto options = SmallWorld(6, 2, 2);
   options.capacity_of = [](uint32_t) -> uint64_t { return 4096; };  // far too small
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(6, {100'000});
   std::vector<Status> results(6);
@@ -316,7 +320,7 @@ TEST(Engine, NodeWithoutStoreBorrowsFromOthers) {
   const uint64_t image = 40'000;
   const uint64_t fair = Engine::StoreBytesFor(image, options.engine);
   options.capacity_of = [&](uint32_t rank) -> uint64_t { return rank == 3 ? 4096 : 2 * fair; };
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(8, {image});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -332,7 +336,7 @@ TEST(Engine, NodeWithoutStoreBorrowsFromOthers) {
 TEST(Engine, FailureDomainsAreHonoured) {
   auto options = SmallWorld(8, 2, 1);
   options.domain_of = [](uint32_t rank) { return rank / 2; };  // 4 racks of 2
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(8, {9000});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -351,7 +355,7 @@ TEST(Engine, FailureDomainsAreHonoured) {
 TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
   auto options = SmallWorld(6, 2, 2, 4096);
   options.engine.timeout = 10s;
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(6, {64 * 1024});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -369,7 +373,7 @@ TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     states[rank].Fill(rank, 2);
     if (rank == victim) {
-      (*world)->network().Kill(victim);  // dies as version 2 starts
+      LoopbackWorldTesting::network(**world).Kill(victim);  // dies as version 2 starts
     }
     results[rank] = engine.Checkpoint().status();
     return Status();
@@ -387,14 +391,14 @@ TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
     if (engine.Metrics().committed_version != 1) return Status::Internal("committed != 1");
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  EXPECT_TRUE(status.ok()) << status << " " << LoopbackWorldTesting::network(**world).seed_description();
 }
 
 // The header of a fragment is WRITTEN only after all of its cells completed: we corrupt nothing
 // but observe the store of one holder between rounds: after a commit every hosted header is
 // sealed and matches its cells.
 TEST(Engine, HostedFragmentsAreSealedAfterCommit) {
-  auto world = LoopbackWorld::Create(SmallWorld(5, 2, 1, 1024));
+  auto world = LoopbackWorldTesting::Create(SmallWorld(5, 2, 1, 1024));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(5, {10'000});
   for (uint64_t version = 1; version <= 2; ++version) {
@@ -424,9 +428,9 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
     return std::unique_ptr<verbs::Fabric>(
         std::make_unique<test::RecordingFabric>(std::move(inner), records[rank]));
   };
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
-  (*world)->network().SetRandomDelays(4);
+  LoopbackWorldTesting::network(**world).SetRandomDelays(4);
   auto states = MakeStates(kNodes, {kImage});
   constexpr int kVersions = 3;
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -437,7 +441,7 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
     }
     return Status();
   });
-  ASSERT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  ASSERT_TRUE(status.ok()) << status << " " << LoopbackWorldTesting::network(**world).seed_description();
   const uint64_t stripes = (kImage + kK * kCell - 1) / (kK * kCell);
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     EXPECT_EQ(records[rank]->header_writes.load(), kVersions * (kK + kM)) << "rank " << rank;
@@ -470,7 +474,7 @@ TEST(Engine, HolderConnectingWithOtherStoreKeysThanTheGoIsRefused) {
     return std::unique_ptr<verbs::Fabric>(std::make_unique<test::RecordingFabric>(
         std::move(inner), std::make_shared<test::DatapathRecord>(), std::move(rewrite)));
   };
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {10'000});
   std::vector<Status> results(kNodes, Status::Internal("not run"));
@@ -512,9 +516,9 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
   constexpr uint32_t kNodes = 7;
   auto options = SmallWorld(kNodes, 3, 2, 2048);
   options.engine.timeout = 10s;
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
-  (*world)->network().SetRandomDelays(3);
+  LoopbackWorldTesting::network(**world).SetRandomDelays(3);
   auto states = MakeStates(kNodes, {40'000, 123});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
@@ -528,7 +532,7 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
     states[rank].Fill(rank, 2);
     version2.push_back(states[rank].Image());
   }
-  if (!kill.while_in_flight) (*world)->network().Kill(kill.victim);
+  if (!kill.while_in_flight) LoopbackWorldTesting::network(**world).Kill(kill.victim);
 
   std::vector<Result<uint64_t>> results(kNodes, Status::Internal("not run"));
   std::vector<uint32_t> survivors;
@@ -539,7 +543,7 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     if (rank == kill.victim && !kill.while_in_flight) return Status();
     FT_ASSIGN_OR_RETURN(CheckpointHandle handle, engine.CheckpointAsync());
-    if (rank == kill.victim) (*world)->network().Kill(kill.victim);  // dies with v2 in flight
+    if (rank == kill.victim) LoopbackWorldTesting::network(**world).Kill(kill.victim);  // dies with v2 in flight
     results[rank] = handle.Wait();
     return Status();
   });
@@ -564,7 +568,7 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
     if (back != expected) return Status::DataLoss("committed version ", committed, " damaged");
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  EXPECT_TRUE(status.ok()) << status << " " << LoopbackWorldTesting::network(**world).seed_description();
 }
 
 INSTANTIATE_TEST_SUITE_P(Kills, KillDuringCheckpoint,
@@ -580,7 +584,7 @@ TEST(Engine, ThousandNodesCheckpointAndVerify) {
   constexpr uint32_t kNodes = 1024;
   auto options = SmallWorld(kNodes, 4, 2, 1024);
   options.engine.timeout = 50s;
-  auto world = LoopbackWorld::Create(options);
+  auto world = LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {3000});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
