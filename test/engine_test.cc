@@ -104,7 +104,8 @@ class CheckpointShapes : public ::testing::TestWithParam<Shape> {};
 
 TEST_P(CheckpointShapes, CommitsAndReadsBackEveryVersion) {
   const Shape& shape = GetParam();
-  auto world = LoopbackWorldTesting::Create(SmallWorld(shape.nodes, shape.k, shape.m, shape.cell_bytes));
+  auto world =
+      LoopbackWorldTesting::Create(SmallWorld(shape.nodes, shape.k, shape.m, shape.cell_bytes));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(shape.nodes, shape.regions);
   ASSERT_TRUE(
@@ -268,7 +269,8 @@ TEST(Engine, CreateRejectsBadOptions) {
   {
     auto fabric_of_0 = (*network)->CreateFabric(0);
     ASSERT_TRUE(fabric_of_0.ok());
-    Status wrong_node = EngineFactory::Create(options, {1, 4, 0}, std::move(fabric_of_0).value()).status();
+    Status wrong_node =
+        EngineFactory::Create(options, {1, 4, 0}, std::move(fabric_of_0).value()).status();
     EXPECT_EQ(wrong_node.code(), StatusCode::kInvalidArgument) << wrong_node;
   }
   EXPECT_EQ(EngineFactory::Create(options, {0, 4, 0}, nullptr).status().code(),
@@ -391,7 +393,8 @@ TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
     if (engine.Metrics().committed_version != 1) return Status::Internal("committed != 1");
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " " << LoopbackWorldTesting::network(**world).seed_description();
+  EXPECT_TRUE(status.ok()) << status << " "
+                           << LoopbackWorldTesting::network(**world).seed_description();
 }
 
 // The header of a fragment is WRITTEN only after all of its cells completed: we corrupt nothing
@@ -441,7 +444,8 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
     }
     return Status();
   });
-  ASSERT_TRUE(status.ok()) << status << " " << LoopbackWorldTesting::network(**world).seed_description();
+  ASSERT_TRUE(status.ok()) << status << " "
+                           << LoopbackWorldTesting::network(**world).seed_description();
   const uint64_t stripes = (kImage + kK * kCell - 1) / (kK * kCell);
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     EXPECT_EQ(records[rank]->header_writes.load(), kVersions * (kK + kM)) << "rank " << rank;
@@ -543,7 +547,8 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     if (rank == kill.victim && !kill.while_in_flight) return Status();
     FT_ASSIGN_OR_RETURN(CheckpointHandle handle, engine.CheckpointAsync());
-    if (rank == kill.victim) LoopbackWorldTesting::network(**world).Kill(kill.victim);  // dies with v2 in flight
+    if (rank == kill.victim)
+      LoopbackWorldTesting::network(**world).Kill(kill.victim);  // dies with v2 in flight
     results[rank] = handle.Wait();
     return Status();
   });
@@ -568,7 +573,8 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
     if (back != expected) return Status::DataLoss("committed version ", committed, " damaged");
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " " << LoopbackWorldTesting::network(**world).seed_description();
+  EXPECT_TRUE(status.ok()) << status << " "
+                           << LoopbackWorldTesting::network(**world).seed_description();
 }
 
 INSTANTIATE_TEST_SUITE_P(Kills, KillDuringCheckpoint,

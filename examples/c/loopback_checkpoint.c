@@ -49,7 +49,7 @@ int main(void) {
     return 1;
   }
   int rc = ft_loopback_world_run(world, Node, &app); /* Node on every rank at once */
-  if (rc != FT_OK) printf("%s\n", ft_last_error()); /* e.g. "DataLoss: rank 3: ..." */
+  if (rc != FT_OK) printf("%s\n", ft_last_error());  /* e.g. "DataLoss: rank 3: ..." */
   ft_loopback_world_destroy(world);
 
   for (int rank = 0; rank < kNodes; ++rank) free(app.state[rank]);

@@ -13,7 +13,7 @@ int main() {
   constexpr size_t kBytes = 100'000;
   std::vector<std::vector<std::byte>> state(8, std::vector<std::byte>(kBytes));
 
-  ft::LoopbackWorldOptions options;   // nodes = 8, engine options, failure domains, capacities
+  ft::LoopbackWorldOptions options;      // nodes = 8, engine options, failure domains, capacities
   options.engine.cell_bytes = 64 << 10;  // k = 4, m = 2 by default
   auto world = ft::LoopbackWorld::Create(options);
   if (!world.ok()) {

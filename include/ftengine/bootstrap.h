@@ -37,7 +37,8 @@ FT_EXPORT Result<Bootstrap> BootstrapFromEnvironment(
     const std::function<const char*(const char*)>& getenv = {});
 
 // Parses "host:port" or "[v6 address]:port"; InvalidArgument naming `what` otherwise.
-FT_EXPORT Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text, const char* what);
+FT_EXPORT Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text,
+                                                                 const char* what);
 
 }  // namespace ft
 

@@ -70,7 +70,8 @@ FT_EXPORT const char* ft_last_error(void);
 FT_EXPORT void ft_options_init(ft_options* options);
 
 /* A world of `nodes` engines over the in-process loopback fabric (rank 0 coordinates). */
-FT_EXPORT int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopback_world** world);
+FT_EXPORT int ft_loopback_world_create(uint32_t nodes, const ft_options* options,
+                                       ft_loopback_world** world);
 /* Destroys the world and its engines. NULL is ignored. */
 FT_EXPORT void ft_loopback_world_destroy(ft_loopback_world* world);
 /* The engine of `rank`, owned by the world. */
@@ -116,8 +117,8 @@ FT_EXPORT int ft_checkpoint_ready(const ft_checkpoint_handle* checkpoint);
 FT_EXPORT int ft_checkpoint_wait(ft_checkpoint_handle* checkpoint, uint64_t* version);
 /* Reads this node's last committed image back into out[0, bytes), treating the fragments of
  * skip_columns[0, skip_count) as lost. */
-FT_EXPORT int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes, const int32_t* skip_columns,
-                      int32_t skip_count);
+FT_EXPORT int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes,
+                                const int32_t* skip_columns, int32_t skip_count);
 FT_EXPORT int ft_metrics_get(const ft_engine* engine, ft_metrics* metrics);
 
 #ifdef __cplusplus
