@@ -7,15 +7,39 @@
 # ftengine::ftengine (shared) and ftengine::ftengine_static by find_package(ftengine), and
 # described by ftengine.pc for pkg-config. The repository's own tests and tools keep linking
 # the component libraries.
-set(FT_LIBRARY_COMPONENTS
-  ft_world ft_engine ft_recovery ft_erasure ft_verbs ft_verbs_rdma ft_topology ft_common)
+# The components are what ft_world links, transitively: walking the link graph (rather than
+# listing them) keeps the library whole when a component is split or added. The imported targets
+# met on the way (ISA-L, rdma-core, hwloc, threads) are what the library itself links.
+set(FT_LIBRARY_COMPONENTS ft_world)
+set(FT_LIBRARY_DEPENDENCIES "")
+set(ft_pending ft_world)
+while(ft_pending)
+  list(POP_FRONT ft_pending ft_target)
+  get_target_property(ft_links ${ft_target} LINK_LIBRARIES)
+  foreach(ft_link IN LISTS ft_links)
+    if(TARGET ${ft_link})
+      get_target_property(ft_aliased ${ft_link} ALIASED_TARGET)
+      if(ft_aliased)
+        set(ft_link ${ft_aliased})
+      endif()
+      get_target_property(ft_imported ${ft_link} IMPORTED)
+      if(ft_imported)
+        list(APPEND FT_LIBRARY_DEPENDENCIES ${ft_link})
+      elseif(NOT ft_link IN_LIST FT_LIBRARY_COMPONENTS)
+        list(APPEND FT_LIBRARY_COMPONENTS ${ft_link})
+        list(APPEND ft_pending ${ft_link})
+      endif()
+    elseif(ft_link AND NOT ft_link MATCHES "^\\$<")
+      list(APPEND FT_LIBRARY_DEPENDENCIES ${ft_link})  # a plain library name (-l)
+    endif()
+  endforeach()
+endwhile()
+list(REMOVE_DUPLICATES FT_LIBRARY_DEPENDENCIES)
+message(VERBOSE "libftengine: ${FT_LIBRARY_COMPONENTS}; links ${FT_LIBRARY_DEPENDENCIES}")
 set(ft_library_objects "")
 foreach(component IN LISTS FT_LIBRARY_COMPONENTS)
   list(APPEND ft_library_objects $<TARGET_OBJECTS:${component}>)
 endforeach()
-# What the components link besides each other (their PRIVATE dependencies).
-set(FT_LIBRARY_DEPENDENCIES PkgConfig::ISAL PkgConfig::IBVERBS PkgConfig::RDMACM PkgConfig::HWLOC
-  Threads::Threads)
 
 add_library(ftengine SHARED ${ft_library_objects})
 set_target_properties(ftengine PROPERTIES
