@@ -63,7 +63,6 @@ foreach(library ftengine ftengine_static)
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   ft_target_settings(${library})
-  add_dependencies(${library} ${FT_LIBRARY_COMPONENTS})
 endforeach()
 add_library(ftengine::ftengine ALIAS ftengine)
 add_library(ftengine::ftengine_static ALIAS ftengine_static)
