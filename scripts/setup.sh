@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(
-  g++ cmake ninja-build pkg-config ccache git
+  gcc g++ binutils cmake ninja-build pkg-config ccache git
   libisal-dev libibverbs-dev librdmacm-dev libhwloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   clang-format

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set up, build Release and ASan+UBSan (warnings are errors), check the
-# format, run every ctest test in both builds, then the `rdma` label (real verbs) in Release:
+# format, run every ctest test in both builds (and, after Release's, install it into a temporary
+# prefix and build and run C and C++ programs against it: scripts/test-install.sh), then the
+# `rdma` label (real verbs) in Release:
 # directly when this machine has an RDMA device, otherwise inside the soft-RoCE VM of
 # ../shared/rxe-vm when it exists. Under CI=true the rdma tests must run; elsewhere a run without
 # any way to get verbs says loudly that it skipped them. Exits non-zero when anything fails.
@@ -15,6 +17,8 @@ bash scripts/format.sh --check || status=1
 jobs=$(nproc 2>/dev/null || echo 2)
 echo "== ctest: Release"
 ctest --test-dir build/release --output-on-failure -j"$jobs" -LE rdma || status=1
+echo "== install: the Release tree into a temporary prefix, used by C and C++ projects"
+bash scripts/test-install.sh build/release || status=1
 echo "== ctest: ASan+UBSan"
 ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \

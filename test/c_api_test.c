@@ -1,5 +1,6 @@
-/* Proves the C API from C: a 4-node loopback world, two checkpoints, read-back with a lost
- * fragment, and bad input. Prints "N passed, M failed" and exits non-zero on any failure. */
+/* Proves the C API from C: a 4-node loopback world, two checkpoints from the program's own
+ * threads and a third through ft_loopback_world_run, read-back with a lost fragment, failing
+ * node functions, and bad input. Prints "N passed, M failed" and exits non-zero on any failure. */
 /* setenv, unsetenv */
 #define _POSIX_C_SOURCE 200809L
 
@@ -63,6 +64,45 @@ out:
   free(state);
   free(back);
   return NULL;
+}
+
+/* Node functions for ft_loopback_world_run. */
+struct RunRecord {
+  int ran[kNodes];
+  uint32_t engine_rank[kNodes];
+  unsigned char state[kNodes][kBytes];
+};
+
+static int RecordAndCheckpoint(uint32_t rank, ft_engine* engine, void* argument) {
+  struct RunRecord* record = (struct RunRecord*)argument;
+  record->ran[rank] += 1;
+  uint32_t size = 0;
+  int rc = ft_engine_world(engine, &record->engine_rank[rank], &size);
+  if (rc != FT_OK) return rc;
+  /* RunNode's region is freed: protect this run's own. */
+  rc = ft_unprotect(engine, 7);
+  if (rc != FT_OK) return rc;
+  Fill(record->state[rank], rank, 3);
+  rc = ft_protect(engine, 7, record->state[rank], kBytes);
+  if (rc != FT_OK) return rc;
+  uint64_t version = 0;
+  rc = ft_checkpoint(engine, &version);
+  if (rc == FT_OK && version != 3) return FT_INTERNAL;
+  return rc;
+}
+
+/* Rank 2 fails an ftengine call and returns its code; rank 3 fails on its own. */
+static int FailOnRanksTwoAndThree(uint32_t rank, ft_engine* engine, void* argument) {
+  (void)argument;
+  if (rank == 2) return ft_unprotect(engine, 99); /* FT_NOT_FOUND */
+  if (rank == 3) return FT_ABORTED;
+  return FT_OK;
+}
+
+static int FailOnRankOneWithItsOwnCode(uint32_t rank, ft_engine* engine, void* argument) {
+  (void)engine;
+  (void)argument;
+  return rank == 1 ? 42 : FT_OK;
 }
 
 int main(void) {
@@ -138,6 +178,29 @@ int main(void) {
   EXPECT(ft_metrics_get(runs[0].engine, &metrics) == FT_OK);
   EXPECT(metrics.committed_version == 2);
   EXPECT(metrics.image_bytes == kBytes);
+
+  /* ft_loopback_world_run: every rank once, on its own thread (a collective checkpoint from a
+   * single thread would wait until the timeout). */
+  EXPECT(ft_loopback_world_run(NULL, RecordAndCheckpoint, NULL) == FT_INVALID_ARGUMENT);
+  EXPECT(strstr(ft_last_error(), "world") != NULL);
+  EXPECT(ft_loopback_world_run(world, NULL, NULL) == FT_INVALID_ARGUMENT);
+  EXPECT(strstr(ft_last_error(), "fn") != NULL);
+  static struct RunRecord record; /* the engines keep its state protected until the end */
+  EXPECT(ft_loopback_world_run(world, RecordAndCheckpoint, &record) == FT_OK);
+  EXPECT(strcmp(ft_last_error(), "") == 0);
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT(record.ran[rank] == 1);
+    EXPECT(record.engine_rank[rank] == rank);
+  }
+  EXPECT(ft_metrics_get(runs[0].engine, &metrics) == FT_OK);
+  EXPECT(metrics.committed_version == 3);
+
+  /* The lowest failing rank's code, and its message on this thread, naming the rank. */
+  EXPECT(ft_loopback_world_run(world, FailOnRanksTwoAndThree, NULL) == FT_NOT_FOUND);
+  EXPECT(strncmp(ft_last_error(), "NotFound: rank 2: ", 18) == 0);
+  EXPECT(strstr(ft_last_error(), "99") != NULL);
+  EXPECT(ft_loopback_world_run(world, FailOnRankOneWithItsOwnCode, NULL) == 42);
+  EXPECT(strstr(ft_last_error(), "rank 1: the node function returned 42") != NULL);
   ft_loopback_world_destroy(world);
   ft_loopback_world_destroy(NULL);
 

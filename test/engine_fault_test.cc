@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "engine/loopback_world.h"
+#include "engine/engine_factory.h"
 #include "ftengine/engine.h"
 #include "test/engine_test_util.h"
 #include "test/recording_fabric.h"
 #include "verbs/loopback/loopback.h"
+#include "world/loopback_world_internal.h"
 
 namespace ft {
 namespace {
@@ -52,7 +53,7 @@ TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
     return std::unique_ptr<verbs::Fabric>(
         std::make_unique<test::RecordingFabric>(std::move(fabric), records[rank]));
   };
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {40'000});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -63,7 +64,7 @@ TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
   ASSERT_TRUE(status.ok()) << status;
 
   // Holders of r are r+1, r+2, r+3 (mod 5): 1 writes to 3 and 3 writes to 1.
-  (*world)->network().SetDelay(1, 3, 1'000'000'000);
+  internal::LoopbackWorldTesting::network(**world).SetDelay(1, 3, 1'000'000'000);
   const int writes_before = records[1]->cell_writes.load();
   std::vector<Result<CheckpointHandle>> handles;
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
@@ -100,7 +101,7 @@ TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
         << rank << ": the control path must survive: " << results[rank];
   }
 
-  (*world)->network().SetDelay(1, 3, 0);
+  internal::LoopbackWorldTesting::network(**world).SetDelay(1, 3, 0);
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     FT_ASSIGN_OR_RETURN(uint64_t version, engine.Checkpoint());
     if (version != 2) {
@@ -108,7 +109,8 @@ TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
     }
     return Status();
   });
-  ASSERT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  ASSERT_TRUE(status.ok()) << status << " "
+                           << internal::LoopbackWorldTesting::network(**world).seed_description();
   EXPECT_TRUE(VerifyAll(**world, states, {{}, {0}, {1}, {2}}).ok());
 }
 
@@ -119,7 +121,7 @@ TEST(EngineFaults, DeadlineWaitingForTheCoordinatorLeavesTheEngineUsable) {
   auto options = SmallWorld(4, 2, 1);
   options.engine.timeout = 2s;
   options.clock = &clock;
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(4, {10'000});
   for (uint32_t rank = 0; rank < 4; ++rank) {
@@ -166,7 +168,8 @@ TEST(EngineFaults, DestroyingAnEngineCompletesEveryHandle) {
           created[rank] = fabric.status();
           return;
         }
-        auto engine = Engine::Create(engine_options, {rank, 3, 0}, std::move(fabric).value());
+        auto engine = internal::EngineFactory::Create(engine_options, {rank, 3, 0},
+                                                      std::move(fabric).value());
         if (engine.ok()) {
           engines[rank] = std::move(engine).value();
         } else {
@@ -206,7 +209,7 @@ TEST(EngineFaults, ReadCommittedReadsOnlyKColumnsWhenKAreIntact) {
     return std::unique_ptr<verbs::Fabric>(
         std::make_unique<test::RecordingFabric>(std::move(fabric), records[rank]));
   };
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {kImage});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -245,7 +248,7 @@ TEST(EngineFaults, AnAbortedRoundUnderANewPlacementLeavesTheCommittedVersion) {
   options.engine.timeout = 10s;
   // Room for the committed extents and a new placement of the grown images.
   options.engine.store_capacity = 3 * Engine::StoreBytesFor(60'000, options.engine);
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {40'000});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -258,7 +261,7 @@ TEST(EngineFaults, AnAbortedRoundUnderANewPlacementLeavesTheCommittedVersion) {
   for (const auto& state : states) committed.push_back(state.Image());
 
   auto grown = MakeStates(kNodes, {60'000});
-  (*world)->network().Partition(1, 3);
+  internal::LoopbackWorldTesting::network(**world).Partition(1, 3);
   std::vector<Status> results(kNodes);
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     FT_RETURN_IF_ERROR(engine.Unprotect(0));
@@ -271,7 +274,7 @@ TEST(EngineFaults, AnAbortedRoundUnderANewPlacementLeavesTheCommittedVersion) {
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     ASSERT_FALSE(results[rank].ok()) << "rank " << rank << ": version 2 was meant to abort";
   }
-  (*world)->network().Heal(1, 3);
+  internal::LoopbackWorldTesting::network(**world).Heal(1, 3);
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     for (const std::vector<int>& lost : {std::vector<int>{}, {0}, {1}, {2}}) {
       // Rank 1's link to its column-1 holder (rank 3) was fenced by the partition and comes back
@@ -284,7 +287,8 @@ TEST(EngineFaults, AnAbortedRoundUnderANewPlacementLeavesTheCommittedVersion) {
     }
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  EXPECT_TRUE(status.ok()) << status << " "
+                           << internal::LoopbackWorldTesting::network(**world).seed_description();
   // The next checkpoint of the grown images commits (the fenced links are replaced).
   status = (*world)->Run(
       [&](uint32_t, Engine& engine) -> Status { return engine.Checkpoint().status(); });

@@ -9,10 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/loopback_world.h"
+#include "engine/engine_factory.h"
 #include "ftengine/engine.h"
 #include "test/engine_test_util.h"
 #include "verbs/faulty/faulty.h"
+#include "world/loopback_world_internal.h"
 
 namespace ft {
 namespace {
@@ -34,7 +35,7 @@ void CheckBadCellIsCaught(verbs::FaultRule rule) {
         std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
   };
   faults->Add(std::move(rule));
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {kImage});
   const Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {

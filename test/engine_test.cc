@@ -10,11 +10,12 @@
 #include <random>
 #include <thread>
 
-#include "engine/loopback_world.h"
+#include "engine/engine_factory.h"
 #include "erasure/fragment.h"
 #include "test/engine_test_util.h"
 #include "test/recording_fabric.h"
 #include "verbs/loopback/loopback.h"
+#include "world/loopback_world_internal.h"
 
 namespace ft {
 namespace {
@@ -38,7 +39,8 @@ class CheckpointShapes : public ::testing::TestWithParam<Shape> {};
 
 TEST_P(CheckpointShapes, CommitsAndReadsBackEveryVersion) {
   const Shape& shape = GetParam();
-  auto world = LoopbackWorld::Create(SmallWorld(shape.nodes, shape.k, shape.m, shape.cell_bytes));
+  auto world = internal::LoopbackWorldTesting::Create(
+      SmallWorld(shape.nodes, shape.k, shape.m, shape.cell_bytes));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(shape.nodes, shape.regions);
   ASSERT_TRUE(
@@ -87,7 +89,7 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(Engine, ZeroCopyOnlyBouncesStraddlingAndTailCells) {
-  auto world = LoopbackWorld::Create(SmallWorld(6, 2, 2, 4096));
+  auto world = internal::LoopbackWorldTesting::Create(SmallWorld(6, 2, 2, 4096));
   ASSERT_TRUE(world.ok()) << world.status();
   // One region of 3 full stripes + 100 bytes: only the tail cell is bounced.
   auto states = MakeStates(6, {3 * 2 * 4096 + 100});
@@ -101,7 +103,7 @@ TEST(Engine, ZeroCopyOnlyBouncesStraddlingAndTailCells) {
 }
 
 TEST(Engine, AsyncCheckpointOverlapsCompute) {
-  auto world = LoopbackWorld::Create(SmallWorld(5, 2, 2, 4096));
+  auto world = internal::LoopbackWorldTesting::Create(SmallWorld(5, 2, 2, 4096));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(5, {60'000});
   std::vector<uint64_t> computed(5, 0);
@@ -127,7 +129,7 @@ TEST(Engine, AsyncCheckpointOverlapsCompute) {
 TEST(Engine, LocalCopyRestoresTheCommittedImage) {
   auto options = SmallWorld(4, 2, 1);
   options.engine.keep_local_copy = true;
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(4, {10'000, 333});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -147,7 +149,7 @@ TEST(Engine, LocalCopyRestoresTheCommittedImage) {
 }
 
 TEST(Engine, BadInputIsRefusedAndChangesNothing) {
-  auto world = LoopbackWorld::Create(SmallWorld(4, 2, 1));
+  auto world = internal::LoopbackWorldTesting::Create(SmallWorld(4, 2, 1));
   ASSERT_TRUE(world.ok()) << world.status();
   Engine& engine = (*world)->engine(1);
   std::vector<std::byte> a(1000), b(1000);
@@ -177,7 +179,7 @@ TEST(Engine, CreateRejectsBadOptions) {
   auto make = [&](EngineOptions options, WorldInfo world) {
     auto fabric = (*network)->CreateFabric(world.rank < 4 ? world.rank : 0);
     EXPECT_TRUE(fabric.ok()) << fabric.status();
-    return Engine::Create(options, world, std::move(fabric).value()).status();
+    return internal::EngineFactory::Create(options, world, std::move(fabric).value()).status();
   };
   EngineOptions options;
   options.k = 3;
@@ -214,17 +216,19 @@ TEST(Engine, CreateRejectsBadOptions) {
   {
     auto fabric_of_0 = (*network)->CreateFabric(0);
     ASSERT_TRUE(fabric_of_0.ok());
-    Status wrong_node = Engine::Create(options, {1, 4, 0}, std::move(fabric_of_0).value()).status();
+    Status wrong_node =
+        internal::EngineFactory::Create(options, {1, 4, 0}, std::move(fabric_of_0).value())
+            .status();
     EXPECT_EQ(wrong_node.code(), StatusCode::kInvalidArgument) << wrong_node;
   }
-  EXPECT_EQ(Engine::Create(options, {0, 4, 0}, nullptr).status().code(),
+  EXPECT_EQ(internal::EngineFactory::Create(options, {0, 4, 0}, nullptr).status().code(),
             StatusCode::kInvalidArgument);
 }
 
 TEST(Engine, ProtectDuringACheckpointInFlightIsRefused) {
   auto options = SmallWorld(4, 2, 1);
   options.engine.timeout = 300ms;  // the others never join: this round can only time out
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   Engine& engine = (*world)->engine(2);
   std::vector<std::byte> a(5000), b(100);
@@ -245,7 +249,7 @@ TEST(Engine, ProtectDuringACheckpointInFlightIsRefused) {
 TEST(Engine, WorldTooSmallSaysHowManyBytesAreMissing) {
   auto options = SmallWorld(6, 2, 2);
   options.capacity_of = [](uint32_t) -> uint64_t { return 4096; };  // far too small
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(6, {100'000});
   std::vector<Status> results(6);
@@ -266,7 +270,7 @@ TEST(Engine, NodeWithoutStoreBorrowsFromOthers) {
   const uint64_t image = 40'000;
   const uint64_t fair = Engine::StoreBytesFor(image, options.engine);
   options.capacity_of = [&](uint32_t rank) -> uint64_t { return rank == 3 ? 4096 : 2 * fair; };
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(8, {image});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -286,7 +290,7 @@ TEST(Engine, NodeWithoutStoreBorrowsFromOthers) {
 TEST(Engine, AWholeFailureDomainLostAtOnceLosesNoImage) {
   auto options = SmallWorld(8, 2, 1);
   options.domain_of = [](uint32_t rank) { return rank / 2; };  // racks {0,1} {2,3} {4,5} {6,7}
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(8, {9000});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -303,7 +307,7 @@ TEST(Engine, AWholeFailureDomainLostAtOnceLosesNoImage) {
     }
     for (uint32_t down : {2 * rack, 2 * rack + 1}) {
       for (uint32_t rank = 0; rank < 8; ++rank) {
-        if (rank != down) (*world)->network().Partition(down, rank);
+        if (rank != down) internal::LoopbackWorldTesting::network(**world).Partition(down, rank);
       }
     }
     status = (*world)->RunOn(survivors, [&](uint32_t rank, Engine& engine) -> Status {
@@ -316,7 +320,7 @@ TEST(Engine, AWholeFailureDomainLostAtOnceLosesNoImage) {
     EXPECT_TRUE(status.ok()) << "rack " << rack << " down: " << status;
     for (uint32_t down : {2 * rack, 2 * rack + 1}) {
       for (uint32_t rank = 0; rank < 8; ++rank) {
-        if (rank != down) (*world)->network().Heal(down, rank);
+        if (rank != down) internal::LoopbackWorldTesting::network(**world).Heal(down, rank);
       }
     }
     if (!status.ok()) break;
@@ -332,7 +336,7 @@ TEST(Engine, AWholeFailureDomainLostAtOnceLosesNoImage) {
 // m + 1 holders of one owner lost: its image cannot be rebuilt, and the read says so (DataLoss
 // naming the owner, the version and the stripe) instead of returning anything.
 TEST(Engine, MorePlusOneLostHoldersOfAnOwnerIsDataLossNamingIt) {
-  auto world = LoopbackWorld::Create(SmallWorld(6, 2, 1));
+  auto world = internal::LoopbackWorldTesting::Create(SmallWorld(6, 2, 1));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(6, {9000});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -342,8 +346,8 @@ TEST(Engine, MorePlusOneLostHoldersOfAnOwnerIsDataLossNamingIt) {
   });
   ASSERT_TRUE(status.ok()) << status;
   // Holders of owner 1 are 2, 3, 4 (every node its own domain): two of them die.
-  (*world)->network().Kill(2);
-  (*world)->network().Kill(3);
+  internal::LoopbackWorldTesting::network(**world).Kill(2);
+  internal::LoopbackWorldTesting::network(**world).Kill(3);
   std::vector<std::byte> back(9000);
   Status read = (*world)->engine(1).ReadCommitted(back);
   EXPECT_EQ(read.code(), StatusCode::kDataLoss) << read;
@@ -361,7 +365,7 @@ TEST(Engine, MorePlusOneLostHoldersOfAnOwnerIsDataLossNamingIt) {
 TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
   auto options = SmallWorld(6, 2, 2, 4096);
   options.engine.timeout = 10s;
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(6, {64 * 1024});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -379,7 +383,7 @@ TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     states[rank].Fill(rank, 2);
     if (rank == victim) {
-      (*world)->network().Kill(victim);  // dies as version 2 starts
+      internal::LoopbackWorldTesting::network(**world).Kill(victim);  // dies as version 2 starts
     }
     results[rank] = engine.Checkpoint().status();
     return Status();
@@ -397,7 +401,8 @@ TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
     if (engine.Metrics().committed_version != 1) return Status::Internal("committed != 1");
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  EXPECT_TRUE(status.ok()) << status << " "
+                           << internal::LoopbackWorldTesting::network(**world).seed_description();
 }
 
 // The header-last rule, observed on the datapath: a fragment header is posted only when none of
@@ -415,9 +420,9 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
     return std::unique_ptr<verbs::Fabric>(
         std::make_unique<test::RecordingFabric>(std::move(inner), records[rank]));
   };
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
-  (*world)->network().SetRandomDelays(4);
+  internal::LoopbackWorldTesting::network(**world).SetRandomDelays(4);
   auto states = MakeStates(kNodes, {kImage});
   constexpr int kVersions = 3;
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -428,7 +433,8 @@ TEST(Engine, HeadersArePostedOnlyAfterEveryCellCompleted) {
     }
     return Status();
   });
-  ASSERT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  ASSERT_TRUE(status.ok()) << status << " "
+                           << internal::LoopbackWorldTesting::network(**world).seed_description();
   const uint64_t stripes = (kImage + kK * kCell - 1) / (kK * kCell);
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     EXPECT_EQ(records[rank]->header_writes.load(), kVersions * (kK + kM)) << "rank " << rank;
@@ -461,7 +467,7 @@ TEST(Engine, HolderConnectingWithOtherStoreKeysThanTheGoIsRefused) {
     return std::unique_ptr<verbs::Fabric>(std::make_unique<test::RecordingFabric>(
         std::move(inner), std::make_shared<test::DatapathRecord>(), std::move(rewrite)));
   };
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {10'000});
   std::vector<Status> results(kNodes, Status::Internal("not run"));
@@ -503,9 +509,9 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
   constexpr uint32_t kNodes = 7;
   auto options = SmallWorld(kNodes, 3, 2, 2048);
   options.engine.timeout = 10s;
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
-  (*world)->network().SetRandomDelays(3);
+  internal::LoopbackWorldTesting::network(**world).SetRandomDelays(3);
   auto states = MakeStates(kNodes, {40'000, 123});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
@@ -519,7 +525,7 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
     states[rank].Fill(rank, 2);
     version2.push_back(states[rank].Image());
   }
-  if (!kill.while_in_flight) (*world)->network().Kill(kill.victim);
+  if (!kill.while_in_flight) internal::LoopbackWorldTesting::network(**world).Kill(kill.victim);
 
   std::vector<Result<uint64_t>> results(kNodes, Status::Internal("not run"));
   std::vector<uint32_t> survivors;
@@ -530,7 +536,8 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
     if (rank == kill.victim && !kill.while_in_flight) return Status();
     FT_ASSIGN_OR_RETURN(CheckpointHandle handle, engine.CheckpointAsync());
-    if (rank == kill.victim) (*world)->network().Kill(kill.victim);  // dies with v2 in flight
+    if (rank == kill.victim)
+      internal::LoopbackWorldTesting::network(**world).Kill(kill.victim);  // dies with v2 in flight
     results[rank] = handle.Wait();
     return Status();
   });
@@ -555,7 +562,8 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
     if (back != expected) return Status::DataLoss("committed version ", committed, " damaged");
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " " << (*world)->network().seed_description();
+  EXPECT_TRUE(status.ok()) << status << " "
+                           << internal::LoopbackWorldTesting::network(**world).seed_description();
 }
 
 INSTANTIATE_TEST_SUITE_P(Kills, KillDuringCheckpoint,
@@ -571,7 +579,7 @@ TEST(Engine, ThousandNodesCheckpointAndVerify) {
   constexpr uint32_t kNodes = 1024;
   auto options = SmallWorld(kNodes, 4, 2, 1024);
   options.engine.timeout = 50s;
-  auto world = LoopbackWorld::Create(options);
+  auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {3000});
   Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {

@@ -9,8 +9,9 @@
 #include <span>
 #include <vector>
 
-#include "engine/loopback_world.h"
+#include "engine/engine_factory.h"
 #include "ftengine/engine.h"
+#include "world/loopback_world_internal.h"
 
 namespace ft::test {
 
@@ -26,8 +27,9 @@ inline void FillPattern(std::span<std::byte> bytes, uint32_t rank, uint64_t vers
   }
 }
 
-inline LoopbackWorldOptions SmallWorld(uint32_t nodes, int k, int m, uint64_t cell_bytes = 4096) {
-  LoopbackWorldOptions options;
+inline internal::LoopbackTestWorldOptions SmallWorld(uint32_t nodes, int k, int m,
+                                                     uint64_t cell_bytes = 4096) {
+  internal::LoopbackTestWorldOptions options;
   options.nodes = nodes;
   options.engine.k = k;
   options.engine.m = m;

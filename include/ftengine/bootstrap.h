@@ -17,6 +17,7 @@
 #include <functional>
 #include <string>
 
+#include "ftengine/export.h"
 #include "ftengine/status.h"
 
 namespace ft {
@@ -32,11 +33,12 @@ struct Bootstrap {
 };
 
 // Reads the environment through `getenv` (std::getenv when empty; tests pass a fake).
-Result<Bootstrap> BootstrapFromEnvironment(
+FT_EXPORT Result<Bootstrap> BootstrapFromEnvironment(
     const std::function<const char*(const char*)>& getenv = {});
 
 // Parses "host:port" or "[v6 address]:port"; InvalidArgument naming `what` otherwise.
-Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text, const char* what);
+FT_EXPORT Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text,
+                                                                 const char* what);
 
 }  // namespace ft
 

@@ -7,7 +7,7 @@
 // committed when every node's fragments are in place; the committed version is never overwritten
 // by the one in flight (two slots per fragment, version v uses slot v % 2).
 //
-//   auto engine = ft::Engine::Create(options, world, std::move(fabric));  // Result<...>
+//   auto engine = ft::Engine::CreateFromEnvironment(options);  // one process per node, rdma
 //   FT_RETURN_IF_ERROR((*engine)->Protect(0, state.data(), state.size()));
 //   ft::Result<uint64_t> version = (*engine)->Checkpoint();
 //
@@ -19,6 +19,9 @@
 // checkpoint (a lost peer: Unavailable; the world cannot fit the images: ResourceExhausted; a
 // deadline: DeadlineExceeded; the coordinator aborted it: Aborted) leaves the last committed
 // version intact and the engine usable for the next attempt.
+//
+// Where engines come from: CreateFromEnvironment (a job launched by ftrun, srun or mpirun) or
+// ft::LoopbackWorld (ftengine/loopback_world.h: N engines in one process).
 #ifndef FTENGINE_ENGINE_H_
 #define FTENGINE_ENGINE_H_
 
@@ -30,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "ftengine/export.h"
 #include "ftengine/status.h"
 
 namespace ft {
@@ -38,6 +42,9 @@ namespace verbs {
 class Fabric;
 }  // namespace verbs
 class Clock;  // common/clock.h: an injected time source (tests advance a manual clock)
+namespace internal {
+struct EngineFactory;
+}  // namespace internal
 
 struct EngineOptions {
   int k = 4;  // data cells per stripe
@@ -90,7 +97,7 @@ struct EngineMetrics {
 class Engine;
 
 // The outcome of CheckpointAsync. Wait() may be called once or several times (same answer).
-class CheckpointHandle {
+class FT_EXPORT CheckpointHandle {
  public:
   CheckpointHandle() = default;
   // The committed version, or why the checkpoint failed.
@@ -99,7 +106,7 @@ class CheckpointHandle {
   bool Ready() const;
   bool valid() const { return state_ != nullptr; }
 
-  struct State;  // internal
+  struct FT_HIDDEN State;  // internal
 
  private:
   friend class Engine;
@@ -107,21 +114,8 @@ class CheckpointHandle {
   std::shared_ptr<State> state_;
 };
 
-class Engine {
+class FT_EXPORT Engine {
  public:
-  // Creates the engine of node world.rank and connects it to the coordinator (blocks until the
-  // coordinator's engine exists too, bounded by options.timeout). Takes ownership of the fabric.
-  // Bad options: InvalidArgument naming the value (k + m >= world.size says the largest k + m the
-  // world allows).
-  static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
-                                                const WorldInfo& world,
-                                                std::unique_ptr<verbs::Fabric> fabric);
-  // The same, with every deadline and metric measured on `clock` (which must outlive the
-  // engine) instead of the steady clock: tests drive deadlines with a manual clock, no sleeps.
-  static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
-                                                const WorldInfo& world,
-                                                std::unique_ptr<verbs::Fabric> fabric,
-                                                Clock& clock);
   // The engine of this process in a job launched by ftrun, srun or mpirun, over rdma: rank,
   // world size and the coordinator's address from the environment (ftengine/bootstrap.h), the
   // RDMA device that holds the address toward the coordinator (FT_DEVICE, FT_GID_INDEX and
@@ -167,10 +161,24 @@ class Engine {
   static uint64_t StoreBytesFor(uint64_t image_bytes, const EngineOptions& options);
 
   struct PrivateTag {};
-  class Impl;
-  Engine(PrivateTag, std::unique_ptr<Impl> impl);
+  class FT_HIDDEN Impl;
+  FT_HIDDEN Engine(PrivateTag, std::unique_ptr<Impl> impl);
 
  private:
+  friend struct internal::EngineFactory;
+  // The engine of node world.rank over a fabric the caller built (the loopback world, the rdma
+  // fabric of a process): no verbs header is installed, so only this repository's composition
+  // layer calls it, through internal::EngineFactory (engine/engine_factory.h).
+  FT_HIDDEN static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
+                                                          const WorldInfo& world,
+                                                          std::unique_ptr<verbs::Fabric> fabric);
+  // The same, with every deadline and metric measured on `clock` (which must outlive the engine)
+  // instead of the steady clock: tests drive deadlines with a manual clock, no sleeps.
+  FT_HIDDEN static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
+                                                          const WorldInfo& world,
+                                                          std::unique_ptr<verbs::Fabric> fabric,
+                                                          Clock& clock);
+
   std::unique_ptr<Impl> impl_;
 };
 

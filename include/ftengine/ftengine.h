@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ftengine/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -60,46 +62,64 @@ typedef struct ft_checkpoint_handle ft_checkpoint_handle; /* an asynchronous che
 typedef struct ft_loopback_world ft_loopback_world;       /* N engines in this process */
 
 /* "InvalidArgument", "DataLoss", ... for a code. Never NULL. */
-const char* ft_strerror(int code);
+FT_EXPORT const char* ft_strerror(int code);
 /* The message of this thread's last failed call ("" when none). Never NULL. */
-const char* ft_last_error(void);
+FT_EXPORT const char* ft_last_error(void);
 
 /* Fills *options with the defaults (k = 4, m = 2, 1 MiB cells, ...). */
-void ft_options_init(ft_options* options);
+FT_EXPORT void ft_options_init(ft_options* options);
 
 /* A world of `nodes` engines over the in-process loopback fabric (rank 0 coordinates). */
-int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopback_world** world);
+FT_EXPORT int ft_loopback_world_create(uint32_t nodes, const ft_options* options,
+                                       ft_loopback_world** world);
 /* Destroys the world and its engines. NULL is ignored. */
-void ft_loopback_world_destroy(ft_loopback_world* world);
+FT_EXPORT void ft_loopback_world_destroy(ft_loopback_world* world);
 /* The engine of `rank`, owned by the world. */
-int ft_loopback_world_engine(ft_loopback_world* world, uint32_t rank, ft_engine** engine);
+FT_EXPORT int ft_loopback_world_engine(ft_loopback_world* world, uint32_t rank, ft_engine** engine);
+
+/* What one node of a loopback world runs: fn(rank, engine, arg), returning FT_OK or an ft_code. */
+typedef int (*ft_node_fn)(uint32_t rank, ft_engine* engine, void* arg);
+/* Runs fn(rank, engine of rank, arg) for every rank of the world at once, each on its own thread,
+ * and returns when all have returned. A checkpoint is collective, so a world's nodes must call
+ * ft_checkpoint together: from one thread, a single node's ft_checkpoint waits for the others
+ * until the timeout. This gives C what ft::LoopbackWorld::Run gives C++.
+ *
+ * Returns FT_OK when every fn returned FT_OK. Otherwise returns what fn returned for the lowest
+ * rank that failed, and ft_last_error() on the calling thread reads "<code name>: rank R: <the
+ * message of that rank's last failed ftengine call>" (or says that fn returned the code itself).
+ * FT_INVALID_ARGUMENT, running nothing, for a NULL world or fn.
+ *
+ * `arg` is passed as is to every thread: what fn writes through it must be per rank (or
+ * synchronised). fn must not throw or longjmp out, and must not destroy the world. One
+ * ft_loopback_world_run per world at a time. */
+FT_EXPORT int ft_loopback_world_run(ft_loopback_world* world, ft_node_fn fn, void* arg);
 
 /* This process's engine in a job launched by ftrun, srun or mpirun, over rdma: rank, world size
  * and the coordinator's address come from the environment (FT_RANK/FT_WORLD_SIZE or the
  * launcher's variables, FT_COORDINATOR=host:port). Collective: every process of the job calls
  * it. Release it with ft_engine_destroy. */
-int ft_engine_create_from_environment(const ft_options* options, ft_engine** engine);
+FT_EXPORT int ft_engine_create_from_environment(const ft_options* options, ft_engine** engine);
 /* Destroys an engine made by ft_engine_create_from_environment. NULL, and a loopback world's
  * engines (the world owns them), are ignored. */
-void ft_engine_destroy(ft_engine* engine);
+FT_EXPORT void ft_engine_destroy(ft_engine* engine);
 /* This engine's rank and the world's size. */
-int ft_engine_world(const ft_engine* engine, uint32_t* rank, uint32_t* size);
+FT_EXPORT int ft_engine_world(const ft_engine* engine, uint32_t* rank, uint32_t* size);
 
-int ft_protect(ft_engine* engine, uint64_t id, void* ptr, uint64_t bytes);
-int ft_unprotect(ft_engine* engine, uint64_t id);
+FT_EXPORT int ft_protect(ft_engine* engine, uint64_t id, void* ptr, uint64_t bytes);
+FT_EXPORT int ft_unprotect(ft_engine* engine, uint64_t id);
 /* Collective. On success *version is the committed version. */
-int ft_checkpoint(ft_engine* engine, uint64_t* version);
+FT_EXPORT int ft_checkpoint(ft_engine* engine, uint64_t* version);
 /* Starts a checkpoint; *checkpoint must be waited for and freed with ft_checkpoint_wait. */
-int ft_checkpoint_async(ft_engine* engine, ft_checkpoint_handle** checkpoint);
+FT_EXPORT int ft_checkpoint_async(ft_engine* engine, ft_checkpoint_handle** checkpoint);
 /* 1 when ft_checkpoint_wait would not block, else 0. */
-int ft_checkpoint_ready(const ft_checkpoint_handle* checkpoint);
+FT_EXPORT int ft_checkpoint_ready(const ft_checkpoint_handle* checkpoint);
 /* Waits, stores the committed version, and frees the handle (even when the checkpoint failed). */
-int ft_checkpoint_wait(ft_checkpoint_handle* checkpoint, uint64_t* version);
+FT_EXPORT int ft_checkpoint_wait(ft_checkpoint_handle* checkpoint, uint64_t* version);
 /* Reads this node's last committed image back into out[0, bytes), treating the fragments of
  * skip_columns[0, skip_count) as lost. */
-int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes, const int32_t* skip_columns,
-                      int32_t skip_count);
-int ft_metrics_get(const ft_engine* engine, ft_metrics* metrics);
+FT_EXPORT int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes,
+                                const int32_t* skip_columns, int32_t skip_count);
+FT_EXPORT int ft_metrics_get(const ft_engine* engine, ft_metrics* metrics);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,8 @@
 #include <utility>
 #include <variant>
 
+#include "ftengine/export.h"
+
 namespace ft {
 
 enum class StatusCode : int {
@@ -34,7 +36,7 @@ enum class StatusCode : int {
 };
 
 // "InvalidArgument", "DataLoss", ... ("Unknown" for values outside the enum).
-const char* StatusCodeName(StatusCode code);
+FT_EXPORT const char* StatusCodeName(StatusCode code);
 
 // Concatenates the streamed form of each argument: StrCat("k = ", k, " is too large").
 template <typename... Args>
@@ -44,7 +46,7 @@ std::string StrCat(const Args&... args) {
   return std::move(out).str();
 }
 
-class [[nodiscard]] Status {
+class [[nodiscard]] FT_EXPORT Status {
  public:
   Status() noexcept = default;  // OK
   Status(StatusCode code, std::string_view message);
@@ -120,10 +122,10 @@ class [[nodiscard]] Status {
   std::unique_ptr<State> state_;
 };
 
-std::ostream& operator<<(std::ostream& out, const Status& status);
+FT_EXPORT std::ostream& operator<<(std::ostream& out, const Status& status);
 
 namespace internal {
-[[noreturn]] void DieBecauseResultHasNoValue(const Status& status);
+[[noreturn]] FT_EXPORT void DieBecauseResultHasNoValue(const Status& status);
 }  // namespace internal
 
 // Either a T or a non-OK Status.

@@ -19,13 +19,13 @@
 #include <string>
 #include <vector>
 
-#include "engine/loopback_world.h"
-#include "engine/process.h"
 #include "erasure/codec.h"
 #include "erasure/geometry.h"
 #include "ftengine/bootstrap.h"
 #include "ftengine/engine.h"
+#include "ftengine/loopback_world.h"
 #include "verbs/rdma/rdma.h"
+#include "world/process.h"
 
 namespace ft::ftbench {
 namespace {

@@ -11,7 +11,7 @@
 // without the engine (ISA-L encode of its image, CRC64 and memcpy of (k+m)/k x image into
 // pre-touched memory), then memcpy of its image alone. Medians over the versions.
 //
-// --fabric rdma: one process per node, launched by ftrun, srun or mpirun (engine/process.h):
+// --fabric rdma: one process per node, launched by ftrun, srun or mpirun (world/process.h):
 // the world size comes from the launcher (--nodes, when given, must match it). Each process
 // checkpoints its own image and runs the reference on it; a checkpoint is collective (it ends at
 // the commit, after the slowest node), so rank 0's times are the job's. Every rank verifies its

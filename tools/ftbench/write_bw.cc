@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "engine/datapath.h"
-#include "engine/process.h"
 #include "ftengine/bootstrap.h"
 #include "verbs/fabric.h"
 #include "verbs/rdma/rdma.h"
+#include "world/process.h"
 
 namespace ft::ftbench {
 namespace {

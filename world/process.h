@@ -9,8 +9,8 @@
 //
 // Connect dials from the higher rank to the lower one, so the coordinator must be rank 0 (it is
 // the one every process can dial): FT_COORDINATOR_RANK other than 0 is refused.
-#ifndef FT_ENGINE_PROCESS_H_
-#define FT_ENGINE_PROCESS_H_
+#ifndef FT_WORLD_PROCESS_H_
+#define FT_WORLD_PROCESS_H_
 
 #include <functional>
 #include <memory>
@@ -55,4 +55,4 @@ Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
 
 }  // namespace ft
 
-#endif  // FT_ENGINE_PROCESS_H_
+#endif  // FT_WORLD_PROCESS_H_

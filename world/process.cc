@@ -1,4 +1,6 @@
-#include "engine/process.h"
+// One process per node (world/process.h): its listen address, address book and rdma Fabric, and
+// Engine::CreateFromEnvironment, which composes them with the engine.
+#include "world/process.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -13,6 +15,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "engine/engine_factory.h"
 
 namespace ft {
 namespace {
@@ -150,7 +153,7 @@ Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
                                                     const EngineOptions& options) {
   const Bootstrap& boot = process.bootstrap;
   Result<std::unique_ptr<Engine>> engine =
-      Engine::Create(options, process.world, std::move(process.fabric));
+      internal::EngineFactory::Create(options, process.world, std::move(process.fabric));
   if (!engine.ok() && boot.rank != boot.coordinator_rank &&
       (engine.status().code() == StatusCode::kDeadlineExceeded ||
        engine.status().code() == StatusCode::kUnavailable)) {

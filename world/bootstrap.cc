@@ -1,3 +1,4 @@
+// Who this process is in its job (ftengine/bootstrap.h), read from the launcher's variables.
 #include "ftengine/bootstrap.h"
 
 #include <charconv>

@@ -1,5 +1,5 @@
-// The C API over ft::Engine. Nothing throws across it: allocation failures become
-// FT_RESOURCE_EXHAUSTED, anything else unexpected FT_INTERNAL.
+// The C API over ft::Engine and ft::LoopbackWorld. Nothing throws across it: allocation failures
+// become FT_RESOURCE_EXHAUSTED, anything else unexpected FT_INTERNAL.
 #include "ftengine/ftengine.h"
 
 #include <exception>
@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/loopback_world.h"
 #include "ftengine/engine.h"
+#include "ftengine/loopback_world.h"
 
 struct ft_engine {
   ft::Engine* engine;
@@ -25,15 +25,20 @@ struct ft_loopback_world {
 
 namespace {
 
+// This thread's last failure: the Status (ft_loopback_world_run passes a rank's on to the
+// caller's thread) and its text (what ft_last_error returns; it lives until the next call).
+thread_local ft::Status last_status;
 thread_local std::string last_error;
 
 int Fail(const ft::Status& status) {
+  last_status = status;
   last_error = status.ToString();
   return static_cast<int>(status.code());
 }
 
 int Report(const ft::Status& status) {
   if (status.ok()) {
+    last_status = ft::Status();
     last_error.clear();
     return FT_OK;
   }
@@ -127,6 +132,40 @@ int ft_loopback_world_engine(ft_loopback_world* world, uint32_t rank, ft_engine*
   }
   *engine = &world->engines[rank];
   return Report(ft::Status());
+}
+
+int ft_loopback_world_run(ft_loopback_world* world, ft_node_fn fn, void* arg) {
+  if (world == nullptr) return NullArgument("ft_loopback_world_run", "world");
+  if (fn == nullptr) return NullArgument("ft_loopback_world_run", "fn");
+  return Guard([&] {
+    const uint32_t size = world->world->size();
+    std::vector<int> codes(size, FT_OK);
+    std::vector<ft::Status> errors(size);
+    // Each body runs on its own thread, so what fn's failing calls recorded is that thread's
+    // last_status: it is taken there, before the thread ends, and reported here.
+    ft::Status joined = world->world->Run([&](uint32_t rank, ft::Engine&) {
+      codes[rank] = fn(rank, &world->engines[rank], arg);
+      if (codes[rank] != FT_OK) errors[rank] = last_status;
+      return ft::Status();
+    });
+    if (!joined.ok()) return Fail(joined);
+    for (uint32_t rank = 0; rank < size; ++rank) {
+      const int code = codes[rank];
+      if (code == FT_OK) continue;
+      if (!errors[rank].ok() && static_cast<int>(errors[rank].code()) == code) {
+        Fail(errors[rank].WithContext(ft::StrCat("rank ", rank)));
+      } else {
+        // fn failed on its own (no failed ftengine call of this code on its thread).
+        const ft::StatusCode as_status = code > FT_OK && code <= FT_INTERNAL
+                                             ? static_cast<ft::StatusCode>(code)
+                                             : ft::StatusCode::kInternal;
+        Fail(ft::Status(as_status, ft::StrCat("rank ", rank, ": the node function returned ", code,
+                                              " (", ft_strerror(code), ")")));
+      }
+      return code;
+    }
+    return Report(ft::Status());
+  });
 }
 
 int ft_engine_create_from_environment(const ft_options* options, ft_engine** engine) {
