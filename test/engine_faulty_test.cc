@@ -5,10 +5,12 @@
 // mismatch beyond that.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "engine/engine_factory.h"
 #include "ftengine/engine.h"
 #include "test/engine_test_util.h"
@@ -18,6 +20,7 @@
 namespace ft {
 namespace {
 
+using namespace std::chrono_literals;
 using test::MakeStates;
 using test::SmallWorld;
 
@@ -84,6 +87,49 @@ TEST(EngineWithFaultyFabric, CorruptedCellIsCaughtByItsCrcAndDecodedAround) {
 
 TEST(EngineWithFaultyFabric, DroppedCellIsCaughtByItsCrcAndDecodedAround) {
   CheckBadCellIsCaught(verbs::FaultRule::Drop().For(verbs::Opcode::kWrite).OnNode(1).Nth(1));
+}
+
+// A COMMIT of another epoch is not obeyed: the coordinator's COMMIT to rank 2 arrives with its
+// epoch changed (1 -> 3), as from a coordinator of another view. Rank 2 ignores it and ends at
+// its deadline with nothing committed, while the others commit version 1. (Obeying it, rank 2
+// would report version 1 committed.)
+TEST(EngineFaulty, ACommitOfAnotherEpochIsIgnored) {
+  ManualClock clock;
+  auto faults = std::make_shared<verbs::FaultController>(/*seed=*/11);
+  SCOPED_TRACE(faults->seed_description());
+  auto options = SmallWorld(4, 2, 1, 4096);
+  options.engine.timeout = 5s;
+  options.clock = &clock;
+  options.wrap_fabric = [&](uint32_t, std::unique_ptr<verbs::Fabric> fabric) {
+    return std::unique_ptr<verbs::Fabric>(
+        std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
+  };
+  // The coordinator's SENDs to rank 2: GO, then COMMIT. Byte 8 is the low byte of the epoch.
+  faults->Add(
+      verbs::FaultRule::Corrupt({8}, 0x02).For(verbs::Opcode::kSend).OnNode(0).ToPeer(2).Nth(2));
+  auto world = internal::LoopbackWorldTesting::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  auto states = MakeStates(4, {10'000});
+  std::vector<Result<CheckpointHandle>> handles;
+  for (uint32_t rank = 0; rank < 4; ++rank) {
+    ASSERT_TRUE(states[rank].ProtectAll((*world)->engine(rank)).ok());
+    states[rank].Fill(rank, 1);
+    handles.push_back((*world)->engine(rank).CheckpointAsync());
+    ASSERT_TRUE(handles.back().ok());
+  }
+  for (uint32_t rank : {0u, 1u, 3u}) {
+    Result<uint64_t> version = handles[rank]->Wait();
+    ASSERT_TRUE(version.ok()) << rank << ": " << version.status();
+    EXPECT_EQ(*version, 1u);
+  }
+  ASSERT_EQ(faults->counters().corrupted, 1u);
+  // Time passes until rank 2 gives up on the COMMIT it never took.
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (!handles[2]->Ready() && std::chrono::steady_clock::now() < until) clock.Advance(100ms);
+  ASSERT_TRUE(handles[2]->Ready());
+  EXPECT_EQ(handles[2]->Wait().status().code(), StatusCode::kDeadlineExceeded)
+      << handles[2]->Wait().status();
+  EXPECT_EQ((*world)->engine(2).Metrics().committed_version, 0u);
 }
 
 }  // namespace
