@@ -118,3 +118,26 @@ TEST(FtbenchCheckpointTest, DeviceFlagsNeedTheRdmaFabric) {
 }
 
 }  // namespace
+
+// Runs that cannot work well are refused at once (exit 2) with what they would need: cells of a
+// few bytes (ran for minutes at 9 GB), and a run whose memory exceeds the machine's (1 GiB cells
+// were killed by the kernel at 24 GB with no message).
+TEST(FtbenchCheckpointTest, RunsThatCannotWorkAreRefusedSayingWhy) {
+  const struct {
+    std::vector<std::string> flags;
+    const char* says;
+  } cases[] = {
+      {{"--cell-bytes", "3"}, "--cell-bytes 3: cells under 512 B"},
+      {{"--cell-bytes", "1GiB", "--size", "16MiB"}, "of memory in this process (8 nodes x"},
+      {{"--nodes", "64", "--size", "1GiB"}, "this machine has"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {FTBENCH_PATH, "checkpoint"};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    const ProgramResult run = RunProgram(args, {}, kDeadline);
+    ASSERT_TRUE(run.started);
+    ASSERT_FALSE(run.timed_out) << c.flags[0];
+    EXPECT_EQ(run.status, 2) << c.flags[0] << "\nstderr: " << run.err;
+    EXPECT_NE(run.err.find(c.says), std::string::npos) << run.err;
+  }
+}

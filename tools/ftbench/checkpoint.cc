@@ -176,7 +176,8 @@ int Usage(const std::string& message) {
 }
 
 // The flag checks both fabrics share; an empty string when the flags are fine.
-std::string CheckFlags(const CheckpointOptions& o, uint32_t nodes, const char* nodes_name) {
+std::string CheckFlags(const CheckpointOptions& o, uint32_t nodes, const char* nodes_name,
+                       bool fabric_is_loopback) {
   if (nodes < 2) return StrCat(nodes_name, " ", nodes, ": need at least 2");
   if (static_cast<uint64_t>(o.k) + o.m >= nodes) {
     return StrCat("--k ", o.k, " --m ", o.m, ": k + m = ", o.k + o.m, " needs at least ",
@@ -185,9 +186,42 @@ std::string CheckFlags(const CheckpointOptions& o, uint32_t nodes, const char* n
   }
   if (o.size == 0) return "--size 0: an image needs at least one byte";
   if (o.cell_bytes == 0) return "--cell-bytes 0: a cell needs at least one byte";
+  if (o.cell_bytes < 512) {
+    return StrCat("--cell-bytes ", o.cell_bytes,
+                  ": cells under 512 B cost more per WRITE than they carry (the engine refuses "
+                  "them; 1 MiB is the default)");
+  }
   if (o.cell_bytes > (1u << 30)) return "--cell-bytes above 1 GiB is not supported";
   auto geometry = erasure::StripeGeometry::Create(o.size, o.cell_bytes, o.k, o.m);
   if (!geometry.ok()) return std::string(geometry.status().message());
+  // What one node of the run holds: its image, the memcpy and read-back copies, the raw-work
+  // reference's (k + m)/k image, its store, and the pipeline and reader cells. A loopback run
+  // holds all of its nodes in this process; an rdma rank holds one.
+  EngineOptions engine;
+  engine.k = o.k;
+  engine.m = o.m;
+  engine.cell_bytes = o.cell_bytes;
+  engine.pipeline_depth = o.pipeline_depth;
+  const uint64_t cells = 2ull * static_cast<uint64_t>(o.pipeline_depth) *
+                         static_cast<uint64_t>(o.k + o.m) * o.cell_bytes;
+  const uint64_t per_node = 3 * o.size +
+                            o.size / static_cast<uint64_t>(o.k) * static_cast<uint64_t>(o.k + o.m) +
+                            Engine::StoreBytesFor(o.size, engine) + cells;
+  const uint64_t in_process = fabric_is_loopback ? per_node * nodes : per_node;
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  const uint64_t memory =
+      pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+  if (memory > 0 && in_process > memory / 10 * 9) {
+    const auto gib = [](uint64_t bytes) {
+      return FormatFixed(static_cast<double>(bytes) / (1ull << 30), 1) + " GiB";
+    };
+    return StrCat("this run needs about ", gib(in_process), " of memory in this process (",
+                  fabric_is_loopback ? StrCat(nodes, " nodes x ") : std::string(), gib(per_node),
+                  ": image, copies, store and ", gib(cells), " of cells); this machine has ",
+                  gib(memory), ": use a smaller --size, --cell-bytes or --pipeline-depth",
+                  fabric_is_loopback ? " or fewer --nodes" : "");
+  }
   return "";
 }
 
@@ -331,7 +365,7 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
 
 int RunCheckpoint(const CheckpointOptions& o) {
   auto usage = [](const std::string& message) { return Usage(message); };
-  if (std::string bad = CheckFlags(o, o.nodes, "--nodes"); !bad.empty()) return usage(bad);
+  if (std::string bad = CheckFlags(o, o.nodes, "--nodes", true); !bad.empty()) return usage(bad);
   if (!o.device.device.empty() || o.device.gid_index >= 0) {
     return usage("--device and --gid-index choose the RDMA device: they need --fabric rdma");
   }
@@ -479,7 +513,9 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
     return Usage(StrCat("--nodes ", o.nodes, " but the launcher started ", n, " processes (",
                         bootstrap->source, ")"));
   }
-  if (std::string bad = CheckFlags(o, n, "the world size"); !bad.empty()) return Usage(bad);
+  if (std::string bad = CheckFlags(o, n, "the world size", false); !bad.empty()) {
+    return Usage(bad);
+  }
   auto geometry = erasure::StripeGeometry::Create(o.size, o.cell_bytes, o.k, o.m);
   if (!geometry.ok()) return Usage(std::string(geometry.status().message()));
 
