@@ -37,6 +37,18 @@ bool WaitUntil(Predicate done, std::chrono::seconds bound = 20s) {
   return true;
 }
 
+// Wraps every node's fabric in a RecordingFabric; the records are made here, one per node.
+std::vector<std::shared_ptr<test::DatapathRecord>> RecordEveryNode(
+    internal::LoopbackTestWorldOptions& options) {
+  std::vector<std::shared_ptr<test::DatapathRecord>> records(options.nodes);
+  for (auto& record : records) record = std::make_shared<test::DatapathRecord>();
+  options.wrap_fabric = [records](uint32_t rank, std::unique_ptr<verbs::Fabric> fabric) {
+    return std::unique_ptr<verbs::Fabric>(
+        std::make_unique<test::RecordingFabric>(std::move(fabric), records[rank]));
+  };
+  return records;
+}
+
 // Version 2 meets a deadline while ranks 1 and 3 have WRITEs stuck on their data link (a delay of
 // a billion progress steps each way). The deadline fences that link only: the coordinator keeps
 // every control link, nobody is declared lost, and once the link is healthy again the retried
@@ -47,20 +59,11 @@ TEST(EngineFaults, DeadlineWithWritesInFlightFencesOnlyThoseLinks) {
   auto options = SmallWorld(kNodes, 2, 1, 4096);
   options.engine.timeout = 5s;
   options.clock = &clock;
-  std::vector<std::shared_ptr<test::DatapathRecord>> records(kNodes);
-  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> fabric) {
-    records[rank] = std::make_shared<test::DatapathRecord>();
-    return std::unique_ptr<verbs::Fabric>(
-        std::make_unique<test::RecordingFabric>(std::move(fabric), records[rank]));
-  };
+  const std::vector<std::shared_ptr<test::DatapathRecord>> records = RecordEveryNode(options);
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {40'000});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
 
   // Holders of r are r+1, r+2, r+3 (mod 5): 1 writes to 3 and 3 writes to 1.
@@ -203,20 +206,11 @@ TEST(EngineFaults, ReadCommittedReadsOnlyKColumnsWhenKAreIntact) {
   constexpr int kK = 3, kM = 2;
   constexpr uint64_t kCell = 1024, kImage = 20'000;  // 7 stripes
   auto options = SmallWorld(kNodes, kK, kM, kCell);
-  std::vector<std::shared_ptr<test::DatapathRecord>> records(kNodes);
-  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> fabric) {
-    records[rank] = std::make_shared<test::DatapathRecord>();
-    return std::unique_ptr<verbs::Fabric>(
-        std::make_unique<test::RecordingFabric>(std::move(fabric), records[rank]));
-  };
+  const std::vector<std::shared_ptr<test::DatapathRecord>> records = RecordEveryNode(options);
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {kImage});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   constexpr int kStripes = (kImage + kK * kCell - 1) / (kK * kCell);
   const std::vector<std::byte> expected = states[4].Image();
@@ -251,11 +245,7 @@ TEST(EngineFaults, AnAbortedRoundUnderANewPlacementLeavesTheCommittedVersion) {
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {40'000});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   std::vector<std::vector<std::byte>> committed;
   for (const auto& state : states) committed.push_back(state.Image());

@@ -41,11 +41,7 @@ void CheckBadCellIsCaught(verbs::FaultRule rule) {
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {kImage});
-  const Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  const Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;  // the device lied: the version committed
   const verbs::FaultCounters counters = faults->counters();
   ASSERT_EQ(counters.corrupted + counters.dropped, 1u);

@@ -93,11 +93,7 @@ TEST(Engine, ZeroCopyOnlyBouncesStraddlingAndTailCells) {
   ASSERT_TRUE(world.ok()) << world.status();
   // One region of 3 full stripes + 100 bytes: only the tail cell is bounced.
   auto states = MakeStates(6, {3 * 2 * 4096 + 100});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ((*world)->engine(3).Metrics().bounce_bytes, 100u);
 }
@@ -273,11 +269,7 @@ TEST(Engine, NodeWithoutStoreBorrowsFromOthers) {
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(8, {image});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   status = VerifyAll(**world, states, {{}, {1, 2}});
   EXPECT_TRUE(status.ok()) << status;
@@ -293,11 +285,7 @@ TEST(Engine, AWholeFailureDomainLostAtOnceLosesNoImage) {
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(8, {9000});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   for (uint32_t rack = 1; rack < 4; ++rack) {
     // Rack `rack` is down (its nodes partitioned from everyone): every other node reads back.
@@ -339,11 +327,7 @@ TEST(Engine, MorePlusOneLostHoldersOfAnOwnerIsDataLossNamingIt) {
   auto world = internal::LoopbackWorldTesting::Create(SmallWorld(6, 2, 1));
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(6, {9000});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   // Holders of owner 1 are 2, 3, 4 (every node its own domain): two of them die.
   internal::LoopbackWorldTesting::network(**world).Kill(2);
@@ -368,11 +352,7 @@ TEST(Engine, CommittedVersionSurvivesAFailedNextVersion) {
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(6, {64 * 1024});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   std::vector<std::vector<std::byte>> committed;
   for (auto& state : states) committed.push_back(state.Image());
@@ -513,11 +493,7 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
   ASSERT_TRUE(world.ok()) << world.status();
   internal::LoopbackWorldTesting::network(**world).SetRandomDelays(3);
   auto states = MakeStates(kNodes, {40'000, 123});
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    return engine.Checkpoint().status();
-  });
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
   std::vector<std::vector<std::byte>> version1, version2;
   for (uint32_t rank = 0; rank < kNodes; ++rank) {

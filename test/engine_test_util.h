@@ -85,6 +85,17 @@ inline Status VerifyAll(LoopbackWorld& world, std::vector<NodeState>& states,
   });
 }
 
+// Every node protects its regions, fills them as version `version` and checkpoints (a
+// collective): OK, or the first failure.
+inline Status ProtectFillAndCheckpoint(LoopbackWorld& world, std::vector<NodeState>& states,
+                                       uint64_t version = 1) {
+  return world.Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
+    states[rank].Fill(rank, version);
+    return engine.Checkpoint().status();
+  });
+}
+
 }  // namespace ft::test
 
 #endif  // FT_TEST_ENGINE_TEST_UTIL_H_
