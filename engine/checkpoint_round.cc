@@ -22,11 +22,6 @@ CheckpointRound::CheckpointRound(NodeContext& node, NodeMemory& memory, PeerTabl
       shared_(shared),
       progress_(std::move(progress)) {}
 
-bool CheckpointRound::waiting() const {
-  return phase_ == Phase::kIdle || phase_ == Phase::kAwaitGo || phase_ == Phase::kAwaitCommit ||
-         peers_.connecting();
-}
-
 void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
   FT_CHECK_MSG(phase_ == Phase::kIdle, "a round started while another is in flight");
   generation_ = NextGeneration(generation_);

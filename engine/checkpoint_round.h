@@ -51,9 +51,6 @@ class CheckpointRound {
   CheckpointRound& operator=(const CheckpointRound&) = delete;
 
   bool active() const { return phase_ != Phase::kIdle; }
-  // Waiting on others (the coordinator, a background Connect): the worker may sleep longer.
-  bool waiting() const;
-  uint32_t generation() const { return generation_; }
 
   // Starts a round for `handle` (the previous one finished).
   void Start(std::shared_ptr<CheckpointHandle::State> handle);

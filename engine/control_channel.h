@@ -56,7 +56,7 @@ class ControlChannel {
   // yields the message (a malformed one is logged and dropped); its buffer is reposted.
   void OnSendCompleted(uint32_t buffer);
   std::optional<recovery::Message> OnReceived(uint32_t buffer, uint32_t bytes, NodeId from);
-  // A receive that failed (its link is fenced): its buffer is not reposted.
+  // (A failed receive is not reposted: its link is fenced.)
 
   // No send queued or in flight: on the loopback fabric a SEND executes only in its poster's
   // progress steps, so the worker lets its sends leave before it blocks in a Connect.

@@ -43,7 +43,6 @@ class FragmentReader {
   FragmentReader& operator=(const FragmentReader&) = delete;
 
   bool active() const { return phase_ != Phase::kIdle; }
-  uint32_t generation() const { return generation_; }
 
   // Starts reading `owner`'s version `committed` into `out` (exactly the image bytes), treating
   // the columns of `skip` as lost. Bad input ends the read at once through `done`.

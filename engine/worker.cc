@@ -228,7 +228,6 @@ void Worker::Dispatch(const verbs::Completion& completion, bool in_datapath) {
 void Worker::OnEvent(const verbs::Event& event) {
   if (event.type == verbs::EventType::kDeviceError) {
     FT_LOG(kInfo) << "node " << node_.rank() << ": device error: " << event.detail;
-    own_fabric_lost_ = true;
     peers_.FenceAll();
     round_.OnOwnFabricLost(event.detail);
     reader_.OnOwnFabricLost(event.detail);

@@ -66,7 +66,6 @@ class Worker {
   CheckpointRound round_;
   FragmentReader reader_;
   std::vector<verbs::Completion> deferred_;
-  bool own_fabric_lost_ = false;
   std::thread thread_;
 };
 
