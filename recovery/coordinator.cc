@@ -139,7 +139,11 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   if (message.code != StatusCode::kOk) {
     std::string reason = StrCat("node ", message.node, " could not place its fragments of version ",
                                 message.version);
-    if (message.failed_peer != UINT32_MAX) reason += StrCat(" (peer ", message.failed_peer, ")");
+    // Name the peer as a node: with separate control and data links, a node's failed WRITEs to a
+    // dead peer may reach the coordinator before the loss of that peer's control link does.
+    if (message.failed_peer != UINT32_MAX) {
+      reason += StrCat(" (its work with node ", message.failed_peer, " failed)");
+    }
     Abort(message.failed_peer != UINT32_MAX ? message.failed_peer : message.node, message.code,
           std::move(reason), outbox);
     return;

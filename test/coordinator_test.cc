@@ -412,7 +412,7 @@ TEST_F(CoordinatorTest, FailedDoneNamingAPeerBlamesThePeer) {
     EXPECT_EQ(abort.failed_node, 8u);
     EXPECT_EQ(abort.code, StatusCode::kUnavailable);
     EXPECT_TRUE(Contains(abort.reason, "node 3")) << abort.reason;
-    EXPECT_TRUE(Contains(abort.reason, "peer 8")) << abort.reason;
+    EXPECT_TRUE(Contains(abort.reason, "its work with node 8 failed")) << abort.reason;
   }
   EXPECT_EQ(coordinator_->committed_version(), 0u);
   EXPECT_FALSE(coordinator_->round_in_flight());

@@ -43,7 +43,7 @@ void MatchOffers(Net& net, Offer& ours, Offer& theirs) {
 
 std::string JoinNodes(const std::vector<NodeId>& nodes) {
   std::string out;
-  for (NodeId node : nodes) out += StrCat(out.empty() ? "" : ", ", node);
+  for (NodeId node : nodes) out += StrCat(out.empty() ? "" : ", ", "node ", node);
   return out;
 }
 
@@ -89,7 +89,7 @@ Result<std::vector<std::unique_ptr<QueuePair>>> ConnectNode(
   const uint64_t cancels_at_start = n.connect_cancels;
   for (const ConnectRequest& r : requests) {
     if (!net.alive[r.peer]) {
-      return Status::Unavailable("Connect from node ", n.id, ": peer ", r.peer, " is dead");
+      return Status::Unavailable("Connect from node ", n.id, ": peer node ", r.peer, " is dead");
     }
     // An offer left by a killed incarnation of this rank is stale: ours replaces it (its own
     // Connect withdraws it only if it is still its own).
@@ -152,14 +152,13 @@ Result<std::vector<std::unique_ptr<QueuePair>>> ConnectNode(
   } else if (n.connect_cancels != cancels_at_start) {
     status = Status::Aborted("Connect from node ", n.id, " was cancelled");
   } else if (!dead.empty()) {
-    status =
-        Status::Unavailable("Connect from node ", n.id, ": peer(s) ", JoinNodes(dead), " died");
+    status = Status::Unavailable("Connect from node ", n.id, ": ", JoinNodes(dead), " died");
   } else {
     FT_CHECK(timed_out);
     status = Status::DeadlineExceeded(
         "Connect from node ", n.id, " timed out after ",
-        std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count(),
-        " ms waiting for node(s) ", JoinNodes(missing));
+        std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count(), " ms waiting for ",
+        JoinNodes(missing));
   }
   lock.unlock();
   for (Offer& offer : offers) {
