@@ -271,17 +271,21 @@ void CheckpointRound::StepConnecting() {
 }
 
 Status CheckpointRound::AcceptPartner(NodeId peer, std::span<const std::byte> private_data,
-                                      uint64_t tag) const {
+                                      uint64_t tag) {
   FT_ASSIGN_OR_RETURN(recovery::StoreKeys keys,
                       recovery::ParsePartnerConnect(private_data, peer, node_.epoch()));
   if (!active() || tag != generation_) return Status();  // made for a GO that is gone
   for (const recovery::HolderAddress& holder : holders_) {
     if (holder.slot.holder == peer &&
         (holder.store_addr != keys.addr || holder.store_rkey != keys.rkey)) {
-      return Status::FailedPrecondition("node ", peer, " connected with store address ", keys.addr,
-                                        " and rkey ", keys.rkey, ", the GO says ",
-                                        holder.store_addr, " and ", holder.store_rkey,
-                                        " (one of them is stale): nothing is written there");
+      Status stale = Status::FailedPrecondition(
+          "node ", peer, " connected with store address ", keys.addr, " and rkey ", keys.rkey,
+          ", the GO says ", holder.store_addr, " and ", holder.store_rkey,
+          " (one of them is stale): nothing is written there");
+      // Fail now: dropping the QP tells the holder, and an ABORT it causes must not arrive
+      // before this node's own reason is recorded.
+      FailRound(stale, peer);
+      return stale;
     }
   }
   return Status();

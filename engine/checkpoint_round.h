@@ -73,8 +73,9 @@ class CheckpointRound {
 
   // Decides on a partner QP a background Connect returned (PeerTable::AcceptPartner): its
   // private data must be of our epoch, and while the GO it was made for is still this round's,
-  // a holder's store keys must be the GO's (else one of the two is stale: nothing is written).
-  Status AcceptPartner(NodeId peer, std::span<const std::byte> private_data, uint64_t tag) const;
+  // a holder's store keys must be the GO's (else one of the two is stale: nothing is written,
+  // and the round fails at once with that reason).
+  Status AcceptPartner(NodeId peer, std::span<const std::byte> private_data, uint64_t tag);
 
   const CommittedVersion& committed() const { return committed_; }
 
