@@ -4,6 +4,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "engine/datapath.h"
+#include "engine/node_memory.h"
 #include "engine/work_ids.h"
 
 namespace ft::internal {
@@ -23,12 +24,7 @@ Status ControlChannel::Allocate(int links) {
       coordinator ? recovery::kMaxControlMessageBytes : recovery::kMaxUpstreamMessageBytes;
   FT_ASSIGN_OR_RETURN(
       buffer_, AlignedBuffer::Allocate(recv_buffers_ * recv_bytes_ + kSendBuffers * send_bytes_));
-  if (const verbs::DeviceLocality* locality = node_.fabric->locality();
-      locality != nullptr && locality->binds()) {
-    if (Status placed = locality->BindMemory(buffer_.data(), buffer_.size()); !placed.ok()) {
-      FT_LOG(kWarn) << "node " << node_.rank() << ": " << placed;
-    }
-  }
+  PlaceNearDevice(node_, buffer_);
   FT_ASSIGN_OR_RETURN(
       mr_, node_.fabric->RegisterMemory(buffer_.data(), buffer_.size(), verbs::kAccessLocalWrite));
   recv_peer_.assign(recv_buffers_, verbs::kInvalidNode);

@@ -6,13 +6,15 @@
 
 namespace ft::internal {
 
-void NodeMemory::Place(AlignedBuffer& buffer) const {
-  const verbs::DeviceLocality* locality = node_.fabric->locality();
+void PlaceNearDevice(const NodeContext& node, AlignedBuffer& buffer) {
+  const verbs::DeviceLocality* locality = node.fabric->locality();
   if (locality == nullptr || !locality->binds() || buffer.size() == 0) return;
   if (Status placed = locality->BindMemory(buffer.data(), buffer.size()); !placed.ok()) {
-    FT_LOG(kWarn) << "node " << node_.rank() << ": " << placed;
+    FT_LOG(kWarn) << "node " << node.rank() << ": " << placed;
   }
 }
+
+void NodeMemory::Place(AlignedBuffer& buffer) const { PlaceNearDevice(node_, buffer); }
 
 Status NodeMemory::AllocatePipeline() {
   const EngineOptions& o = node_.options;

@@ -20,6 +20,11 @@
 
 namespace ft::internal {
 
+// Moves a fresh buffer to the NIC's NUMA node when the fabric's locality says it is worth it
+// (before it is registered: pinned pages do not move). A failure costs speed, not correctness:
+// logged. Every registered buffer of the engine goes through it.
+void PlaceNearDevice(const NodeContext& node, AlignedBuffer& buffer);
+
 class NodeMemory {
  public:
   explicit NodeMemory(NodeContext& node) : node_(node) {}
