@@ -75,18 +75,47 @@ void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
                                         node_.rank(), " could start"));
     return;
   }
+  phase_ = Phase::kAwaitGo;
+  SendPrepare();
+}
+
+// PREPARE with the store as it is now (again after a GROW): the GO that answers it places this
+// node's hosted fragments in that store.
+void CheckpointRound::SendPrepare() {
   recovery::PrepareMessage prepare;
   prepare.epoch = node_.epoch();
   prepare.node = node_.rank();
-  prepare.image_bytes = image;
+  prepare.image_bytes = geometry_->image_bytes();
   prepare.footprint_bytes = erasure::FootprintBytes(*geometry_);
   prepare.capacity_bytes = memory_.store_bytes();
   prepare.domain = node_.domain;
   const recovery::StoreKeys store = memory_.store_keys();
   prepare.store_addr = store.addr;
   prepare.store_rkey = store.rkey;
-  phase_ = Phase::kAwaitGo;
+  prepare.store_sized_by_coordinator = node_.options.store_capacity == 0;
+  store_id_ = memory_.store_id();
   channel_.Send(node_.coordinator(), prepare);
+}
+
+// The coordinator sizes our store: register the one it asks for, keeping the store that holds
+// the committed version's fragments, and PREPARE again.
+void CheckpointRound::OnGrow(const recovery::GrowMessage& grow) {
+  if (phase_ != Phase::kAwaitGo) return;
+  Status grown = memory_.ReplaceStore(grow.store_bytes, committed_.store_id);
+  PublishStoreBytes();
+  if (!grown.ok()) {
+    TellCoordinatorWeGaveUp(grown.code());
+    FinishRound(std::move(grown));
+    return;
+  }
+  FT_LOG(kDebug) << "node " << node_.rank() << ": store grown to " << grow.store_bytes
+                 << " bytes at the coordinator's request";
+  SendPrepare();
+}
+
+void CheckpointRound::PublishStoreBytes() {
+  std::lock_guard lock(shared_.mutex);
+  shared_.metrics.store_bytes = memory_.store_bytes() + memory_.retired_store_bytes();
 }
 
 void CheckpointRound::FailBeforeStart(Status status) {
@@ -94,15 +123,10 @@ void CheckpointRound::FailBeforeStart(Status status) {
   FinishRound(std::move(status));
 }
 
-// Sizes the store (first checkpoint with store_capacity = 0), the pipeline slots in use and the
-// header areas for this round's geometry. Buffers only grow.
+// Sizes the pipeline slots in use and the header areas for this round's geometry (the store is
+// fixed, or sized by the coordinator: OnGrow). Buffers only grow.
 Status CheckpointRound::PrepareBuffers() {
   const erasure::StripeGeometry& g = *geometry_;
-  FT_RETURN_IF_ERROR(memory_.EnsureStore(Engine::StoreBytesFor(g.image_bytes(), node_.options)));
-  {
-    std::lock_guard lock(shared_.mutex);
-    shared_.metrics.store_bytes = memory_.store_bytes();
-  }
   // The pipeline's cells were allocated (and touched) at Create; a short image uses fewer slots.
   pipeline_slots_ = static_cast<int>(
       std::min<uint64_t>(static_cast<uint64_t>(node_.options.pipeline_depth), g.stripes()));
@@ -155,7 +179,8 @@ bool CheckpointRound::Step() {
           }
         }
         done_sent_at_ = node_.Now();
-        done_unanswered_ = CommittedVersion{version_, node_.epoch(), geometry_, holders_};
+        done_unanswered_ =
+            CommittedVersion{version_, node_.epoch(), geometry_, holders_, slot_bytes_, store_id_};
         SendDone(StatusCode::kOk, verbs::kInvalidNode);
       }
       break;
@@ -222,11 +247,14 @@ void CheckpointRound::SendDone(StatusCode code, NodeId failed_peer) {
 void CheckpointRound::StepConnecting() {
   recovery::GoMessage& go = *go_;
   const EngineOptions& o = node_.options;
+  if (holders_.size() != static_cast<size_t>(o.k + o.m)) {
+    FailRound(Status::Internal("the placement of node ", node_.rank(), " names ", holders_.size(),
+                               " holders (a GO without a placement before any placement, or a "
+                               "malformed one)"),
+              verbs::kInvalidNode);
+    return;
+  }
   if (go.has_placement) {
-    if (go.holders.size() != static_cast<size_t>(o.k + o.m)) {
-      FailRound(Status::Internal("GO names ", go.holders.size(), " holders"), verbs::kInvalidNode);
-      return;
-    }
     for (const recovery::PeerEndpoint& endpoint : go.endpoints) {
       if (Status learned = node_.fabric->LearnEndpoint(endpoint.node, endpoint.bytes);
           !learned.ok()) {
@@ -234,11 +262,13 @@ void CheckpointRound::StepConnecting() {
         return;
       }
     }
-    holders_ = go.holders;
-    hosted_owners_ = go.hosted_owners;
-    go.has_placement = false;  // applied; later steps of this phase only connect
-  } else if (holders_.empty()) {
-    FailRound(Status::Internal("GO without a placement before any placement"), verbs::kInvalidNode);
+    go.has_placement = false;  // learned; later steps of this phase only connect
+  }
+  if (slot_bytes_ < erasure::SlotBytes(*geometry_)) {
+    FailRound(
+        Status::Internal("the placement gives slots of ", slot_bytes_, " bytes; version ", version_,
+                         " of node ", node_.rank(), " needs ", erasure::SlotBytes(*geometry_)),
+        verbs::kInvalidNode);
     return;
   }
   // On the loopback fabric our SENDs execute only in our own progress steps, and a partner
@@ -312,8 +342,7 @@ void CheckpointRound::StepWriting() {
 
 uint64_t CheckpointRound::RemoteSlotAddr(int column) const {
   const recovery::HolderAddress& holder = holders_[column];
-  const uint64_t slot_bytes = erasure::SlotBytes(*geometry_);
-  return holder.store_addr + holder.slot.store_offset + (version_ % 2) * slot_bytes;
+  return holder.store_addr + holder.slot.store_offset + (version_ % 2) * slot_bytes_;
 }
 
 std::span<std::byte> CheckpointRound::HeaderArea(int column) const {
@@ -475,21 +504,35 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
                   << ", epoch " << node_.epoch() << ")";
     return;
   }
-  if (const auto* go = std::get_if<recovery::GoMessage>(&message)) {
+  if (const auto* grow = std::get_if<recovery::GrowMessage>(&message)) {
+    OnGrow(*grow);
+  } else if (const auto* go = std::get_if<recovery::GoMessage>(&message)) {
     if (phase_ == Phase::kAwaitGo) {
       version_ = go->version;
       go_ = *go;
+      if (go->has_placement) {
+        // The placement is ours from now on, even if an ABORT overtakes this round's first step:
+        // the coordinator sends later GOs without it.
+        holders_ = go->holders;
+        slot_bytes_ = go->slot_bytes;
+        hosted_owners_ = go->hosted_owners;
+      }
       phase_ = Phase::kConnecting;
     }
   } else if (const auto* commit = std::get_if<recovery::CommitMessage>(&message)) {
     if (phase_ == Phase::kAwaitCommit && commit->version == version_) {
-      committed_ = CommittedVersion{version_, node_.epoch(), geometry_, holders_};
+      committed_ =
+          CommittedVersion{version_, node_.epoch(), geometry_, holders_, slot_bytes_, store_id_};
+      memory_.DropRetiredStores(committed_.store_id);
+      PublishStoreBytes();
       FinishRound(Status());
     } else if ((phase_ == Phase::kIdle || phase_ == Phase::kAwaitGo) &&
                done_unanswered_.has_value() && commit->version == done_unanswered_->version) {
       // We gave up waiting after our DONE, but the version did commit: it is the committed one
       // (the next round writes the other slot), even though our call reported the deadline.
       committed_ = *std::move(done_unanswered_);
+      memory_.DropRetiredStores(committed_.store_id);
+      PublishStoreBytes();
       std::lock_guard lock(shared_.mutex);
       shared_.metrics.committed_version = committed_.version;
     }

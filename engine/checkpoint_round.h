@@ -1,7 +1,8 @@
 // The checkpoint round: one node's part of one version, as a state machine the worker steps.
 //
 //   Start ─ PREPARE ─► kAwaitGo ─ GO ─► kConnecting ─► kWriting ─► kHeaders ─ DONE ─► kAwaitCommit
-//                                                                     COMMIT/ABORT ─► (finished)
+//                      │  ▲                                              COMMIT/ABORT ─► (finished)
+//                      GROW: a new store, PREPARE again
 //   any failure ─► kDraining (wait for our WRITEs) ─ DONE(failed) ─► kAwaitCommit ─ ABORT ─► ...
 //
 // The datapath (docs/architecture.md, "Where a byte goes"): stripe s takes the lowest free
@@ -60,7 +61,7 @@ class CheckpointRound {
 
   // A cell or header WRITE of generation `id.generation` completed.
   void OnWriteCompleted(WorkId id, verbs::WcStatus status, NodeId peer);
-  // GO, COMMIT and ABORT from the coordinator (others are ignored).
+  // GROW, GO, COMMIT and ABORT from the coordinator (others are ignored).
   void OnControlMessage(NodeId from, const recovery::Message& message);
   // A data link to `peer` was fenced because it failed (or its peer fenced it).
   void OnDataLinkLost(NodeId peer, std::string_view why);
@@ -84,6 +85,9 @@ class CheckpointRound {
 
   void StepConnecting();
   void StepWriting();
+  void SendPrepare();
+  void OnGrow(const recovery::GrowMessage& grow);
+  void PublishStoreBytes();
   void SendDone(StatusCode code, NodeId failed_peer);
   void TellCoordinatorWeGaveUp(StatusCode code);
   Status PrepareBuffers();
@@ -109,6 +113,7 @@ class CheckpointRound {
 
   // The placement this node holds now (the last GO that carried one) and its committed version.
   std::vector<recovery::HolderAddress> holders_;  // by column
+  uint64_t slot_bytes_ = 0;                       // of each slot of our extents
   std::vector<NodeId> hosted_owners_;
   CommittedVersion committed_;
   // The version of our last successful DONE until COMMIT or ABORT answers it, so that a COMMIT
@@ -120,6 +125,7 @@ class CheckpointRound {
   uint32_t generation_ = 0;
   std::shared_ptr<CheckpointHandle::State> handle_;
   uint64_t version_ = 0;
+  uint64_t store_id_ = 0;  // of the store our last PREPARE offered
   std::optional<erasure::StripeGeometry> geometry_;
   std::optional<erasure::ImageLayout> layout_;
   std::vector<RegionRef> regions_;

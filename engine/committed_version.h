@@ -19,6 +19,8 @@ struct CommittedVersion {
   uint64_t epoch = 0;
   std::optional<erasure::StripeGeometry> geometry;
   std::vector<recovery::HolderAddress> holders;  // by column
+  uint64_t slot_bytes = 0;  // of each of the two slots of this node's extents (the GO's)
+  uint64_t store_id = 0;    // this node's store that hosts others' fragments of this version
 };
 
 }  // namespace ft::internal

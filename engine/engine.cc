@@ -7,27 +7,21 @@
 #include <algorithm>
 #include <cstring>
 
-#include <unistd.h>
-
 #include "common/clock.h"
 #include "engine/node_context.h"
+#include "engine/node_memory.h"
 #include "engine/shared_state.h"
 #include "engine/worker.h"
 #include "erasure/codec.h"
 #include "erasure/fragment.h"
 #include "erasure/geometry.h"
+#include "recovery/placement.h"
 #include "verbs/fabric.h"
 
 namespace ft {
 namespace {
 
 constexpr uint64_t kMinCellBytes = 512;
-
-uint64_t PhysicalMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
-}
 
 }  // namespace
 
@@ -254,7 +248,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
   // than let the kernel kill the process later.
   const uint64_t pipeline_bytes = static_cast<uint64_t>(options.pipeline_depth) *
                                   static_cast<uint64_t>(options.k + options.m) * options.cell_bytes;
-  if (const uint64_t memory = PhysicalMemoryBytes(); memory > 0 && pipeline_bytes > memory / 2) {
+  if (const uint64_t memory = internal::PhysicalMemoryBytes();
+      memory > 0 && pipeline_bytes > memory / 2) {
     return Status::ResourceExhausted(
         "pipeline_depth x (k + m) x cell_bytes = ", options.pipeline_depth, " x ",
         options.k + options.m, " x ", options.cell_bytes, " = ", pipeline_bytes,
@@ -292,7 +287,8 @@ uint64_t Engine::StoreBytesFor(uint64_t image_bytes, const EngineOptions& option
   auto geometry = erasure::StripeGeometry::Create(std::max<uint64_t>(image_bytes, 1),
                                                   options.cell_bytes, options.k, options.m);
   if (!geometry.ok()) return 0;
-  return static_cast<uint64_t>(options.k + options.m) * erasure::FootprintBytes(*geometry);
+  return static_cast<uint64_t>(options.k + options.m) *
+         recovery::ExtentBytesFor(erasure::FootprintBytes(*geometry));
 }
 
 }  // namespace ft

@@ -26,7 +26,7 @@ std::byte* FragmentReader::CellOf(size_t slot, int column) const {
 uint64_t FragmentReader::SlotAddr(int column) const {
   const recovery::HolderAddress& holder = committed_.holders[column];
   return holder.store_addr + holder.slot.store_offset +
-         (committed_.version % 2) * erasure::SlotBytes(*committed_.geometry);
+         (committed_.version % 2) * committed_.slot_bytes;
 }
 
 void FragmentReader::Start(NodeId owner, const CommittedVersion& committed,

@@ -2,6 +2,8 @@
 // pipeline and header buffers.
 #include "engine/node_memory.h"
 
+#include <unistd.h>
+
 #include "common/log.h"
 
 namespace ft::internal {
@@ -12,6 +14,12 @@ void PlaceNearDevice(const NodeContext& node, AlignedBuffer& buffer) {
   if (Status placed = locality->BindMemory(buffer.data(), buffer.size()); !placed.ok()) {
     FT_LOG(kWarn) << "node " << node.rank() << ": " << placed;
   }
+}
+
+uint64_t PhysicalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
 }
 
 void NodeMemory::Place(AlignedBuffer& buffer) const { PlaceNearDevice(node_, buffer); }
@@ -26,15 +34,55 @@ Status NodeMemory::AllocatePipeline() {
   return Status();
 }
 
-Status NodeMemory::EnsureStore(uint64_t bytes) {
-  if (store_.size() > 0 || bytes == 0) return Status();
-  FT_ASSIGN_OR_RETURN(store_, AlignedBuffer::Allocate(bytes));
-  Place(store_);
+Result<NodeMemory::Store> NodeMemory::RegisterStore(uint64_t bytes) {
+  Store store;
+  FT_ASSIGN_OR_RETURN(store.buffer, AlignedBuffer::Allocate(bytes));
+  Place(store.buffer);
   FT_ASSIGN_OR_RETURN(
-      store_mr_, node_.fabric->RegisterMemory(store_.data(), store_.size(),
-                                              verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
-                                                  verbs::kAccessRemoteRead));
+      store.mr, node_.fabric->RegisterMemory(store.buffer.data(), store.buffer.size(),
+                                             verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
+                                                 verbs::kAccessRemoteRead));
+  store.id = ++last_store_id_;
+  return store;
+}
+
+Status NodeMemory::EnsureStore(uint64_t bytes) {
+  if (store_.id != 0 || bytes == 0) return Status();
+  FT_ASSIGN_OR_RETURN(store_, RegisterStore(bytes));
   return Status();
+}
+
+uint64_t NodeMemory::retired_store_bytes() const {
+  uint64_t bytes = 0;
+  for (const Store& store : retired_) bytes += store.buffer.size();
+  return bytes;
+}
+
+Status NodeMemory::ReplaceStore(uint64_t bytes, uint64_t keep_id) {
+  const uint64_t kept = store_.id == keep_id ? store_.buffer.size() : 0;
+  uint64_t retired = 0;
+  for (const Store& store : retired_) {
+    if (store.id == keep_id) retired += store.buffer.size();
+  }
+  if (const uint64_t memory = PhysicalMemoryBytes();
+      memory > 0 && bytes + kept + retired > memory / 10 * 9) {
+    return Status::ResourceExhausted(
+        "node ", node_.rank(), ": the placement needs a store of ", bytes, " bytes",
+        kept + retired > 0
+            ? StrCat(" besides the ", kept + retired, " bytes that hold the committed version")
+            : std::string(),
+        "; this machine has ", memory, " bytes");
+  }
+  if (store_.id != keep_id) store_ = Store{};  // holds nothing committed: its memory goes first
+  FT_ASSIGN_OR_RETURN(Store grown, RegisterStore(bytes));
+  if (store_.id == keep_id && store_.id != 0) retired_.push_back(std::move(store_));
+  store_ = std::move(grown);
+  DropRetiredStores(keep_id);
+  return Status();
+}
+
+void NodeMemory::DropRetiredStores(uint64_t keep_id) {
+  std::erase_if(retired_, [keep_id](const Store& store) { return store.id != keep_id; });
 }
 
 Status NodeMemory::EnsureHeaders(uint64_t bytes) {
@@ -55,7 +103,8 @@ Status NodeMemory::EnsurePendingCopy(uint64_t bytes) {
 void NodeMemory::Deregister() {
   headers_mr_.reset();
   pipeline_mr_.reset();
-  store_mr_.reset();
+  store_.mr.reset();
+  for (Store& store : retired_) store.mr.reset();
 }
 
 }  // namespace ft::internal

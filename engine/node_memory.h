@@ -1,6 +1,10 @@
 // Node memory: the registered buffers of one node's engine, apart from the application's regions
 // and the control channel's buffers.
-// - the store: remote-writable memory holding the fragments this node hosts for others;
+// - the store: remote-writable memory holding the fragments this node hosts for others. Its
+//   size is fixed (EngineOptions::store_capacity) or set by the coordinator (GROW). A grown store
+//   is a new registration: the one it replaces stays registered while it holds the fragments of
+//   the committed version (a *retired* store), so the committed version stays readable and no
+//   WRITE of the round under the new placement can reach it;
 // - the pipeline: pipeline_depth slots of k + m cells (bounce data cells and parity);
 // - the header areas: one per column of this node's own fragments;
 // - the pending copy: the image of the round in flight, for keep_local_copy.
@@ -11,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "engine/buffer.h"
 #include "engine/node_context.h"
@@ -25,6 +30,9 @@ namespace ft::internal {
 // logged. Every registered buffer of the engine goes through it.
 void PlaceNearDevice(const NodeContext& node, AlignedBuffer& buffer);
 
+// This machine's physical memory (0 when unknown).
+uint64_t PhysicalMemoryBytes();
+
 class NodeMemory {
  public:
   explicit NodeMemory(NodeContext& node) : node_(node) {}
@@ -34,9 +42,20 @@ class NodeMemory {
   // Allocates (and first-touches) the pipeline: first-touching tens of MiB costs more than a
   // version, so it happens at Create, not in the first checkpoint.
   Status AllocatePipeline();
-  // Registers a store of `bytes` if none exists yet (its size only grows: a later call asking for
-  // less is a no-op). ResourceExhausted when the memory cannot be allocated or registered.
+  // Registers a store of `bytes` if none exists yet (a fixed capacity, at start). ResourceExhausted
+  // when the memory cannot be allocated or registered.
   Status EnsureStore(uint64_t bytes);
+  // Registers a new store of `bytes` as the current one (the coordinator's GROW). The store it
+  // replaces is kept, retired, when its id is `keep_id` (it holds the committed version's
+  // fragments); otherwise it goes first, with every retired store of another id.
+  // ResourceExhausted when the memory cannot be had (changing nothing when the stores would
+  // exceed 90% of the machine's memory).
+  Status ReplaceStore(uint64_t bytes, uint64_t keep_id);
+  // Drops the retired stores whose id is not `keep_id` (a later version committed).
+  void DropRetiredStores(uint64_t keep_id);
+  // Ids grow with every store registered; 0: no store.
+  uint64_t store_id() const { return store_.id; }
+  uint64_t retired_store_bytes() const;
   Status EnsureHeaders(uint64_t bytes);
   Status EnsurePendingCopy(uint64_t bytes);
 
@@ -45,9 +64,9 @@ class NodeMemory {
   void Place(AlignedBuffer& buffer) const;
 
   recovery::StoreKeys store_keys() const {
-    return {reinterpret_cast<uint64_t>(store_.data()), store_mr_ ? store_mr_->rkey() : 0};
+    return {reinterpret_cast<uint64_t>(store_.buffer.data()), store_.mr ? store_.mr->rkey() : 0};
   }
-  uint64_t store_bytes() const { return store_.size(); }
+  uint64_t store_bytes() const { return store_.buffer.size(); }
   std::byte* pipeline() const { return pipeline_.data(); }
   uint32_t pipeline_lkey() const { return pipeline_mr_->lkey(); }
   std::byte* headers() const { return headers_.data(); }
@@ -58,9 +77,17 @@ class NodeMemory {
   void Deregister();
 
  private:
+  struct Store {
+    uint64_t id = 0;
+    AlignedBuffer buffer;
+    std::unique_ptr<verbs::MemoryRegion> mr;
+  };
+  Result<Store> RegisterStore(uint64_t bytes);
+
   NodeContext& node_;
-  AlignedBuffer store_;
-  std::unique_ptr<verbs::MemoryRegion> store_mr_;
+  Store store_;
+  std::vector<Store> retired_;
+  uint64_t last_store_id_ = 0;
   AlignedBuffer pipeline_;
   std::unique_ptr<verbs::MemoryRegion> pipeline_mr_;
   AlignedBuffer headers_;

@@ -1,6 +1,9 @@
 #include "recovery/coordinator.h"
 
 #include <algorithm>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "common/log.h"
 
@@ -31,6 +34,7 @@ Coordinator::Coordinator(PrivateTag, const Options& options)
     : options_(options),
       prepares_(options.world_size),
       prepared_(options.world_size, 0),
+      grow_bytes_(options.world_size, 0),
       done_(options.world_size, 0),
       lost_(options.world_size, 0) {}
 
@@ -52,37 +56,51 @@ void Coordinator::OnPrepare(const PrepareMessage& message, Outbox* outbox) {
 }
 
 void Coordinator::StartRound(Outbox* outbox) {
-  std::fill(prepared_.begin(), prepared_.end(), 0);
-  prepared_count_ = 0;
   const uint64_t version = committed_version_ + 1;
   const uint32_t n = options_.world_size;
-  version_in_flight_ = version;
 
+  // Each owner keeps its extent while its image still fits (the extents have slack): a slightly
+  // grown image needs no new placement.
+  std::vector<uint64_t> extents(n);
   bool changed = !placement_.has_value();
-  for (NodeId node = 0; node < n && !changed; ++node) {
-    const PrepareMessage& old_prepare = placed_prepares_[node];
+  for (NodeId node = 0; node < n; ++node) {
     const PrepareMessage& p = prepares_[node];
-    changed = old_prepare.domain != p.domain || old_prepare.capacity_bytes != p.capacity_bytes ||
-              old_prepare.footprint_bytes != p.footprint_bytes ||
+    const uint64_t placed = placement_ ? placement_->footprint_bytes(node) : 0;
+    const bool keep =
+        placement_.has_value() &&
+        (p.footprint_bytes == 0 ? placed == 0 : ExtentStillFits(placed, p.footprint_bytes));
+    extents[node] = keep ? placed : ExtentBytesFor(p.footprint_bytes);
+    if (changed) continue;
+    const PrepareMessage& old_prepare = placed_prepares_[node];
+    changed = extents[node] != placed || old_prepare.domain != p.domain ||
+              old_prepare.capacity_bytes != p.capacity_bytes ||
+              old_prepare.store_sized_by_coordinator != p.store_sized_by_coordinator ||
               old_prepare.store_addr != p.store_addr || old_prepare.store_rkey != p.store_rkey;
   }
   if (changed) {
-    std::vector<NodeSpec> specs(n);
-    for (NodeId node = 0; node < n; ++node) {
-      specs[node] = NodeSpec{prepares_[node].domain, prepares_[node].capacity_bytes,
-                             prepares_[node].footprint_bytes};
-    }
-    Result<Placement> placement = PlaceAroundCommitted(specs);
-    if (!placement.ok()) {
-      Abort(UINT32_MAX, placement.status().code(), std::string(placement.status().message()),
-            outbox);
+    Result<PlacementPlan> plan = PlanPlacement(extents);
+    if (!plan.ok()) {
+      Abort(UINT32_MAX, plan.status().code(), std::string(plan.status().message()), outbox);
       return;
     }
+    if (!plan->grows.empty()) {
+      // The round starts when the grown nodes PREPARE again with their new stores; the others
+      // stay prepared.
+      for (const auto& [node, bytes] : plan->grows) {
+        prepared_[node] = 0;
+        --prepared_count_;
+        grow_bytes_[node] = bytes;
+        outbox->emplace_back(node, GrowMessage{options_.epoch, bytes});
+      }
+      ++grow_requests_;
+      return;
+    }
+    Placement& placement = *plan->placement;
     // A GO names the owners a node hosts; it must fit one control message.
     for (NodeId node = 0; node < n; ++node) {
       size_t owners = 0;
       NodeId last = UINT32_MAX;
-      for (const HostedFragment& hosted : placement->HostedBy(node)) {
+      for (const HostedFragment& hosted : placement.HostedBy(node)) {
         if (hosted.owner != last) ++owners;
         last = hosted.owner;
       }
@@ -95,11 +113,15 @@ void Coordinator::StartRound(Outbox* outbox) {
         return;
       }
     }
-    placement_ = std::move(placement).value();
+    placement_ = std::move(placement);
     placed_prepares_ = prepares_;
     ++placement_id_;
   }
 
+  std::fill(prepared_.begin(), prepared_.end(), 0);
+  prepared_count_ = 0;
+  std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
+  version_in_flight_ = version;
   phase_ = Phase::kCollectingDone;
   std::fill(done_.begin(), done_.end(), 0);
   done_count_ = 0;
@@ -110,6 +132,7 @@ void Coordinator::StartRound(Outbox* outbox) {
     go.placement_id = placement_id_;
     go.has_placement = changed;
     if (changed) {
+      go.slot_bytes = placement_->footprint_bytes(node) / 2;
       for (const FragmentSlot& slot : placement_->HoldersOf(node)) {
         go.holders.push_back(HolderAddress{slot, prepares_[slot.holder].store_addr,
                                            prepares_[slot.holder].store_rkey});
@@ -173,7 +196,8 @@ void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbo
     Abort(node, StatusCode::kUnavailable, lost_reason_, outbox);
     return;
   }
-  // Nodes that already prepared wait for a GO that cannot come: release them now.
+  // Nodes that already prepared wait for a GO that cannot come: release them now (a node that is
+  // growing its store hears it when it PREPAREs again).
   for (NodeId prepared = 0; prepared < options_.world_size; ++prepared) {
     if (prepared_[prepared] && !lost_[prepared]) {
       outbox->emplace_back(prepared, MakeAbort(node, StatusCode::kUnavailable, lost_reason_));
@@ -181,45 +205,116 @@ void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbo
   }
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
+  std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
+}
+
+// The placement inputs as the stores are now. With `reserve`, each holder's committed extents are
+// kept out of reach while they still live in the store the holder offers now (a holder whose
+// store was replaced by a GROW keeps the old one registered until a later version commits).
+std::vector<NodeSpec> Coordinator::SpecsOf(const std::vector<uint64_t>& extents,
+                                           bool reserve) const {
+  const uint32_t n = options_.world_size;
+  std::vector<NodeSpec> specs(n);
+  for (NodeId node = 0; node < n; ++node) {
+    specs[node] = NodeSpec{prepares_[node].domain, prepares_[node].capacity_bytes, extents[node]};
+  }
+  if (!reserve || !committed_placement_.has_value()) return specs;
+  for (NodeId holder = 0; holder < n && holder < committed_placement_->nodes(); ++holder) {
+    const PrepareMessage& committed = committed_prepares_[holder];
+    if (committed.store_addr != prepares_[holder].store_addr ||
+        committed.store_rkey != prepares_[holder].store_rkey) {
+      continue;  // the committed version lives in a store this node no longer offers
+    }
+    uint64_t begin = UINT64_MAX, end = 0;
+    for (const HostedFragment& hosted : committed_placement_->HostedBy(holder)) {
+      begin = std::min(begin, hosted.store_offset);
+      end =
+          std::max(end, hosted.store_offset + committed_placement_->footprint_bytes(hosted.owner));
+    }
+    if (end > 0) {
+      specs[holder].reserved_begin = begin;
+      specs[holder].reserved_end = end;
+    }
+  }
+  return specs;
+}
+
+// The stores the coordinator sizes that are too small for the placement the world wants: that
+// placement is computed with those stores unlimited and empty (a grown store is a new one), and
+// a node is asked to grow when its extents there do not fit its store as it is (around its
+// committed extents). Stores of fixed capacity stay as they are.
+Result<std::vector<std::pair<NodeId, uint64_t>>> Coordinator::GrowsFor(
+    const std::vector<NodeSpec>& specs) const {
+  // Large enough for any placement, small enough that sums of it cannot overflow.
+  constexpr uint64_t kUnlimited = uint64_t{1} << 60;
+  std::vector<NodeSpec> unlimited = specs;
+  bool any = false;
+  for (NodeId node = 0; node < specs.size(); ++node) {
+    if (!prepares_[node].store_sized_by_coordinator) continue;
+    unlimited[node].capacity_bytes = kUnlimited;
+    unlimited[node].reserved_begin = unlimited[node].reserved_end = 0;
+    any = true;
+  }
+  std::vector<std::pair<NodeId, uint64_t>> grows;
+  if (!any) return grows;
+  FT_ASSIGN_OR_RETURN(Placement wanted, ComputePlacement(unlimited, options_.k, options_.m));
+  for (NodeId node = 0; node < specs.size(); ++node) {
+    if (!prepares_[node].store_sized_by_coordinator) continue;
+    const uint64_t need = wanted.used_bytes(node);
+    if (need > FreeSpanOf(specs[node]).room) grows.emplace_back(node, need);
+  }
+  return grows;
 }
 
 // A changed placement must not WRITE where the committed version lives: if the new round aborts,
-// that version is all there is. Each holder's committed extents are reserved; when the stores
-// lack the room for both, the placement is made without the reservation (as before) and the
-// round is counted in unprotected_placements(): the committed version may be damaged on some
-// holders if that round aborts (detected at read-back, never restored silently).
-Result<Placement> Coordinator::PlaceAroundCommitted(std::vector<NodeSpec>& specs) {
+// that version is all there is. In order:
+// 1. the placement as the stores are, around each holder's committed extents;
+// 2. else GROW the stores the coordinator sizes (into new stores: the committed version stays
+//    in the old ones), after which 1. succeeds;
+// 3. else (stores of fixed capacity lack the room around the committed version) the placement
+//    over the committed extents, as the stores are or after a GROW, counted in
+//    unprotected_placements(): the committed version may be damaged on some holders if that
+//    round aborts (detected at read-back, never restored silently).
+Result<Coordinator::PlacementPlan> Coordinator::PlanPlacement(
+    const std::vector<uint64_t>& extents) {
+  const std::vector<NodeSpec> reserved = SpecsOf(extents, true);
+  Result<Placement> placed = ComputePlacement(reserved, options_.k, options_.m);
+  if (placed.ok()) return PlacementPlan{std::move(placed).value(), {}};
+  if (auto grows = GrowsFor(reserved); grows.ok() && !grows->empty()) {
+    return PlacementPlan{std::nullopt, std::move(grows).value()};
+  }
+  const std::vector<NodeSpec> unreserved = SpecsOf(extents, false);
+  placed = ComputePlacement(unreserved, options_.k, options_.m);
+  if (!placed.ok()) {
+    auto grows = GrowsFor(unreserved);
+    if (!grows.ok() || grows->empty()) return placed.status();
+    return PlacementPlan{std::nullopt, std::move(grows).value()};
+  }
   if (committed_placement_.has_value()) {
-    for (NodeId holder = 0; holder < specs.size() && holder < committed_placement_->nodes();
-         ++holder) {
-      uint64_t begin = UINT64_MAX, end = 0;
-      for (const HostedFragment& hosted : committed_placement_->HostedBy(holder)) {
-        begin = std::min(begin, hosted.store_offset);
-        end = std::max(end,
-                       hosted.store_offset + committed_placement_->footprint_bytes(hosted.owner));
-      }
-      if (end > 0) {
-        specs[holder].reserved_begin = begin;
-        specs[holder].reserved_end = end;
-      }
-    }
-    Result<Placement> reserved = ComputePlacement(specs, options_.k, options_.m);
-    if (reserved.ok()) return reserved;
     ++unprotected_placements_;
     FT_LOG(kWarn) << "coordinator: the stores lack room to place version " << committed_version_ + 1
-                  << " around committed version " << committed_version_ << " ("
-                  << reserved.status().message()
-                  << "); placing over it: if this round aborts, version " << committed_version_
-                  << " may be damaged on some holders";
-    for (NodeSpec& spec : specs) spec.reserved_begin = spec.reserved_end = 0;
+                  << " around committed version " << committed_version_
+                  << "; placing over it: if this round aborts, version " << committed_version_
+                  << " may be damaged on some holders (give the nodes of fixed store capacity "
+                     "more, or let the coordinator size their stores)";
   }
-  return ComputePlacement(specs, options_.k, options_.m);
+  return PlacementPlan{std::move(placed).value(), {}};
 }
 
 // A node gave up waiting for its GO (its deadline passed): its PREPARE no longer stands. Before
 // the round started it is taken back, so a later round waits for the node's next PREPARE instead
 // of starting without it; once the round started (the GO is on its way), the round aborts.
 void Coordinator::OnWithdraw(const DoneMessage& message, Outbox* outbox) {
+  if (phase_ == Phase::kCollectingPrepare && grow_bytes_[message.node] > 0) {
+    // It could not grow its store (or gave up meanwhile): the round cannot start, and the nodes
+    // that prepared would wait for it until their deadline.
+    Abort(message.node, message.code,
+          StrCat("node ", message.node, " could not register the store of ",
+                 grow_bytes_[message.node], " bytes the placement needs (",
+                 StatusCodeName(message.code), ")"),
+          outbox);
+    return;
+  }
   if (phase_ == Phase::kCollectingPrepare) {
     if (prepared_[message.node]) {
       prepared_[message.node] = 0;
@@ -256,6 +351,7 @@ Status Coordinator::InstallView(const View& view, Outbox* outbox) {
   version_in_flight_ = 0;
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
+  std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
   std::fill(done_.begin(), done_.end(), 0);
   done_count_ = 0;
   std::fill(lost_.begin(), lost_.end(), 0);
@@ -291,6 +387,7 @@ void Coordinator::Abort(NodeId failed_node, StatusCode code, std::string reason,
   phase_ = Phase::kCollectingPrepare;
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
+  std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
   for (NodeId node = 0; node < options_.world_size; ++node) {
     if (!lost_[node]) outbox->emplace_back(node, MakeAbort(failed_node, code, reason));
   }

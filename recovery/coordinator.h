@@ -2,8 +2,10 @@
 // engine of the coordinator node feeds it what arrives and sends what it returns; tests and
 // benchmarks drive it directly.
 //
-// Rounds: collect PREPARE from every node; (re)compute the placement when any node's footprint,
-// capacity, domain or store registration changed; send GO(v) with v = last committed + 1; collect
+// Rounds: collect PREPARE from every node; (re)compute the placement when any node's footprint
+// outgrew its extent (extents have slack: ExtentBytesFor), or its capacity, domain or store
+// registration changed; GROW the stores the coordinator sizes when the placement needs more of
+// them (those nodes PREPARE again with new stores); send GO(v) with v = last committed + 1; collect
 // DONE(v); COMMIT(v) when every node reported success, ABORT(v) as soon as one failed or a node was
 // lost. An aborted version number is reused by the next round: slot v % 2 was dirtied, slot (v-1) %
 // 2 still holds the committed version, and v + 1 would overwrite it.
@@ -90,9 +92,11 @@ class Coordinator {
   const Placement* placement() const { return placement_ ? &*placement_ : nullptr; }
   uint64_t placement_id() const { return placement_id_; }
   uint64_t ignored_messages() const { return ignored_messages_; }
-  // Placements that had to be made over the committed version's extents (the stores lacked the
-  // room to place around them).
+  // Placements that had to be made over the committed version's extents (stores of fixed
+  // capacity lacked the room to place around them).
   uint64_t unprotected_placements() const { return unprotected_placements_; }
+  // Rounds that asked some nodes to GROW their stores before they could start.
+  uint64_t grow_requests() const { return grow_requests_; }
   uint64_t epoch() const { return options_.epoch; }
 
   struct PrivateTag {};
@@ -102,7 +106,14 @@ class Coordinator {
   enum class Phase { kCollectingPrepare, kCollectingDone };
   void StartRound(Outbox* outbox);
   void OnWithdraw(const DoneMessage& message, Outbox* outbox);
-  Result<Placement> PlaceAroundCommitted(std::vector<NodeSpec>& specs);
+  struct PlacementPlan {
+    std::optional<Placement> placement;              // to send in the GO, or
+    std::vector<std::pair<NodeId, uint64_t>> grows;  // the stores to GROW first (node, bytes)
+  };
+  Result<PlacementPlan> PlanPlacement(const std::vector<uint64_t>& extents);
+  std::vector<NodeSpec> SpecsOf(const std::vector<uint64_t>& extents, bool reserve) const;
+  Result<std::vector<std::pair<NodeId, uint64_t>>> GrowsFor(
+      const std::vector<NodeSpec>& specs) const;
   void Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox);
   AbortMessage MakeAbort(NodeId failed_node, StatusCode code, const std::string& reason) const;
 
@@ -113,6 +124,7 @@ class Coordinator {
   std::vector<PrepareMessage> prepares_;
   std::vector<uint8_t> prepared_;
   uint32_t prepared_count_ = 0;
+  std::vector<uint64_t> grow_bytes_;  // per node: the store it was asked to GROW to (0: none)
   std::vector<uint8_t> done_;
   uint32_t done_count_ = 0;
   std::vector<PrepareMessage> placed_prepares_;  // the input of the placement last sent in a GO
@@ -129,6 +141,7 @@ class Coordinator {
   std::string lost_reason_;  // names the first lost node
   uint64_t ignored_messages_ = 0;
   uint64_t unprotected_placements_ = 0;
+  uint64_t grow_requests_ = 0;
 };
 
 }  // namespace ft::recovery

@@ -46,6 +46,19 @@
 
 namespace ft::recovery {
 
+uint64_t ExtentBytesFor(uint64_t footprint_bytes) {
+  constexpr uint64_t kSlotAlignment = 4096;
+  if (footprint_bytes == 0) return 0;
+  const uint64_t slot = (footprint_bytes + 1) / 2;
+  const uint64_t grown = slot + slot / 8;
+  return 2 * ((grown + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment);
+}
+
+bool ExtentStillFits(uint64_t extent_bytes, uint64_t footprint_bytes) {
+  return footprint_bytes > 0 && footprint_bytes <= extent_bytes &&
+         extent_bytes <= 2 * ExtentBytesFor(footprint_bytes);
+}
+
 FreeSpan FreeSpanOf(const NodeSpec& node) {
   const uint64_t begin = std::min(node.reserved_begin, node.capacity_bytes);
   const uint64_t end = std::min(std::max(node.reserved_end, begin), node.capacity_bytes);

@@ -101,6 +101,15 @@ class Placement {
   int min_owner_domains_ = 0;              // fewest distinct domains among one owner's holders
 };
 
+// The extent a holder gives an owner whose fragment needs `footprint_bytes` (its two slots):
+// an eighth more, each slot rounded up to 4 KiB, so that an image may grow by that much
+// without a new placement (a new placement must go around the committed version, which costs
+// store room or a new store). 0 for 0.
+uint64_t ExtentBytesFor(uint64_t footprint_bytes);
+// Whether an owner placed with `extent_bytes` keeps its extent for a new footprint: it still
+// fits, and the image has not shrunk to less than half of what the extent was made for.
+bool ExtentStillFits(uint64_t extent_bytes, uint64_t footprint_bytes);
+
 // k >= 1, m >= 1, k + m < nodes.size() (else InvalidArgument naming the largest k + m allowed).
 // Fails with ResourceExhausted naming the owner that does not fit and the missing bytes.
 Result<Placement> ComputePlacement(std::span<const NodeSpec> nodes, int k, int m);

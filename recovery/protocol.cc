@@ -77,12 +77,19 @@ void Write(Writer& w, const PrepareMessage& m) {
   w.Put(m.capacity_bytes);
   w.Put(m.store_addr);
   w.Put(m.store_rkey);
+  w.Put(static_cast<uint32_t>(m.store_sized_by_coordinator));
+}
+
+void Write(Writer& w, const GrowMessage& m) {
+  PutHeader(w, MessageType::kGrow, m.epoch);
+  w.Put(m.store_bytes);
 }
 
 void Write(Writer& w, const GoMessage& m) {
   PutHeader(w, MessageType::kGo, m.epoch);
   w.Put(m.version);
   w.Put(m.placement_id);
+  w.Put(m.slot_bytes);
   w.Put(static_cast<uint32_t>(m.has_placement));
   w.Put(static_cast<uint32_t>(m.holders.size()));
   w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
@@ -166,19 +173,28 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
     case MessageType::kPrepare: {
       PrepareMessage m;
       m.epoch = epoch;
+      uint32_t sized = 0;
       if (!r.Get(&m.node) || !r.Get(&m.domain) || !r.Get(&m.image_bytes) ||
           !r.Get(&m.footprint_bytes) || !r.Get(&m.capacity_bytes) || !r.Get(&m.store_addr) ||
-          !r.Get(&m.store_rkey)) {
+          !r.Get(&m.store_rkey) || !r.Get(&sized) || sized > 1) {
         return Truncated("PREPARE");
       }
+      m.store_sized_by_coordinator = sized != 0;
+      return Message(m);
+    }
+    case MessageType::kGrow: {
+      GrowMessage m;
+      m.epoch = epoch;
+      if (!r.Get(&m.store_bytes) || m.store_bytes == 0) return Truncated("GROW");
       return Message(m);
     }
     case MessageType::kGo: {
       GoMessage m;
       m.epoch = epoch;
       uint32_t has_placement = 0, holders = 0, hosted = 0, endpoints = 0;
-      if (!r.Get(&m.version) || !r.Get(&m.placement_id) || !r.Get(&has_placement) ||
-          !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&endpoints) || has_placement > 1) {
+      if (!r.Get(&m.version) || !r.Get(&m.placement_id) || !r.Get(&m.slot_bytes) ||
+          !r.Get(&has_placement) || !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&endpoints) ||
+          has_placement > 1 || (has_placement == 1 && holders > 0 && m.slot_bytes == 0)) {
         return Truncated("GO");
       }
       if (holders > static_cast<uint32_t>(kMaxStripeWidth) ||

@@ -5,8 +5,12 @@
 // buffers. Decode checks every length against the buffer and rejects anything malformed.
 //
 // One checkpoint round (version v, epoch e):
-//   node -> coordinator   PREPARE(e, node, image bytes, footprint, capacity, domain)
-//   coordinator -> node   GO(e, v, placement if it changed: this node's holders, hosted owners)
+//   node -> coordinator   PREPARE(e, node, image bytes, footprint, capacity, domain, store keys)
+//   coordinator -> node   GROW(e, store bytes)     when the placement needs a larger store on
+//                                                  a node whose store it sizes; the node
+//                                                  registers one and PREPAREs again
+//   coordinator -> node   GO(e, v, placement if it changed: this node's holders, slot bytes,
+//                            hosted owners)
 //   node -> coordinator   DONE(e, v, node, status)     after all its WRITEs completed
 //   coordinator -> node   COMMIT(e, v)                 when every node reported DONE(v) OK
 //                         ABORT(e, v, node, reason)    when one failed; v-1 stays committed
@@ -34,14 +38,21 @@ inline constexpr size_t kMaxReasonBytes = 256;
 inline constexpr int kMaxStripeWidth = 64;  // k + m, as erasure::kMaxCells
 // A peer's network endpoint (verbs::Fabric::endpoint()): opaque bytes, at most this many.
 inline constexpr size_t kMaxEndpointBytes = 20;
-// Header (16) + GO fields (32) + 64 holders (24 each) with their endpoints (4 + 1 + 20 each)
+// Header (16) + GO fields (40) + 64 holders (24 each) with their endpoints (4 + 1 + 20 each)
 // leave room for this many hosted owners (4 bytes each, plus an endpoint).
 inline constexpr size_t kMaxHostedOwners =
-    (kMaxControlMessageBytes - 48 - 64 * 24 - 64 * (5 + kMaxEndpointBytes)) /
+    (kMaxControlMessageBytes - 56 - 64 * 24 - 64 * (5 + kMaxEndpointBytes)) /
     (4 + 5 + kMaxEndpointBytes);
 static_assert(kMaxHostedOwners >= 2 * kMaxStripeWidth, "a balanced placement must always fit");
 
-enum class MessageType : uint8_t { kPrepare = 1, kGo = 2, kDone = 3, kCommit = 4, kAbort = 5 };
+enum class MessageType : uint8_t {
+  kPrepare = 1,
+  kGo = 2,
+  kDone = 3,
+  kCommit = 4,
+  kAbort = 5,
+  kGrow = 6,
+};
 
 struct PrepareMessage {
   uint64_t epoch = 0;
@@ -52,7 +63,18 @@ struct PrepareMessage {
   uint32_t domain = 0;
   uint64_t store_addr = 0;  // this node's store: where holders' fragments are WRITTEN
   uint32_t store_rkey = 0;
+  // The coordinator sizes this node's store (EngineOptions::store_capacity = 0): it may answer
+  // GROW. Otherwise capacity_bytes is all the node will ever offer.
+  bool store_sized_by_coordinator = false;
   bool operator==(const PrepareMessage&) const = default;
+};
+
+// "Register a store of at least store_bytes, then PREPARE again with its keys." The store that
+// holds the committed version's fragments stays registered until a later version commits.
+struct GrowMessage {
+  uint64_t epoch = 0;
+  uint64_t store_bytes = 0;
+  bool operator==(const GrowMessage&) const = default;
 };
 
 // A holder as an owner needs it: where its fragment extent starts, and the key to WRITE there.
@@ -76,7 +98,11 @@ struct GoMessage {
   uint64_t placement_id = 0;           // increases whenever the placement changes
   bool has_placement = false;          // when false the node keeps the placement it has
   std::vector<HolderAddress> holders;  // this node's k + m holders, by column
-  std::vector<NodeId> hosted_owners;   // owners whose fragments this node hosts (to connect)
+  // With a placement: the bytes of each of the two slots of this node's extents (half of its
+  // extent, ExtentBytesFor its footprint): version v goes to slot v % 2 at store_offset + (v %
+  // 2) x slot_bytes, whatever the image size of v, so a grown image never reaches the other slot.
+  uint64_t slot_bytes = 0;
+  std::vector<NodeId> hosted_owners;  // owners whose fragments this node hosts (to connect)
   // With a placement, on a networked fabric: where the holders and hosted owners listen.
   std::vector<PeerEndpoint> endpoints;
   bool operator==(const GoMessage&) const = default;
@@ -109,7 +135,8 @@ struct AbortMessage {
   bool operator==(const AbortMessage&) const = default;
 };
 
-using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage>;
+using Message =
+    std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage, GrowMessage>;
 
 // Writes `message` into `out`; returns the bytes used, or ResourceExhausted when it does not fit.
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out);

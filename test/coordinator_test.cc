@@ -32,6 +32,8 @@ constexpr uint32_t kNodes = 10;
 constexpr int kK = 3;
 constexpr int kM = 2;
 constexpr uint64_t kFootprint = 4 * kMiB;
+// What a holder gives each owner of kFootprint (its slack included).
+const uint64_t kExtent = ExtentBytesFor(kFootprint);
 
 bool Contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -48,7 +50,7 @@ PrepareMessage PrepareOf(NodeId node) {
   p.node = node;
   p.image_bytes = 3 * kFootprint;
   p.footprint_bytes = kFootprint;
-  p.capacity_bytes = (kK + kM + 1) * kFootprint;
+  p.capacity_bytes = (kK + kM + 1) * kExtent;
   p.domain = node % 4;
   p.store_addr = 0x7f0000000000 + uint64_t{node} * 0x10000000;
   p.store_rkey = 0x1000 + node;
@@ -604,10 +606,10 @@ TEST_F(CoordinatorTest, PrepareAfterALossIsAbortedAtOnce) {
 
 TEST_F(CoordinatorTest, PlacementFailureAbortsEveryNode) {
   // Room for one fragment per node, but every owner needs k + m = 5.
-  for (PrepareMessage& p : prepares_) p.capacity_bytes = kFootprint;
+  for (PrepareMessage& p : prepares_) p.capacity_bytes = kExtent;
   Outbox outbox = PrepareAll();
   EXPECT_EQ(Destinations<AbortMessage>(outbox), All());
-  const uint64_t missing = kNodes * (kK + kM) * kFootprint - kNodes * kFootprint;
+  const uint64_t missing = kNodes * (kK + kM) * kExtent - kNodes * kExtent;
   for (const auto& [node, abort] : OfType<AbortMessage>(outbox)) {
     EXPECT_EQ(abort.epoch, kEpoch);
     EXPECT_EQ(abort.version, 1u);
@@ -659,7 +661,7 @@ TEST(CoordinatorSmallWorldTest, ThreeNodesOneAndOne) {
     Outbox outbox;
     for (NodeId node = 0; node < 3; ++node) {
       PrepareMessage p = PrepareOf(node);
-      p.capacity_bytes = 2 * kFootprint;
+      p.capacity_bytes = 2 * kExtent;
       coordinator.OnPrepare(p, &outbox);
     }
     ASSERT_EQ(Destinations<GoMessage>(outbox), All(3));
@@ -688,7 +690,7 @@ TEST(CoordinatorSmallWorldTest, TooManyHostedOwnersForOneMessageAborts) {
   Outbox outbox;
   for (NodeId node = 0; node < kWorld; ++node) {
     PrepareMessage p = PrepareOf(node);
-    p.capacity_bytes = node < 3 ? kWorld * kFootprint : 0;
+    p.capacity_bytes = node < 3 ? kWorld * kExtent : 0;
     (*made)->OnPrepare(p, &outbox);
   }
   const auto aborts = OfType<AbortMessage>(outbox);

@@ -100,9 +100,10 @@ TEST(EngineFaulty, ACommitOfAnotherEpochIsIgnored) {
     return std::unique_ptr<verbs::Fabric>(
         std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
   };
-  // The coordinator's SENDs to rank 2: GO, then COMMIT. Byte 8 is the low byte of the epoch.
+  // The coordinator's SENDs to rank 2: GROW (the coordinator sizes its store), GO, then COMMIT.
+  // Byte 8 is the low byte of the epoch.
   faults->Add(
-      verbs::FaultRule::Corrupt({8}, 0x02).For(verbs::Opcode::kSend).OnNode(0).ToPeer(2).Nth(2));
+      verbs::FaultRule::Corrupt({8}, 0x02).For(verbs::Opcode::kSend).OnNode(0).ToPeer(2).Nth(3));
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(4, {10'000});

@@ -28,17 +28,20 @@ namespace {
 
 // Wire sizes, from the layout in protocol.cc: a 16-byte header {type, pad, pad, pad, epoch}.
 constexpr size_t kHeaderBytes = 16;
-constexpr size_t kPrepareBytes = kHeaderBytes + 4 + 4 + 8 + 8 + 8 + 8 + 4;
-constexpr size_t kGoFixedBytes = kHeaderBytes + 8 + 8 + 4 + 4 + 4 + 4;
+constexpr size_t kPrepareBytes = kHeaderBytes + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4;
+constexpr size_t kGoFixedBytes = kHeaderBytes + 8 + 8 + 8 + 4 + 4 + 4 + 4;
 constexpr size_t kGoHolderBytes = 4 + 4 + 8 + 8;
 constexpr size_t kDoneBytes = kHeaderBytes + 8 + 4 + 4 + 4;
 constexpr size_t kCommitBytes = kHeaderBytes + 8;
+constexpr size_t kGrowBytes = kHeaderBytes + 8;
 constexpr size_t kAbortFixedBytes = kHeaderBytes + 8 + 4 + 4 + 4;
 
 // Field offsets used to corrupt encoded messages.
-constexpr size_t kGoHasPlacementOffset = kHeaderBytes + 16;
-constexpr size_t kGoHoldersOffset = kHeaderBytes + 20;
-constexpr size_t kGoHostedOffset = kHeaderBytes + 24;
+constexpr size_t kPrepareSizedOffset = kHeaderBytes + 44;
+constexpr size_t kGoSlotBytesOffset = kHeaderBytes + 16;
+constexpr size_t kGoHasPlacementOffset = kHeaderBytes + 24;
+constexpr size_t kGoHoldersOffset = kHeaderBytes + 28;
+constexpr size_t kGoHostedOffset = kHeaderBytes + 32;
 constexpr size_t kDoneCodeOffset = kHeaderBytes + 12;
 constexpr size_t kAbortCodeOffset = kHeaderBytes + 12;
 constexpr size_t kAbortReasonBytesOffset = kHeaderBytes + 16;
@@ -87,6 +90,7 @@ PrepareMessage SamplePrepare() {
   m.domain = 0xdeadbeef;
   m.store_addr = 0x00007f1234567000;
   m.store_rkey = 0xcafe0001;
+  m.store_sized_by_coordinator = true;
   return m;
 }
 
@@ -95,6 +99,7 @@ GoMessage SampleGo(size_t holders, size_t hosted) {
   m.epoch = 9;
   m.version = (uint64_t{1} << 40) + 3;
   m.placement_id = 77;
+  m.slot_bytes = (uint64_t{1} << 35) + 4096;
   m.has_placement = true;
   for (size_t j = 0; j < holders; ++j) {
     const auto id = static_cast<uint32_t>(j);
@@ -145,7 +150,7 @@ AbortMessage SampleAbort(std::string reason) {
 std::vector<Message> SampleMessages() {
   std::vector<Message> messages;
   messages.emplace_back(SamplePrepare());
-  messages.emplace_back(GoMessage{1, 2, 3, false, {}, {}, {}});
+  messages.emplace_back(GoMessage{1, 2, 3, false, {}, 0, {}, {}});
   messages.emplace_back(SampleGoWithEndpoints(6, 6));
   messages.emplace_back(SampleGo(6, 0));
   messages.emplace_back(SampleGo(14, 40));
@@ -162,6 +167,27 @@ std::vector<Message> SampleMessages() {
 TEST(ProtocolTest, PrepareRoundTrips) {
   ExpectRoundTrip(SamplePrepare(), kPrepareBytes);
   ExpectRoundTrip(PrepareMessage{}, kPrepareBytes);
+  // The flag is a 0/1 word: anything else is malformed.
+  std::vector<std::byte> bytes = Encode(SamplePrepare());
+  Patch(bytes, kPrepareSizedOffset, uint32_t{2});
+  EXPECT_EQ(DecodeExact(bytes).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ProtocolTest, GrowRoundTripsAndRefusesZeroBytes) {
+  ExpectRoundTrip(GrowMessage{3, 1}, kGrowBytes);
+  ExpectRoundTrip(GrowMessage{std::numeric_limits<uint64_t>::max(), uint64_t{1} << 50}, kGrowBytes);
+  EXPECT_EQ(DecodeExact(Encode(GrowMessage{3, 0})).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A GO that places holders must say how large their slots are: without it an owner would not
+// know where slot 1 starts.
+TEST(ProtocolTest, GoWithHoldersAndNoSlotBytesIsInvalidArgument) {
+  std::vector<std::byte> bytes = Encode(SampleGo(6, 2));
+  Patch(bytes, kGoSlotBytesOffset, uint64_t{0});
+  EXPECT_EQ(DecodeExact(bytes).status().code(), StatusCode::kInvalidArgument);
+  GoMessage hosting_only = SampleGo(0, 3);  // footprint 0: no holders, no slots
+  hosting_only.slot_bytes = 0;
+  ExpectRoundTrip(hosting_only, kGoFixedBytes + 3 * 4);
 }
 
 TEST(ProtocolTest, GoWithoutPlacementRoundTrips) {
@@ -338,7 +364,7 @@ TEST(ProtocolTest, EveryTruncationIsInvalidArgument) {
 }
 
 TEST(ProtocolTest, UnknownTypeIsInvalidArgument) {
-  for (const int type : {0, 6, 7, 127, 255}) {
+  for (const int type : {0, 7, 8, 127, 255}) {
     std::vector<std::byte> bytes = Encode(SamplePrepare());
     bytes[0] = static_cast<std::byte>(type);
     Result<Message> decoded = DecodeExact(bytes);

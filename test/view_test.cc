@@ -28,7 +28,7 @@ PrepareMessage PrepareOf(NodeId node, uint64_t epoch, uint64_t footprint = 1 << 
   p.node = node;
   p.image_bytes = footprint;
   p.footprint_bytes = footprint;
-  p.capacity_bytes = 8 << 20;  // fixed: images change, stores do not
+  p.capacity_bytes = 9 << 20;  // fixed: images change, stores do not
   p.domain = node;
   p.store_addr = 0x10000000ull * (node + 1);
   p.store_rkey = 100 + node;
@@ -184,7 +184,8 @@ TEST(CoordinatorStateTest, AnAbortedRoundUnderANewPlacementLeavesTheCommittedSta
 }
 
 // A changed placement goes around the committed version's extents on every holder when the
-// stores have the room (PrepareOf offers 8 footprints), and over them, counted, when not.
+// stores have the room (PrepareOf offers 9 MiB of fixed store: 8 extents of a 1 MiB footprint),
+// and over them, counted, when not.
 TEST(CoordinatorStateTest, AChangedPlacementAvoidsTheCommittedExtents) {
   auto made = Coordinator::Create({kNodes, kK, kM, 1});
   ASSERT_TRUE(made.ok());
@@ -209,8 +210,8 @@ TEST(CoordinatorStateTest, AChangedPlacementAvoidsTheCommittedExtents) {
     }
   }
   EXPECT_EQ(c.unprotected_placements(), 0u);
-  // Version 2 commits; images grow to 5x: 3 holders x 5 footprints do not fit 8 beside the 4.5
-  // committed, so the placement goes over them (and says so).
+  // Version 2 commits; images grow to 2.5x: 3 extents of 2.8 MiB do not fit 9 MiB beside the
+  // 5.1 MiB committed, so the placement goes over them (and says so).
   DoneAll(c, 1, 2);
   ASSERT_EQ(c.committed_version(), 2u);
   ASSERT_EQ(Only<GoMessage>(PrepareAll(c, 1, 5 << 19)).size(), kNodes);

@@ -51,8 +51,11 @@ struct EngineOptions {
   int m = 2;  // parity cells per stripe: up to m lost holders per owner are survivable
   // Bytes per cell, >= 512 (smaller cells cost more per WRITE than they carry).
   uint64_t cell_bytes = 1 << 20;
-  // Store bytes this node offers for others' fragments. 0: sized at the first checkpoint to this
-  // node's fair share, 2 slots x (k+m)/k x its own image (plus headers).
+  // Store bytes this node offers for others' fragments. 0 (the default): the coordinator sizes
+  // every such store from the world's placement (every node's image and failure domain), at
+  // the first checkpoint and again when an image outgrows its extents' slack (1/8); the store
+  // holding the committed version stays registered until the next version commits. > 0: a
+  // fixed store of that size (StoreBytesFor gives a node's fair share).
   uint64_t store_capacity = 0;
   // Failure domain (rack, switch, chassis). kOwnDomain: every node is its own domain.
   static constexpr uint32_t kOwnDomain = UINT32_MAX;
@@ -157,7 +160,8 @@ class FT_EXPORT Engine {
   const WorldInfo& world() const;
   const EngineOptions& options() const;
 
-  // The store capacity a node needs to host k + m fragments of an image of `image_bytes`.
+  // The store capacity a node needs to host k + m fragments of an image of `image_bytes` (two
+  // slots each, with the extents' slack of 1/8): its fair share when every image has that size.
   static uint64_t StoreBytesFor(uint64_t image_bytes, const EngineOptions& options);
 
   struct PrivateTag {};

@@ -39,7 +39,7 @@ typedef struct ft_options {
   int32_t k;
   int32_t m;
   uint64_t cell_bytes;
-  uint64_t store_capacity; /* 0: sized at the first checkpoint */
+  uint64_t store_capacity; /* 0: sized by the coordinator from the placement */
   uint32_t failure_domain; /* UINT32_MAX: every node its own domain */
   int32_t pipeline_depth;
   int32_t keep_local_copy; /* 0 or 1 */
