@@ -83,9 +83,17 @@ void Coordinator::StartRound(Outbox* outbox) {
       Abort(UINT32_MAX, plan.status().code(), std::string(plan.status().message()), outbox);
       return;
     }
+    if (!plan->grows.empty() && grow_cycles_ >= kMaxGrowCycles) {
+      Abort(UINT32_MAX, StatusCode::kInternal,
+            StrCat("the placement still needed larger stores after ", grow_cycles_,
+                   " GROWs of version ", version),
+            outbox);
+      return;
+    }
     if (!plan->grows.empty()) {
       // The round starts when the grown nodes PREPARE again with their new stores; the others
       // stay prepared.
+      ++grow_cycles_;
       for (const auto& [node, bytes] : plan->grows) {
         prepared_[node] = 0;
         --prepared_count_;
@@ -121,6 +129,7 @@ void Coordinator::StartRound(Outbox* outbox) {
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
   std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
+  grow_cycles_ = 0;
   version_in_flight_ = version;
   phase_ = Phase::kCollectingDone;
   std::fill(done_.begin(), done_.end(), 0);
@@ -206,6 +215,7 @@ void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbo
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
   std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
+  grow_cycles_ = 0;
 }
 
 // The placement inputs as the stores are now. With `reserve`, each holder's committed extents are
@@ -243,25 +253,42 @@ std::vector<NodeSpec> Coordinator::SpecsOf(const std::vector<uint64_t>& extents,
 // placement is computed with those stores unlimited and empty (a grown store is a new one), and
 // a node is asked to grow when its extents there do not fit its store as it is (around its
 // committed extents). Stores of fixed capacity stay as they are.
+//
+// After the GROWs, the placement as the stores are must make the same choices. It does when
+// every node's room is at least what it receives, except for one input: which nodes can host at
+// all (they share a domain's fair share). So a sized node that receives nothing keeps its real
+// store in the computation, and it is repeated until no more such nodes appear.
 Result<std::vector<std::pair<NodeId, uint64_t>>> Coordinator::GrowsFor(
     const std::vector<NodeSpec>& specs) const {
   // Large enough for any placement, small enough that sums of it cannot overflow.
   constexpr uint64_t kUnlimited = uint64_t{1} << 60;
-  std::vector<NodeSpec> unlimited = specs;
-  bool any = false;
-  for (NodeId node = 0; node < specs.size(); ++node) {
-    if (!prepares_[node].store_sized_by_coordinator) continue;
-    unlimited[node].capacity_bytes = kUnlimited;
-    unlimited[node].reserved_begin = unlimited[node].reserved_end = 0;
-    any = true;
-  }
+  const size_t n = specs.size();
+  std::vector<uint8_t> unlimited(n, 0);
+  for (NodeId node = 0; node < n; ++node)
+    unlimited[node] = prepares_[node].store_sized_by_coordinator;
   std::vector<std::pair<NodeId, uint64_t>> grows;
-  if (!any) return grows;
-  FT_ASSIGN_OR_RETURN(Placement wanted, ComputePlacement(unlimited, options_.k, options_.m));
-  for (NodeId node = 0; node < specs.size(); ++node) {
-    if (!prepares_[node].store_sized_by_coordinator) continue;
-    const uint64_t need = wanted.used_bytes(node);
-    if (need > FreeSpanOf(specs[node]).room) grows.emplace_back(node, need);
+  for (size_t attempt = 0; attempt <= n; ++attempt) {
+    std::vector<NodeSpec> wanted_specs = specs;
+    for (NodeId node = 0; node < n; ++node) {
+      if (!unlimited[node]) continue;
+      wanted_specs[node].capacity_bytes = kUnlimited;
+      wanted_specs[node].reserved_begin = wanted_specs[node].reserved_end = 0;
+    }
+    FT_ASSIGN_OR_RETURN(Placement wanted, ComputePlacement(wanted_specs, options_.k, options_.m));
+    bool pinned = false;
+    for (NodeId node = 0; node < n; ++node) {
+      if (unlimited[node] && wanted.HostedBy(node).empty()) {
+        unlimited[node] = 0;
+        pinned = true;
+      }
+    }
+    if (pinned) continue;
+    for (NodeId node = 0; node < n; ++node) {
+      if (!unlimited[node]) continue;
+      const uint64_t need = wanted.used_bytes(node) - FreeSpanOf(wanted_specs[node]).base;
+      if (need > FreeSpanOf(specs[node]).room) grows.emplace_back(node, need);
+    }
+    break;
   }
   return grows;
 }
@@ -352,6 +379,7 @@ Status Coordinator::InstallView(const View& view, Outbox* outbox) {
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
   std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
+  grow_cycles_ = 0;
   std::fill(done_.begin(), done_.end(), 0);
   done_count_ = 0;
   std::fill(lost_.begin(), lost_.end(), 0);
@@ -388,6 +416,7 @@ void Coordinator::Abort(NodeId failed_node, StatusCode code, std::string reason,
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
   std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
+  grow_cycles_ = 0;
   for (NodeId node = 0; node < options_.world_size; ++node) {
     if (!lost_[node]) outbox->emplace_back(node, MakeAbort(failed_node, code, reason));
   }

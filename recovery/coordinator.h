@@ -125,6 +125,10 @@ class Coordinator {
   std::vector<uint8_t> prepared_;
   uint32_t prepared_count_ = 0;
   std::vector<uint64_t> grow_bytes_;  // per node: the store it was asked to GROW to (0: none)
+  // GROWs sent for the round being prepared: one suffices (GrowsFor), a second covers a node that
+  // PREPAREd a smaller store than it was asked for; more means the planning does not converge.
+  static constexpr int kMaxGrowCycles = 2;
+  int grow_cycles_ = 0;
   std::vector<uint8_t> done_;
   uint32_t done_count_ = 0;
   std::vector<PrepareMessage> placed_prepares_;  // the input of the placement last sent in a GO
