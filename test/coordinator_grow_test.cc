@@ -118,7 +118,8 @@ TEST_F(CoordinatorGrowTest, TheFirstRoundGrowsEveryStoreToItsExtents) {
   EXPECT_EQ(grows.size(), first.size()) << "nothing but GROWs before the stores exist";
   uint64_t total = 0, extents = 0;
   for (const auto& [node, grow] : grows) total += grow.store_bytes;
-  for (const PrepareMessage& p : prepares_) extents += (kK + kM) * ExtentBytesFor(p.footprint_bytes);
+  for (const PrepareMessage& p : prepares_)
+    extents += (kK + kM) * ExtentBytesFor(p.footprint_bytes);
   EXPECT_EQ(total, extents) << "the stores hold the placement, nothing more";
   EXPECT_EQ(coordinator_->grow_requests(), 1u);
   EXPECT_FALSE(coordinator_->round_in_flight());
@@ -184,8 +185,8 @@ TEST_F(CoordinatorGrowTest, ANodeThatCannotGrowAbortsTheRoundForEveryone) {
   const auto requested = Only<GrowMessage>(grows);
   ASSERT_EQ(requested.size(), kNodes);
   Outbox outbox;
-  coordinator_->OnDone(
-      DoneMessage{kEpoch, kWithdrawVersion, 3, StatusCode::kResourceExhausted}, &outbox);
+  coordinator_->OnDone(DoneMessage{kEpoch, kWithdrawVersion, 3, StatusCode::kResourceExhausted},
+                       &outbox);
   const auto aborts = Only<AbortMessage>(outbox);
   ASSERT_EQ(aborts.size(), kNodes);
   EXPECT_EQ(aborts[0].second.failed_node, 3u);

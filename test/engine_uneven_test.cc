@@ -181,7 +181,8 @@ TEST(EngineUneven, AnAbortedRoundIntoNewStoresLeavesTheCommittedVersion) {
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     ASSERT_FALSE(results[rank].ok()) << "rank " << rank << ": version 2 was meant to abort";
   }
-  EXPECT_GT(WorldStoreBytes(**world), first_stores + ExtentBytesOfTheWorld(grown, options.engine) / 2)
+  EXPECT_GT(WorldStoreBytes(**world),
+            first_stores + ExtentBytesOfTheWorld(grown, options.engine) / 2)
       << "the new stores and the committed version's are registered together";
   internal::LoopbackWorldTesting::network(**world).Heal(1, 3);
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
@@ -219,7 +220,8 @@ TEST_P(EngineDomains, EveryDomainCountOnEightNodes) {
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   std::vector<NodeState> states(kNodes);
-  for (uint32_t rank = 0; rank < kNodes; ++rank) states[rank].regions.emplace_back(30'000 + 977 * rank);
+  for (uint32_t rank = 0; rank < kNodes; ++rank)
+    states[rank].regions.emplace_back(30'000 + 977 * rank);
   for (uint64_t version = 1; version <= 2; ++version) {
     Status status = CheckpointAll(**world, states, version, version == 1);
     ASSERT_TRUE(status.ok()) << "version " << version << ": " << status;
