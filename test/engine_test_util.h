@@ -96,6 +96,23 @@ inline Status ProtectFillAndCheckpoint(LoopbackWorld& world, std::vector<NodeSta
   });
 }
 
+// Every node swaps its region 0 for the regions of `next` (a new image: say, a grown one), fills
+// them as `version` and checkpoints; each node's result, or the first failure of the swap.
+inline Result<std::vector<Status>> SwapImagesAndCheckpoint(LoopbackWorld& world,
+                                                           std::vector<NodeState>& next,
+                                                           uint64_t version) {
+  std::vector<Status> results(world.size());
+  Status swapped = world.Run([&](uint32_t rank, Engine& engine) -> Status {
+    FT_RETURN_IF_ERROR(engine.Unprotect(0));
+    FT_RETURN_IF_ERROR(next[rank].ProtectAll(engine));
+    next[rank].Fill(rank, version);
+    results[rank] = engine.Checkpoint().status();
+    return Status();
+  });
+  if (!swapped.ok()) return swapped;
+  return results;
+}
+
 }  // namespace ft::test
 
 #endif  // FT_TEST_ENGINE_TEST_UTIL_H_

@@ -169,17 +169,10 @@ TEST(EngineUneven, AnAbortedRoundIntoNewStoresLeavesTheCommittedVersion) {
 
   auto grown = MakeStates(kNodes, {120'000});
   internal::LoopbackWorldTesting::network(**world).Partition(1, 3);
-  std::vector<Status> results(kNodes);
-  status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(engine.Unprotect(0));
-    FT_RETURN_IF_ERROR(grown[rank].ProtectAll(engine));
-    grown[rank].Fill(rank, 2);
-    results[rank] = engine.Checkpoint().status();
-    return Status();
-  });
-  ASSERT_TRUE(status.ok()) << status;
+  Result<std::vector<Status>> results = test::SwapImagesAndCheckpoint(**world, grown, 2);
+  ASSERT_TRUE(results.ok()) << results.status();
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
-    ASSERT_FALSE(results[rank].ok()) << "rank " << rank << ": version 2 was meant to abort";
+    ASSERT_FALSE((*results)[rank].ok()) << "rank " << rank << ": version 2 was meant to abort";
   }
   EXPECT_GT(WorldStoreBytes(**world),
             first_stores + ExtentBytesOfTheWorld(grown, options.engine) / 2)
