@@ -21,6 +21,7 @@ class Writer {
     used_ += sizeof(T);
   }
   void PutBytes(const void* data, size_t bytes) {
+    if (bytes == 0) return;  // data may be null (an empty vector's)
     if (overflow_ || out_.size() - used_ < bytes) {
       overflow_ = true;
       return;
@@ -48,6 +49,7 @@ class Reader {
     return true;
   }
   bool GetBytes(void* data, size_t bytes) {
+    if (bytes == 0) return true;  // data may be null (an empty vector's)
     if (in_.size() - used_ < bytes) return false;
     std::memcpy(data, in_.data() + used_, bytes);
     used_ += bytes;
