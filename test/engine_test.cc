@@ -14,6 +14,7 @@
 #include "erasure/fragment.h"
 #include "test/engine_test_util.h"
 #include "test/recording_fabric.h"
+#include "verbs/faulty/faulty.h"
 #include "verbs/loopback/loopback.h"
 #include "world/loopback_world_internal.h"
 
@@ -473,13 +474,16 @@ TEST(Engine, HolderConnectingWithOtherStoreKeysThanTheGoIsRefused) {
   EXPECT_TRUE(status.ok()) << status;
 }
 
-// Kills: an idle node, a node with its round in flight, and the coordinator. Every survivor's
-// checkpoint ends (no hang) with either the new version committed or Unavailable naming the lost
-// node, and its committed image reads back exactly: version v or v + 1, never a mix.
+// Kills, with torn writes: an idle node, a node with its round queued, a node whose cells are
+// going out, and the coordinator. Every survivor's checkpoint ends (no hang) with either the new
+// version committed or Unavailable naming the lost node, and its committed image reads back
+// exactly: version v or v + 1, never a mix.
+enum class KillAt { kIdle, kQueued, kMidWrite };
+
 struct KillCase {
   const char* name;
   uint32_t victim;
-  bool while_in_flight;
+  KillAt at;
 };
 
 class KillDuringCheckpoint : public ::testing::TestWithParam<KillCase> {};
@@ -489,9 +493,20 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
   constexpr uint32_t kNodes = 7;
   auto options = SmallWorld(kNodes, 3, 2, 2048);
   options.engine.timeout = 10s;
+  std::vector<std::shared_ptr<test::DatapathRecord>> records(kNodes);
+  for (auto& record : records) record = std::make_shared<test::DatapathRecord>();
+  auto faults = std::make_shared<verbs::FaultController>();
+  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> inner) {
+    return std::unique_ptr<verbs::Fabric>(std::make_unique<test::RecordingFabric>(
+        std::make_unique<verbs::FaultyFabric>(std::move(inner), faults), records[rank]));
+  };
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
-  internal::LoopbackWorldTesting::network(**world).SetRandomDelays(3);
+  verbs::LoopbackNetwork& network = internal::LoopbackWorldTesting::network(**world);
+  network.SetRandomDelays(3);
+  // A node that dies lands a seeded prefix of every WRITE it had queued, to and from it: a torn
+  // cell or header of the round in flight must never reach the committed version's slot.
+  network.SetTornWrites(true);
   auto states = MakeStates(kNodes, {40'000, 123});
   Status status = test::ProtectFillAndCheckpoint(**world, states);
   ASSERT_TRUE(status.ok()) << status;
@@ -501,19 +516,51 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
     states[rank].Fill(rank, 2);
     version2.push_back(states[rank].Image());
   }
-  if (!kill.while_in_flight) internal::LoopbackWorldTesting::network(**world).Kill(kill.victim);
+  if (kill.at == KillAt::kIdle) network.Kill(kill.victim);
+  // Mid-write, the victim's WRITEs to its next rank are stuck (so that version 2 cannot commit),
+  // while every other request goes out (its control messages too).
+  if (kill.at == KillAt::kMidWrite) {
+    faults->Add(verbs::FaultRule::Delay(1 << 30)
+                    .For(verbs::Opcode::kWrite)
+                    .OnNode(kill.victim)
+                    .ToPeer((kill.victim + 1) % kNodes));
+  }
 
   std::vector<Result<uint64_t>> results(kNodes, Status::Internal("not run"));
   std::vector<uint32_t> survivors;
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     if (rank != kill.victim) survivors.push_back(rank);
   }
+  std::vector<int> cells_before;
+  for (const auto& record : records) cells_before.push_back(record->cell_writes.load());
+  const auto every_node_posted_cells = [&] {
+    for (uint32_t rank = 0; rank < kNodes; ++rank) {
+      if (records[rank]->cell_writes.load() == cells_before[rank]) return false;
+    }
+    return true;
+  };
   const auto started = std::chrono::steady_clock::now();
   status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    if (rank == kill.victim && !kill.while_in_flight) return Status();
+    if (rank == kill.victim && kill.at == KillAt::kIdle) return Status();
     FT_ASSIGN_OR_RETURN(CheckpointHandle handle, engine.CheckpointAsync());
-    if (rank == kill.victim)
-      internal::LoopbackWorldTesting::network(**world).Kill(kill.victim);  // dies with v2 in flight
+    if (rank == kill.victim) {
+      if (kill.at == KillAt::kMidWrite) {
+        // Dies once every node has posted cells of version 2: the others' cells are landing
+        // in their holders' stores when the round ends.
+        const auto until = std::chrono::steady_clock::now() + 20s;
+        while (!every_node_posted_cells()) {
+          if (std::chrono::steady_clock::now() > until || handle.Ready()) {
+            std::string counts;
+            for (uint32_t r = 0; r < kNodes; ++r) {
+              counts += StrCat(" ", records[r]->cell_writes.load() - cells_before[r]);
+            }
+            return Status::Internal("not every node posted a cell of version 2 in time:", counts);
+          }
+          std::this_thread::yield();
+        }
+      }
+      network.Kill(kill.victim);
+    }
     results[rank] = handle.Wait();
     return Status();
   });
@@ -538,15 +585,16 @@ TEST_P(KillDuringCheckpoint, SurvivorsEndWithIntactCommittedData) {
     if (back != expected) return Status::DataLoss("committed version ", committed, " damaged");
     return Status();
   });
-  EXPECT_TRUE(status.ok()) << status << " "
-                           << internal::LoopbackWorldTesting::network(**world).seed_description();
+  EXPECT_TRUE(status.ok()) << status << " " << network.seed_description();
 }
 
 INSTANTIATE_TEST_SUITE_P(Kills, KillDuringCheckpoint,
-                         ::testing::Values(KillCase{"IdleNode", 3, false},
-                                           KillCase{"NodeInFlight", 5, true},
-                                           KillCase{"IdleCoordinator", 0, false},
-                                           KillCase{"CoordinatorInFlight", 0, true}),
+                         ::testing::Values(KillCase{"IdleNode", 3, KillAt::kIdle},
+                                           KillCase{"NodeQueued", 5, KillAt::kQueued},
+                                           KillCase{"NodeMidWrite", 4, KillAt::kMidWrite},
+                                           KillCase{"IdleCoordinator", 0, KillAt::kIdle},
+                                           KillCase{"CoordinatorQueued", 0, KillAt::kQueued},
+                                           KillCase{"CoordinatorMidWrite", 0, KillAt::kMidWrite}),
                          [](const ::testing::TestParamInfo<KillCase>& param_info) {
                            return std::string(param_info.param.name);
                          });
