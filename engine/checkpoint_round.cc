@@ -100,17 +100,32 @@ void CheckpointRound::SendPrepare() {
 // The coordinator sizes our store: register the one it asks for, keeping the store that holds
 // the committed version's fragments, and PREPARE again.
 void CheckpointRound::OnGrow(const recovery::GrowMessage& grow) {
-  if (phase_ != Phase::kAwaitGo) return;
-  Status grown = memory_.ReplaceStore(grow.store_bytes, committed_.store_id);
-  PublishStoreBytes();
-  if (!grown.ok()) {
-    TellCoordinatorWeGaveUp(grown.code());
-    FinishRound(std::move(grown));
+  if (phase_ != Phase::kAwaitGo || memory_.replacing_store()) return;
+  if (Status started = memory_.StartReplaceStore(grow.store_bytes, committed_.store_id);
+      !started.ok()) {
+    PublishStoreBytes();
+    TellCoordinatorWeGaveUp(started.code());
+    FinishRound(std::move(started));
     return;
   }
-  FT_LOG(kDebug) << "node " << node_.rank() << ": store grown to " << grow.store_bytes
+  growing_to_ = grow.store_bytes;
+}
+
+// The store a GROW asked for is registered (or could not be): PREPARE again with its keys.
+bool CheckpointRound::StepGrow() {
+  std::optional<Status> grown = memory_.PollReplaceStore();
+  if (!grown) return false;
+  growing_to_ = 0;
+  PublishStoreBytes();
+  if (!grown->ok()) {
+    TellCoordinatorWeGaveUp(grown->code());
+    FinishRound(std::move(*grown));
+    return true;
+  }
+  FT_LOG(kDebug) << "node " << node_.rank() << ": store grown to " << memory_.store_bytes()
                  << " bytes at the coordinator's request";
   SendPrepare();
+  return true;
 }
 
 void CheckpointRound::PublishStoreBytes() {
@@ -158,9 +173,12 @@ bool CheckpointRound::Step() {
       return true;
     }
   }
+  bool grew = false;
   switch (phase_) {
-    case Phase::kIdle:
     case Phase::kAwaitGo:
+      if (growing_to_ != 0) grew = StepGrow();
+      break;
+    case Phase::kIdle:
     case Phase::kAwaitCommit:
       break;
     case Phase::kConnecting:
@@ -172,9 +190,16 @@ bool CheckpointRound::Step() {
     case Phase::kHeaders:
       if (outstanding_ == 0) {
         if (node_.options.keep_local_copy) {
+          // In pieces, with the progress hook between them: an image of gigabytes takes a second
+          // to copy, and the heartbeat must keep flowing meanwhile.
+          constexpr uint64_t kPiece = 64ull << 20;
           uint64_t offset = 0;
           for (const RegionRef& region : regions_) {
-            std::memcpy(memory_.pending_copy().data() + offset, region.ptr, region.bytes);
+            for (uint64_t done = 0; done < region.bytes; done += kPiece) {
+              const uint64_t bytes = std::min(kPiece, region.bytes - done);
+              std::memcpy(memory_.pending_copy().data() + offset + done, region.ptr + done, bytes);
+              progress_();
+            }
             offset += region.bytes;
           }
         }
@@ -204,7 +229,7 @@ bool CheckpointRound::Step() {
       SendDone(failure_.code(), failed_peer_);
       break;
   }
-  return phase_ != before || next_stripe_ != stripe_before;
+  return grew || phase_ != before || next_stripe_ != stripe_before;
 }
 
 // A round this node ends on its own (a deadline, a drain it gives up on) must still answer the
@@ -380,6 +405,9 @@ int CheckpointRound::FreePipelineSlot() const {
   return -1;
 }
 
+// Encoding and CRC work between two progress steps, at most (see IssueStripe).
+constexpr uint64_t kEncodePieceBytes = 4ull << 20;
+
 Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
   const erasure::StripeGeometry& g = *geometry_;
   const int k = g.k();
@@ -418,14 +446,32 @@ Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
     cells[k + j] = parity[j];
     lkeys[k + j] = memory_.pipeline_lkey();
   }
-  FT_RETURN_IF_ERROR(node_.codec->Encode({cells, static_cast<size_t>(k)},
-                                         {parity, static_cast<size_t>(g.m())}, cell));
+  // Large cells are encoded and checksummed in pieces, with a progress step (and so a heartbeat)
+  // between them: a stripe of 4 x 1 GiB cells takes about a second to encode, far longer than
+  // the failure detector's bound. Reed-Solomon works byte by byte, so pieces encode exactly as
+  // the whole; a CRC continues from the one before.
+  for (uint64_t at = 0; at < cell; at += kEncodePieceBytes) {
+    const uint64_t bytes = std::min(kEncodePieceBytes, cell - at);
+    const uint8_t* data_piece[erasure::kMaxCells];
+    uint8_t* parity_piece[erasure::kMaxCells];
+    for (int c = 0; c < k; ++c) data_piece[c] = cells[c] + at;
+    for (int j = 0; j < g.m(); ++j) parity_piece[j] = parity[j] + at;
+    FT_RETURN_IF_ERROR(node_.codec->Encode({data_piece, static_cast<size_t>(k)},
+                                           {parity_piece, static_cast<size_t>(g.m())}, bytes));
+    if (bytes < cell) progress_();
+  }
   // Per cell: CRC, WRITE, progress. The progress step right after each post reaps completions
   // early and, on the loopback fabric (where the poster's progress step does the copy), moves
   // the cell while the CRC pass has just brought it into cache.
   const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
   for (int c = 0; c < width; ++c) {
-    erasure::CellCrcs(HeaderArea(c))[stripe] = erasure::Crc64(cells[c], cell);
+    uint64_t crc = 0;
+    for (uint64_t at = 0; at < cell; at += kEncodePieceBytes) {
+      const uint64_t bytes = std::min(kEncodePieceBytes, cell - at);
+      crc = erasure::Crc64(cells[c] + at, bytes, crc);
+      if (bytes < cell) progress_();
+    }
+    erasure::CellCrcs(HeaderArea(c))[stripe] = crc;
     const WorkId id{WorkKind::kCell, generation_,
                     CellIndex(static_cast<uint32_t>(slot), static_cast<uint32_t>(c))};
     FT_RETURN_IF_ERROR(PostWrite(c, id, cells[c], lkeys[c], cell, RemoteSlotAddr(c) + cell_offset));
@@ -582,6 +628,11 @@ void CheckpointRound::OnCoordinatorLost(std::string_view why) {
 void CheckpointRound::OnOwnFabricLost(std::string_view detail) {
   own_fabric_lost_ = true;
   FailRound(Status::Unavailable("node ", node_.rank(), " lost its fabric: ", detail), node_.rank());
+}
+
+void CheckpointRound::OnRemoved(const Status& why) {
+  own_fabric_lost_ = true;
+  FailRound(why, node_.rank());
 }
 
 void CheckpointRound::Abandon(const std::function<bool()>& poll) {

@@ -66,6 +66,9 @@ class CheckpointRound {
   // A data link to `peer` was fenced because it failed (or its peer fenced it).
   void OnDataLinkLost(NodeId peer, std::string_view why);
   void OnCoordinatorLost(std::string_view why);
+  // This node found itself removed from the job (it stalled past the heartbeat bound): the
+  // round ends with `why`, whatever it was waiting for.
+  void OnRemoved(const Status& why);
   // This node's own fabric is gone: nothing will complete any more.
   void OnOwnFabricLost(std::string_view detail);
   // The engine is being destroyed: fences this round's data links, waits (bounded) for its
@@ -87,6 +90,7 @@ class CheckpointRound {
   void StepWriting();
   void SendPrepare();
   void OnGrow(const recovery::GrowMessage& grow);
+  bool StepGrow();
   void PublishStoreBytes();
   void SendDone(StatusCode code, NodeId failed_peer);
   void TellCoordinatorWeGaveUp(StatusCode code);
@@ -125,7 +129,8 @@ class CheckpointRound {
   uint32_t generation_ = 0;
   std::shared_ptr<CheckpointHandle::State> handle_;
   uint64_t version_ = 0;
-  uint64_t store_id_ = 0;  // of the store our last PREPARE offered
+  uint64_t store_id_ = 0;    // of the store our last PREPARE offered
+  uint64_t growing_to_ = 0;  // a GROW is registering a store of this many bytes (OnGrow)
   std::optional<erasure::StripeGeometry> geometry_;
   std::optional<erasure::ImageLayout> layout_;
   std::vector<RegionRef> regions_;

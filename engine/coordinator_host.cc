@@ -18,7 +18,8 @@ CoordinatorHost::CoordinatorHost(NodeContext& node, ControlChannel& channel,
     : node_(node),
       channel_(channel),
       coordinator_(std::move(coordinator)),
-      endpoints_(node.world.size) {
+      endpoints_(node.world.size),
+      announced_lost_(node.world.size, 0) {
   const std::vector<std::byte> own = node.fabric->endpoint();
   endpoints_[node.rank()] = own;
 }
@@ -40,6 +41,13 @@ void CoordinatorHost::OnMessage(const recovery::Message& message) {
 void CoordinatorHost::OnNodeLost(NodeId node, std::string_view why) {
   recovery::Coordinator::Outbox outbox;
   coordinator_->OnNodeLost(node, why, &outbox);
+  if (node < announced_lost_.size() && !announced_lost_[node]) {
+    announced_lost_[node] = 1;
+    for (NodeId member = 0; member < node_.world.size; ++member) {
+      if (member == node || member == node_.rank()) continue;
+      outbox.emplace_back(member, recovery::LostMessage{node_.epoch(), node, std::string(why)});
+    }
+  }
   SendAll(outbox);
 }
 

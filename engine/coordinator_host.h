@@ -1,6 +1,7 @@
 // The coordinator host: on the coordinator's node, the glue between the pure commit state
 // machine (recovery::Coordinator) and the control channel. It feeds the machine PREPAREs, DONEs
-// and node losses, and sends what it answers, adding to each GO that carries a placement where
+// and node losses, and sends what it answers (and a LOST to every member when a node is lost),
+// adding to each GO that carries a placement where
 // the node's partners listen (the endpoint table, learned from the control connections).
 //
 // A standby coordinator (a later issue) will instantiate the same class from the serialized
@@ -30,6 +31,8 @@ class CoordinatorHost {
   void SetEndpoint(NodeId node, std::span<const std::byte> endpoint);
   // PREPARE and DONE go to the state machine; other messages are not the coordinator's.
   void OnMessage(const recovery::Message& message);
+  // A node is lost: the state machine aborts what is in flight, and every other member is told
+  // (LOST) so that it fences its links to that node, once per node.
   void OnNodeLost(NodeId node, std::string_view why);
 
   const recovery::Coordinator& coordinator() const { return *coordinator_; }
@@ -45,6 +48,7 @@ class CoordinatorHost {
   ControlChannel& channel_;
   std::unique_ptr<recovery::Coordinator> coordinator_;
   std::vector<std::vector<std::byte>> endpoints_;  // by node
+  std::vector<uint8_t> announced_lost_;            // by node: LOST was sent for it
 };
 
 }  // namespace ft::internal

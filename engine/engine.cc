@@ -64,6 +64,7 @@ class Engine::Impl {
   }
   const WorldInfo& world() const { return node_.world; }
   const EngineOptions& options() const { return node_.options; }
+  bool FailureDetected() const { return shared_.failure_detected.load(std::memory_order_acquire); }
 
  private:
   // Declared in this order: the worker uses both, and is destroyed first.
@@ -146,6 +147,9 @@ Result<CheckpointHandle> Engine::Impl::CheckpointAsync() {
     if (shared_.regions.empty()) {
       return Status::FailedPrecondition("node ", node_.rank(),
                                         " has no protected memory: call Protect() first");
+    }
+    if (Status failure = internal::KnownFailure(shared_, node_.rank()); !failure.ok()) {
+      return failure;
     }
     shared_.in_flight = true;
     shared_.pending_checkpoint = state;
@@ -244,6 +248,15 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
   if (options.timeout.count() <= 0) {
     return Status::InvalidArgument("timeout = ", options.timeout.count(), " ms: must be > 0");
   }
+  if (options.heartbeat_interval.count() < 1 || options.heartbeat_interval > options.timeout) {
+    return Status::InvalidArgument("heartbeat_interval = ", options.heartbeat_interval.count(),
+                                   " ms: must be in [1 ms, timeout = ", options.timeout.count(),
+                                   " ms]");
+  }
+  if (options.heartbeat_misses < 1 || options.heartbeat_misses > 1'000'000) {
+    return Status::InvalidArgument("heartbeat_misses = ", options.heartbeat_misses,
+                                   ": must be in [1, 1000000]");
+  }
   // The pipeline is allocated and touched at Create: refuse what the machine cannot hold, rather
   // than let the kernel kill the process later.
   const uint64_t pipeline_bytes = static_cast<uint64_t>(options.pipeline_depth) *
@@ -279,6 +292,7 @@ Status Engine::ReadCommitted(std::span<std::byte> out, std::span<const int> skip
 }
 Status Engine::RestoreLocalCopy() { return impl_->RestoreLocalCopy(); }
 uint64_t Engine::image_bytes() const { return impl_->image_bytes(); }
+bool Engine::FailureDetected() const { return impl_->FailureDetected(); }
 EngineMetrics Engine::Metrics() const { return impl_->Metrics(); }
 const WorldInfo& Engine::world() const { return impl_->world(); }
 const EngineOptions& Engine::options() const { return impl_->options(); }

@@ -4,6 +4,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <utility>
+
 #include "common/log.h"
 
 namespace ft::internal {
@@ -34,14 +37,19 @@ Status NodeMemory::AllocatePipeline() {
   return Status();
 }
 
-Result<NodeMemory::Store> NodeMemory::RegisterStore(uint64_t bytes) {
+Result<NodeMemory::Store> NodeMemory::AllocateStore(const NodeContext& node, uint64_t bytes) {
   Store store;
   FT_ASSIGN_OR_RETURN(store.buffer, AlignedBuffer::Allocate(bytes));
-  Place(store.buffer);
+  PlaceNearDevice(node, store.buffer);
   FT_ASSIGN_OR_RETURN(
-      store.mr, node_.fabric->RegisterMemory(store.buffer.data(), store.buffer.size(),
-                                             verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
-                                                 verbs::kAccessRemoteRead));
+      store.mr, node.fabric->RegisterMemory(store.buffer.data(), store.buffer.size(),
+                                            verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite |
+                                                verbs::kAccessRemoteRead));
+  return store;
+}
+
+Result<NodeMemory::Store> NodeMemory::RegisterStore(uint64_t bytes) {
+  FT_ASSIGN_OR_RETURN(Store store, AllocateStore(node_, bytes));
   store.id = ++last_store_id_;
   return store;
 }
@@ -58,7 +66,12 @@ uint64_t NodeMemory::retired_store_bytes() const {
   return bytes;
 }
 
-Status NodeMemory::ReplaceStore(uint64_t bytes, uint64_t keep_id) {
+Status NodeMemory::StartReplaceStore(uint64_t bytes, uint64_t keep_id) {
+  if (replacing_.valid()) {
+    // An earlier round's replacement (it gave up before the store came): take it, whatever it
+    // gave, before deciding what this one needs.
+    (void)InstallStore(replacing_.get());
+  }
   const uint64_t kept = store_.id == keep_id ? store_.buffer.size() : 0;
   uint64_t retired = 0;
   for (const Store& store : retired_) {
@@ -73,16 +86,45 @@ Status NodeMemory::ReplaceStore(uint64_t bytes, uint64_t keep_id) {
             : std::string(),
         "; this machine has ", memory, " bytes");
   }
-  if (store_.id != keep_id) store_ = Store{};  // holds nothing committed: its memory goes first
-  FT_ASSIGN_OR_RETURN(Store grown, RegisterStore(bytes));
-  if (store_.id == keep_id && store_.id != 0) retired_.push_back(std::move(store_));
-  store_ = std::move(grown);
-  DropRetiredStores(keep_id);
+  // Holds nothing committed: its memory goes first.
+  if (store_.id != keep_id) ReleaseInBackground(std::exchange(store_, Store{}));
+  replacing_keep_id_ = keep_id;
+  replacing_ =
+      std::async(std::launch::async, [&node = node_, bytes] { return AllocateStore(node, bytes); });
+  return Status();
+}
+
+std::optional<Status> NodeMemory::PollReplaceStore() {
+  if (!replacing_.valid()) return std::nullopt;
+  if (replacing_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    return std::nullopt;
+  }
+  return InstallStore(replacing_.get());
+}
+
+Status NodeMemory::InstallStore(Result<Store> grown) {
+  if (!grown.ok()) return grown.status();
+  grown->id = ++last_store_id_;
+  if (store_.id == replacing_keep_id_ && store_.id != 0) retired_.push_back(std::move(store_));
+  store_ = std::move(grown).value();
+  DropRetiredStores(replacing_keep_id_);
   return Status();
 }
 
 void NodeMemory::DropRetiredStores(uint64_t keep_id) {
+  for (Store& store : retired_) {
+    if (store.id != keep_id) ReleaseInBackground(std::move(store));
+  }
   std::erase_if(retired_, [keep_id](const Store& store) { return store.id != keep_id; });
+}
+
+void NodeMemory::ReleaseInBackground(Store store) {
+  std::erase_if(releasing_, [](const std::future<void>& done) {
+    return done.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  });
+  if (!store.mr && store.buffer.size() == 0) return;
+  auto owned = std::make_shared<Store>(std::move(store));
+  releasing_.push_back(std::async(std::launch::async, [owned]() mutable { owned.reset(); }));
 }
 
 Status NodeMemory::EnsureHeaders(uint64_t bytes) {
@@ -101,6 +143,10 @@ Status NodeMemory::EnsurePendingCopy(uint64_t bytes) {
 }
 
 void NodeMemory::Deregister() {
+  if (replacing_.valid()) replacing_.wait();  // its registration goes with the others
+  (void)PollReplaceStore();
+  for (std::future<void>& release : releasing_) release.wait();
+  releasing_.clear();
   headers_mr_.reset();
   pipeline_mr_.reset();
   store_.mr.reset();

@@ -14,7 +14,9 @@
 #define FT_ENGINE_NODE_MEMORY_H_
 
 #include <cstdint>
+#include <future>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "engine/buffer.h"
@@ -45,12 +47,18 @@ class NodeMemory {
   // Registers a store of `bytes` if none exists yet (a fixed capacity, at start). ResourceExhausted
   // when the memory cannot be allocated or registered.
   Status EnsureStore(uint64_t bytes);
-  // Registers a new store of `bytes` as the current one (the coordinator's GROW). The store it
-  // replaces is kept, retired, when its id is `keep_id` (it holds the committed version's
-  // fragments); otherwise it goes first, with every retired store of another id.
-  // ResourceExhausted when the memory cannot be had (changing nothing when the stores would
-  // exceed 90% of the machine's memory).
-  Status ReplaceStore(uint64_t bytes, uint64_t keep_id);
+  // Starts registering a new store of `bytes` to become the current one (the coordinator's
+  // GROW), on a thread of its own: allocating, first-touching and pinning gigabytes takes
+  // seconds, and the worker must keep beating its heartbeat meanwhile. The store it replaces is
+  // kept, retired, when its id is `keep_id` (it holds the committed version's fragments);
+  // otherwise it goes at once, with every retired store of another id. ResourceExhausted at once
+  // when the stores would exceed 90% of the machine's memory (changing nothing). A replacement
+  // still running from an earlier round is waited for first.
+  Status StartReplaceStore(uint64_t bytes, uint64_t keep_id);
+  // Not yet: nullopt. Done: OK (the new store is the current one) or why it could not be had
+  // (ResourceExhausted; the current store is then none, or the kept one).
+  std::optional<Status> PollReplaceStore();
+  bool replacing_store() const { return replacing_.valid(); }
   // Drops the retired stores whose id is not `keep_id` (a later version committed).
   void DropRetiredStores(uint64_t keep_id);
   // Ids grow with every store registered; 0: no store.
@@ -83,6 +91,13 @@ class NodeMemory {
     std::unique_ptr<verbs::MemoryRegion> mr;
   };
   Result<Store> RegisterStore(uint64_t bytes);
+  // Allocates, places and registers a store's memory (any thread: touches nothing of this
+  // object but the fabric, which is thread-safe). The caller gives it its id.
+  static Result<Store> AllocateStore(const NodeContext& node, uint64_t bytes);
+  Status InstallStore(Result<Store> grown);
+  // Deregisters and frees a store on a thread of its own: unpinning and unmapping gigabytes
+  // takes long enough to stall the worker past the heartbeat's bound.
+  void ReleaseInBackground(Store store);
 
   NodeContext& node_;
   Store store_;
@@ -93,6 +108,9 @@ class NodeMemory {
   AlignedBuffer headers_;
   std::unique_ptr<verbs::MemoryRegion> headers_mr_;
   AlignedBuffer pending_copy_;
+  std::future<Result<Store>> replacing_;  // StartReplaceStore's thread
+  uint64_t replacing_keep_id_ = 0;
+  std::vector<std::future<void>> releasing_;  // ReleaseInBackground's threads
 };
 
 }  // namespace ft::internal

@@ -4,6 +4,7 @@
 #ifndef FT_ENGINE_SHARED_STATE_H_
 #define FT_ENGINE_SHARED_STATE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +12,8 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/buffer.h"
@@ -75,7 +78,26 @@ struct SharedState {
   EngineMetrics metrics;
   AlignedBuffer local_copy;  // the last committed image (keep_local_copy)
   uint64_t local_copy_bytes = 0;
+  // Failures this node knows of: the nodes lost (in the order learnt, each once, with why) and,
+  // on a node that found itself removed (it stalled past the heartbeat bound), why. Checkpoints
+  // are refused from then on; failure_detected mirrors "any of these" for a lock-free poll.
+  std::vector<std::pair<uint32_t, std::string>> lost_nodes;
+  Status removed;
+  std::atomic<bool> failure_detected{false};
 };
+
+// What a failure this node knows of means for its next checkpoint (the caller holds the mutex):
+// OK when none; the removal (Aborted) on a removed node; else Unavailable naming every lost node.
+inline Status KnownFailure(const SharedState& shared, uint32_t rank) {
+  if (!shared.removed.ok()) return shared.removed;
+  if (shared.lost_nodes.empty()) return Status();
+  std::string names;
+  for (const auto& [node, why] : shared.lost_nodes) {
+    names += StrCat(names.empty() ? "" : ", ", "node ", node, " (", why, ")");
+  }
+  return Status::Unavailable("node ", rank, " knows of lost nodes: ", names,
+                             "; recovery is needed before the next checkpoint");
+}
 
 }  // namespace internal
 }  // namespace ft

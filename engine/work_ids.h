@@ -4,13 +4,13 @@
 //
 // Layout of the 64-bit wr_id: [kind:8][generation:24][index:32].
 // - kind: which part posted it and what it is (a cell or header WRITE of the checkpoint round, a
-//   READ of the fragment reader, a control SEND or RECV);
+//   READ of the fragment reader, a control SEND or RECV, a heartbeat WRITE);
 // - generation: the round (or read) that posted it, modulo 2^24. A round that ends before all of
 //   its completions were polled (its fabric died, or it gave up after a whole extra timeout)
 //   leaves completions behind; the next round has another generation, so they cannot touch its
-//   counters. Control SEND/RECV use generation 0: their buffers outlive rounds.
+//   counters. Control SEND/RECV and heartbeats use generation 0: their buffers outlive rounds.
 // - index: the part's own detail (a cell WRITE: pipeline slot << 8 | column; a header WRITE or a
-//   READ: the column; SEND/RECV: the control buffer).
+//   READ: the column; SEND/RECV: the control buffer; a heartbeat: the rank it is WRITTEN to).
 #ifndef FT_ENGINE_WORK_IDS_H_
 #define FT_ENGINE_WORK_IDS_H_
 
@@ -18,7 +18,14 @@
 
 namespace ft::internal {
 
-enum class WorkKind : uint8_t { kCell = 1, kHeader = 2, kSend = 3, kRecv = 4, kRead = 5 };
+enum class WorkKind : uint8_t {
+  kCell = 1,
+  kHeader = 2,
+  kSend = 3,
+  kRecv = 4,
+  kRead = 5,
+  kBeat = 6
+};
 
 inline constexpr uint32_t kGenerationMask = 0xffffff;
 

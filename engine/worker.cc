@@ -2,6 +2,9 @@
 // events to the parts.
 #include "engine/worker.h"
 
+#include <algorithm>
+#include <string>
+
 #include "common/check.h"
 #include "common/log.h"
 #include "engine/datapath.h"
@@ -16,7 +19,8 @@ Worker::Worker(NodeContext& node, SharedState& shared)
       channel_(node, peers_, [this](NodeId to, std::string_view why) { OnUndeliverable(to, why); }),
       memory_(node),
       round_(node, memory_, peers_, channel_, shared, [this] { PollDatapath(); }),
-      reader_(node, peers_) {}
+      reader_(node, peers_),
+      heartbeat_(node, peers_) {}
 
 Worker::~Worker() { Stop(); }
 
@@ -24,6 +28,7 @@ Status Worker::Start() {
   const bool is_coordinator = node_.is_coordinator();
   const uint32_t size = node_.world.size;
   FT_RETURN_IF_ERROR(channel_.Allocate(is_coordinator ? static_cast<int>(size) - 1 : 1));
+  FT_RETURN_IF_ERROR(heartbeat_.Register());
   if (node_.options.store_capacity > 0) {
     FT_RETURN_IF_ERROR(memory_.EnsureStore(node_.options.store_capacity));
   }
@@ -63,6 +68,9 @@ Status Worker::Start() {
     channel_.ReceivesPosted(id);
   }
   FT_RETURN_IF_ERROR(memory_.AllocatePipeline());
+  // Heartbeats start with the control links: each reader tells its writers where to WRITE.
+  for (auto& [to, target] : heartbeat_.Targets()) channel_.Send(to, target);
+  heartbeat_.Start(node_.Now());
   const verbs::DeviceLocality* locality = node_.fabric->locality();
   {
     std::lock_guard lock(shared_.mutex);
@@ -106,6 +114,7 @@ void Worker::Stop() {
   peers_.Clear();
   memory_.Deregister();
   channel_.Deregister();
+  heartbeat_.Deregister();
 }
 
 void Worker::Loop() {
@@ -131,12 +140,15 @@ void Worker::Loop() {
     }
     if (reader_.active()) progressed |= reader_.Step();
     if (round_.active()) progressed |= round_.Step();
-    // Completions, events and Interrupt() end the wait early; the timeout only paces deadline
-    // checks, so an idle engine sleeps long (a 1024-node world has 1024 of these threads).
+    progressed |= HeartbeatTurn();
+    // Completions, events and Interrupt() end the wait early; the timeout paces deadline checks
+    // and the next heartbeat.
     if (!progressed) {
       const bool idle = !round_.active() && !reader_.active();
-      node_.fabric->WaitForActivity(idle || peers_.connecting() ? std::chrono::milliseconds(500)
-                                                                : std::chrono::milliseconds(20));
+      Nanos wait = idle || peers_.connecting() ? std::chrono::milliseconds(500)
+                                               : std::chrono::milliseconds(20);
+      if (!heartbeat_.stalled()) wait = std::min(wait, heartbeat_.UntilDue(node_.Now()));
+      if (wait > Nanos(0)) node_.fabric->WaitForActivity(wait);
     }
   }
   // Shutting down: fence what is in flight so nothing more lands, and end it.
@@ -179,6 +191,8 @@ bool Worker::PollOnce() {
 }
 
 void Worker::PollDatapath() {
+  // Encoding at full speed must not look like a hung node: beat from inside the datapath too.
+  heartbeat_.BeatIfDue(node_.Now());
   verbs::Completion completions[kPollBatch];
   const size_t n = node_.fabric->PollCompletions(completions);
   for (size_t i = 0; i < n; ++i) Dispatch(completions[i], true);
@@ -211,6 +225,9 @@ void Worker::Dispatch(const verbs::Completion& completion, bool in_datapath) {
       return;
     case WorkKind::kSend:
       channel_.OnSendCompleted(id.index);
+      return;
+    case WorkKind::kBeat:
+      heartbeat_.OnWriteCompleted(id.index);
       return;
     case WorkKind::kRecv:
       if (ok) {
@@ -247,6 +264,7 @@ void Worker::OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why)
     } else {
       round_.OnCoordinatorLost(why);
     }
+    OnNodeLost(link.rank, why);
     return;
   }
   FT_LOG(kInfo) << "node " << node_.rank() << ": data link to node " << link.rank << " fenced ("
@@ -263,6 +281,20 @@ void Worker::OnUndeliverable(NodeId to, std::string_view why) {
 }
 
 void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
+  if (const auto* target = std::get_if<recovery::BeatTargetMessage>(&message)) {
+    heartbeat_.OnTarget(from, *target);
+    return;
+  }
+  if (const auto* lost = std::get_if<recovery::LostMessage>(&message)) {
+    // Only the coordinator of this epoch declares losses.
+    if (from != node_.coordinator() || lost->epoch != node_.epoch()) return;
+    if (lost->node == node_.rank()) {
+      OnRemoved(Nanos(0));
+    } else {
+      OnNodeLost(lost->node, StrCat("the coordinator declared it lost: ", lost->reason));
+    }
+    return;
+  }
   const bool upstream = std::holds_alternative<recovery::PrepareMessage>(message) ||
                         std::holds_alternative<recovery::DoneMessage>(message);
   if (upstream) {
@@ -270,6 +302,70 @@ void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
     return;
   }
   round_.OnControlMessage(from, message);
+}
+
+bool Worker::HeartbeatTurn() {
+  const Nanos now = node_.Now();
+  heartbeat_.BeatIfDue(now);
+  if (heartbeat_.longest_gap() > published_gap_) {
+    published_gap_ = heartbeat_.longest_gap();
+    std::lock_guard lock(shared_.mutex);
+    shared_.metrics.longest_heartbeat_gap_seconds = SecondsBetween(Nanos(0), published_gap_);
+  }
+  bool acted = false;
+  if (std::optional<Nanos> stall = heartbeat_.stalled()) {
+    std::lock_guard lock(shared_.mutex);
+    if (shared_.removed.ok()) acted = true;
+  }
+  if (acted) {
+    OnRemoved(*heartbeat_.stalled());
+    return true;
+  }
+  for (const recovery::HeartbeatMonitor::Silence& silence : heartbeat_.Scan(now)) {
+    const std::string why =
+        StrCat("no heartbeat for ", silence.silent_for.count() / 1'000'000, " ms, bound ",
+               heartbeat_.timing().bound().count() / 1'000'000, " ms");
+    if (std::optional<PeerTable::LinkInfo> fenced =
+            peers_.Fence(silence.node, LinkRole::kControl)) {
+      OnLinkFenced(*fenced, why);
+    }
+    acted = true;
+  }
+  return acted;
+}
+
+void Worker::OnNodeLost(NodeId node, std::string_view why) {
+  heartbeat_.Forget(node);
+  if (std::optional<PeerTable::LinkInfo> fenced = peers_.Fence(node, LinkRole::kData)) {
+    OnLinkFenced(*fenced, why);
+  }
+  std::lock_guard lock(shared_.mutex);
+  for (const auto& [known, reason] : shared_.lost_nodes) {
+    if (known == node) return;
+  }
+  shared_.lost_nodes.emplace_back(node, std::string(why));
+  shared_.failure_detected.store(true, std::memory_order_release);
+}
+
+void Worker::OnRemoved(Nanos stalled_for) {
+  Status removed = Status::Aborted(
+      "node ", node_.rank(), " was removed from the job in epoch ", node_.epoch(),
+      stalled_for > Nanos(0) ? StrCat(": it made no progress for ", stalled_for.count() / 1'000'000,
+                                      " ms, longer than the heartbeat bound of ",
+                                      heartbeat_.timing().bound().count() / 1'000'000,
+                                      " ms, so its peers have declared it lost")
+                             : std::string(": the coordinator declared it lost"));
+  {
+    std::lock_guard lock(shared_.mutex);
+    if (!shared_.removed.ok()) return;
+    shared_.removed = removed;
+    shared_.failure_detected.store(true, std::memory_order_release);
+  }
+  FT_LOG(kWarn) << removed;
+  // Nothing more from this node may land anywhere: every link goes to error now.
+  peers_.FenceAll();
+  round_.OnRemoved(removed);
+  reader_.OnOwnFabricLost(removed.message());
 }
 
 }  // namespace ft::internal

@@ -6,9 +6,13 @@
 //   completion ─ WorkKind ─► kCell/kHeader: CheckpointRound   kRead: FragmentReader
 //                            kSend/kRecv: ControlChannel ─► message ─► CoordinatorHost (PREPARE,
 //                                                                      DONE) or CheckpointRound
-//   failed completion, event ─► PeerTable fences the link ─► control link: node lost (the
-//                               coordinator decides) / the coordinator lost (the round fails);
-//                               data link: the round and the reader stop using it
+//                            kBeat: Heartbeat
+//   failed completion, event,
+//   a heartbeat slot silent  ─► PeerTable fences the link ─► control link: node lost (the
+//                               coordinator tells every member, which fence their links to it) /
+//                               the coordinator lost (the round fails); data link: the round and
+//                               the reader stop using it
+//   this node stalled past the heartbeat bound ─► it fences itself: removed (a zombie)
 //
 // Inside the round's datapath (its progress hook) the worker reaps completions but applies only
 // the round's own WRITE completions; the others wait in a deferred list for the next turn of
@@ -25,6 +29,7 @@
 #include "engine/control_channel.h"
 #include "engine/coordinator_host.h"
 #include "engine/fragment_reader.h"
+#include "engine/heartbeat.h"
 #include "engine/node_context.h"
 #include "engine/node_memory.h"
 #include "engine/peer_table.h"
@@ -55,6 +60,13 @@ class Worker {
   void OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why);
   void OnUndeliverable(NodeId to, std::string_view why);
   void OnControlMessage(NodeId from, const recovery::Message& message);
+  // Beats, scans the heartbeat slots and acts on what they say. True when something happened.
+  bool HeartbeatTurn();
+  // `node` is lost (its control link fenced, or the coordinator said so): fence every link to it
+  // and remember it for the API.
+  void OnNodeLost(NodeId node, std::string_view why);
+  // This node stalled past the heartbeat bound: its peers have declared it lost.
+  void OnRemoved(Nanos stalled_for);
   void StartRead(ReadRequest* request);
 
   NodeContext& node_;
@@ -65,6 +77,8 @@ class Worker {
   std::unique_ptr<CoordinatorHost> coordinator_;
   CheckpointRound round_;
   FragmentReader reader_;
+  Heartbeat heartbeat_;
+  Nanos published_gap_{0};  // the longest heartbeat gap the metrics show
   std::vector<verbs::Completion> deferred_;
   std::thread thread_;
 };

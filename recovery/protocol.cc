@@ -133,6 +133,21 @@ void Write(Writer& w, const AbortMessage& m) {
   w.PutBytes(m.reason.data(), reason_bytes);
 }
 
+void Write(Writer& w, const BeatTargetMessage& m) {
+  PutHeader(w, MessageType::kBeatTarget, m.epoch);
+  w.Put(m.node);
+  w.Put(m.slot_rkey);
+  w.Put(m.slot_addr);
+}
+
+void Write(Writer& w, const LostMessage& m) {
+  PutHeader(w, MessageType::kLost, m.epoch);
+  w.Put(m.node);
+  const size_t reason_bytes = std::min(m.reason.size(), kMaxReasonBytes);
+  w.Put(static_cast<uint32_t>(reason_bytes));
+  w.PutBytes(m.reason.data(), reason_bytes);
+}
+
 bool ValidCode(int32_t code) {
   return code >= static_cast<int32_t>(StatusCode::kOk) &&
          code <= static_cast<int32_t>(StatusCode::kInternal);
@@ -257,6 +272,26 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
       m.code = static_cast<StatusCode>(code);
       m.reason.resize(reason_bytes);
       if (!r.GetBytes(m.reason.data(), reason_bytes)) return Truncated("ABORT");
+      return Message(std::move(m));
+    }
+    case MessageType::kBeatTarget: {
+      BeatTargetMessage m;
+      m.epoch = epoch;
+      if (!r.Get(&m.node) || !r.Get(&m.slot_rkey) || !r.Get(&m.slot_addr) || m.slot_addr == 0) {
+        return Truncated("BEAT_TARGET");
+      }
+      return Message(m);
+    }
+    case MessageType::kLost: {
+      LostMessage m;
+      m.epoch = epoch;
+      uint32_t reason_bytes = 0;
+      if (!r.Get(&m.node) || !r.Get(&reason_bytes) || reason_bytes > kMaxReasonBytes ||
+          reason_bytes > r.remaining()) {
+        return Truncated("LOST");
+      }
+      m.reason.resize(reason_bytes);
+      if (!r.GetBytes(m.reason.data(), reason_bytes)) return Truncated("LOST");
       return Message(std::move(m));
     }
   }

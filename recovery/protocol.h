@@ -14,6 +14,11 @@
 //   node -> coordinator   DONE(e, v, node, status)     after all its WRITEs completed
 //   coordinator -> node   COMMIT(e, v)                 when every node reported DONE(v) OK
 //                         ABORT(e, v, node, reason)    when one failed; v-1 stays committed
+//
+// Failure detection (recovery/heartbeat.h), outside rounds:
+//   both ways, at start   BEAT_TARGET(e, sender, slot addr, rkey)   "WRITE your beats here"
+//   coordinator -> node   LOST(e, node, reason)        a node was declared lost: fence every link
+//                                                      to it, recovery is needed
 #ifndef FT_RECOVERY_PROTOCOL_H_
 #define FT_RECOVERY_PROTOCOL_H_
 
@@ -52,6 +57,8 @@ enum class MessageType : uint8_t {
   kCommit = 4,
   kAbort = 5,
   kGrow = 6,
+  kBeatTarget = 7,
+  kLost = 8,
 };
 
 struct PrepareMessage {
@@ -135,8 +142,27 @@ struct AbortMessage {
   bool operator==(const AbortMessage&) const = default;
 };
 
-using Message =
-    std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage, GrowMessage>;
+// Where the receiver WRITEs its heartbeats for the sender: a kBeatBytes slot registered for
+// remote write on the sender.
+struct BeatTargetMessage {
+  uint64_t epoch = 0;
+  NodeId node = 0;  // the sender (the reader of the slot)
+  uint64_t slot_addr = 0;
+  uint32_t slot_rkey = 0;
+  bool operator==(const BeatTargetMessage&) const = default;
+};
+
+// The coordinator declared `node` lost (missed heartbeats, a broken link): every member fences
+// its links to it, so nothing that node posts lands anywhere, even if it was only hung.
+struct LostMessage {
+  uint64_t epoch = 0;
+  NodeId node = 0;
+  std::string reason;  // truncated to kMaxReasonBytes
+  bool operator==(const LostMessage&) const = default;
+};
+
+using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage,
+                             GrowMessage, BeatTargetMessage, LostMessage>;
 
 // Writes `message` into `out`; returns the bytes used, or ResourceExhausted when it does not fit.
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out);

@@ -2,10 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "test/status_matchers.h"
+#include "world/process.h"
 
 namespace ft {
 namespace {
@@ -115,6 +119,39 @@ TEST(Bootstrap, Ipv6AndSpares) {
   EXPECT_EQ(b->coordinator_host, "fe80::1");
   EXPECT_EQ(b->coordinator_port, 7000);
   EXPECT_EQ(b->coordinator_rank, 7u);
+}
+
+// The launcher can tune the failure detector without a rebuild: FT_HEARTBEAT_INTERVAL_MS and
+// FT_HEARTBEAT_MISSES override the application's options; a bad value is named.
+TEST(Bootstrap, HeartbeatOverridesFromTheEnvironment) {
+  const auto with = [](const Env& env) {
+    EngineOptions options;
+    options.k = 3;
+    return OptionsFromEnvironment(options, [&env](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  };
+  Result<EngineOptions> untouched = with({});
+  ASSERT_TRUE(untouched.ok()) << untouched.status();
+  EXPECT_EQ(untouched->heartbeat_interval, EngineOptions().heartbeat_interval);
+  EXPECT_EQ(untouched->heartbeat_misses, EngineOptions().heartbeat_misses);
+  EXPECT_EQ(untouched->k, 3);
+  Result<EngineOptions> tuned =
+      with({{"FT_HEARTBEAT_INTERVAL_MS", "100"}, {"FT_HEARTBEAT_MISSES", "5"}});
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  EXPECT_EQ(tuned->heartbeat_interval, std::chrono::milliseconds(100));
+  EXPECT_EQ(tuned->heartbeat_misses, 5);
+  EXPECT_EQ(tuned->k, 3);
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"FT_HEARTBEAT_INTERVAL_MS", "0"},
+                                                        {"FT_HEARTBEAT_INTERVAL_MS", "10ms"},
+                                                        {"FT_HEARTBEAT_INTERVAL_MS", "-5"},
+                                                        {"FT_HEARTBEAT_MISSES", "1000001"},
+                                                        {"FT_HEARTBEAT_MISSES", "x"}}) {
+    Result<EngineOptions> bad = with({{name, value}});
+    EXPECT_TRUE(HasError(bad.status(), StatusCode::kInvalidArgument, name + "=\"" + value + "\""));
+  }
 }
 
 }  // namespace

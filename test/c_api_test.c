@@ -112,6 +112,8 @@ int main(void) {
   options.m = 1;
   options.cell_bytes = 4096;
   options.timeout_ms = 30000;
+  EXPECT(options.heartbeat_interval_ms == 10);
+  EXPECT(options.heartbeat_misses == 3);
 
   ft_loopback_world* world = NULL;
   EXPECT(ft_loopback_world_create(1, &options, &world) == FT_INVALID_ARGUMENT);
@@ -178,6 +180,9 @@ int main(void) {
   EXPECT(ft_metrics_get(runs[0].engine, &metrics) == FT_OK);
   EXPECT(metrics.committed_version == 2);
   EXPECT(metrics.image_bytes == kBytes);
+  /* No node was lost: no failure to report (and none for a null engine). */
+  EXPECT(ft_failure_detected(runs[0].engine) == 0);
+  EXPECT(ft_failure_detected(NULL) == 0);
 
   /* ft_loopback_world_run: every rank once, on its own thread (a collective checkpoint from a
    * single thread would wait until the timeout). */

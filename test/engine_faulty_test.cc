@@ -86,14 +86,21 @@ void CheckBadColumnIsCaught(verbs::FaultRule rule, uint64_t versions, std::strin
 
 // The first WRITE rank 1 posts is a cell (its headers go last, after every cell completed).
 TEST(EngineWithFaultyFabric, CorruptedCellIsCaughtByItsCrcAndDecodedAround) {
-  CheckBadColumnIsCaught(
-      verbs::FaultRule::Corrupt({0, 17}, 0x40).For(verbs::Opcode::kWrite).OnNode(1).Nth(1), 1,
-      "cell CRC mismatch");
+  CheckBadColumnIsCaught(verbs::FaultRule::Corrupt({0, 17}, 0x40)
+                             .For(verbs::Opcode::kWrite)
+                             .ForWrIds(test::IsDataWrite)
+                             .OnNode(1)
+                             .Nth(1),
+                         1, "cell CRC mismatch");
 }
 
 TEST(EngineWithFaultyFabric, DroppedCellIsCaughtByItsCrcAndDecodedAround) {
-  CheckBadColumnIsCaught(verbs::FaultRule::Drop().For(verbs::Opcode::kWrite).OnNode(1).Nth(1), 1,
-                         "cell CRC mismatch");
+  CheckBadColumnIsCaught(verbs::FaultRule::Drop()
+                             .For(verbs::Opcode::kWrite)
+                             .ForWrIds(test::IsDataWrite)
+                             .OnNode(1)
+                             .Nth(1),
+                         1, "cell CRC mismatch");
 }
 
 // A stale header: every WRITE of version 3 from rank 1 to rank 2 (one of its holders) is
@@ -116,14 +123,15 @@ TEST(EngineFaulty, ACommitOfAnotherEpochIsIgnored) {
   auto options = SmallWorld(4, 2, 1, 4096);
   options.engine.timeout = 5s;
   options.clock = &clock;
+  test::WithoutHeartbeatLosses(options);
   options.wrap_fabric = [&](uint32_t, std::unique_ptr<verbs::Fabric> fabric) {
     return std::unique_ptr<verbs::Fabric>(
         std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
   };
-  // The coordinator's SENDs to rank 2: GROW (the coordinator sizes its store), GO, then COMMIT.
-  // Byte 8 is the low byte of the epoch.
+  // The coordinator's SENDs to rank 2: BEAT_TARGET (at start), GROW (the coordinator sizes its
+  // store), GO, then COMMIT. Byte 8 is the low byte of the epoch.
   faults->Add(
-      verbs::FaultRule::Corrupt({8}, 0x02).For(verbs::Opcode::kSend).OnNode(0).ToPeer(2).Nth(3));
+      verbs::FaultRule::Corrupt({8}, 0x02).For(verbs::Opcode::kSend).OnNode(0).ToPeer(2).Nth(4));
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(4, {10'000});

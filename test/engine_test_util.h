@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/engine_factory.h"
+#include "engine/work_ids.h"
 #include "ftengine/engine.h"
 #include "world/loopback_world_internal.h"
 
@@ -35,8 +36,28 @@ inline internal::LoopbackTestWorldOptions SmallWorld(uint32_t nodes, int k, int 
   options.engine.m = m;
   options.engine.cell_bytes = cell_bytes;
   options.engine.timeout = std::chrono::seconds(20);
+  // A 2 s heartbeat bound: these worlds run a thread or two per node on a loaded 2-core CI
+  // machine (sanitizers, parallel tests), where a 30 ms stall is common and would be a loss.
+  // The heartbeat's own tests set the timing they test, on a manual clock.
+  options.engine.heartbeat_interval = std::chrono::milliseconds(100);
+  options.engine.heartbeat_misses = 20;
   options.fabric.seed = 42;
   return options;
+}
+
+// The WRITEs of the checkpoint datapath (cells and headers), not heartbeats: for FaultRule's
+// ForWrIds, so that a rule meant for a round's WRITEs never hits a heartbeat on a control QP.
+inline bool IsDataWrite(uint64_t wr_id) {
+  const internal::WorkKind kind = internal::WorkId::Decode(wr_id).kind;
+  return kind == internal::WorkKind::kCell || kind == internal::WorkKind::kHeader;
+}
+
+// For tests that drive a manual clock in large steps (deadlines) while the workers run at their
+// own pace: a jump of the clock between two turns of a worker is a stall past any bound the
+// heartbeat could keep, so its bound is made longer than any such test can reach.
+inline void WithoutHeartbeatLosses(internal::LoopbackTestWorldOptions& options) {
+  options.engine.heartbeat_interval = options.engine.timeout;
+  options.engine.heartbeat_misses = 1'000'000;
 }
 
 // The application state of one node: several regions of given sizes.

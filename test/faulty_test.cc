@@ -258,6 +258,31 @@ TEST_F(FaultyTest, FailSelectsByPeerAndNode) {
   EXPECT_EQ(to2->state(), QpState::kError);
 }
 
+// A rule narrowed to some wr_ids leaves the other requests of its opcode on the same QP alone,
+// and counts only the ones it matches (Nth(1) is the first matching one, not the first posted).
+TEST_F(FaultyTest, RuleSelectsByWrId) {
+  auto [src, src_mr] = Buffer(0, 0x33);
+  auto [dst, dst_mr] = Buffer(1, 0x00);
+  auto [to1, from0] = Connect(0, 1);
+  faults_->Add(FaultRule::Fail(WcStatus::kRemoteAccessError)
+                   .For(Opcode::kWrite)
+                   .ForWrIds([](uint64_t wr_id) { return wr_id >= 100; })
+                   .Nth(1));
+  ASSERT_TRUE(to1->PostSend(std::vector{Write(7, SgeOf(*src_mr, 0, kBytes / 2), *dst_mr, 0)}).ok());
+  ASSERT_TRUE(to1->PostSend(std::vector{Write(100, SgeOf(*src_mr, kBytes / 2, kBytes / 2), *dst_mr,
+                                              kBytes / 2)})
+                  .ok());
+  std::vector<Completion> got = PollN(0, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].wr_id, 7u);
+  EXPECT_EQ(StatusName(got[0].status), StatusName(WcStatus::kSuccess));
+  EXPECT_EQ(got[1].wr_id, 100u);
+  EXPECT_EQ(StatusName(got[1].status), StatusName(WcStatus::kRemoteAccessError));
+  EXPECT_TRUE(AllBytes(dst.subspan(0, kBytes / 2), 0x33));
+  EXPECT_TRUE(AllBytes(dst.subspan(kBytes / 2), 0x00));
+  EXPECT_EQ(faults_->counters().failed, 1u);
+}
+
 TEST_F(FaultyTest, FailedReceiveCompletesWithTheStatusAndFlushesTheNextReceive) {
   auto [src, src_mr] = Buffer(0, 0x22);
   auto [rbuf, rbuf_mr] = Buffer(1, 0x00, 2 * kBytes);
@@ -480,7 +505,7 @@ TEST_F(FaultyTest, OccurrencesNthEveryAndSeededProbability) {
   replay.Add({.occurrence = Occurrence::Nth(3), .action = FaultAction::kDrop});
   const FaultRuleId replay_half =
       replay.Add({.occurrence = Occurrence::WithProbability(0.5), .action = FaultAction::kCorrupt});
-  for (int i = 0; i < kRequests; ++i) (void)replay.Match(0, 1, Opcode::kWrite);
+  for (int i = 0; i < kRequests; ++i) (void)replay.Match(0, 1, Opcode::kWrite, 0);
   EXPECT_EQ(replay.fired(replay_half), corrupted);
   // Every: each one.
   faults_->Clear();

@@ -35,6 +35,8 @@ constexpr size_t kDoneBytes = kHeaderBytes + 8 + 4 + 4 + 4;
 constexpr size_t kCommitBytes = kHeaderBytes + 8;
 constexpr size_t kGrowBytes = kHeaderBytes + 8;
 constexpr size_t kAbortFixedBytes = kHeaderBytes + 8 + 4 + 4 + 4;
+constexpr size_t kBeatTargetBytes = kHeaderBytes + 4 + 4 + 8;
+constexpr size_t kLostFixedBytes = kHeaderBytes + 4 + 4;
 
 // Field offsets used to corrupt encoded messages.
 constexpr size_t kPrepareSizedOffset = kHeaderBytes + 44;
@@ -161,6 +163,9 @@ std::vector<Message> SampleMessages() {
   messages.emplace_back(SampleAbort(""));
   messages.emplace_back(SampleAbort("node 3 was lost: heartbeat"));
   messages.emplace_back(SampleAbort(std::string(kMaxReasonBytes, 'r')));
+  messages.emplace_back(BeatTargetMessage{3, 4095, 0x00007f0000001000, 0xfeed});
+  messages.emplace_back(LostMessage{3, 7, ""});
+  messages.emplace_back(LostMessage{3, 7, "no heartbeat for 31 ms, bound 30 ms"});
   return messages;
 }
 
@@ -298,6 +303,31 @@ TEST(ProtocolTest, AbortRoundTrips) {
   EXPECT_EQ(DecodeExact(Encode(ok_abort)).status().code(), StatusCode::kInvalidArgument);
 }
 
+// Heartbeat targets: every field survives, and a slot at address 0 is refused (nothing is ever
+// registered there: a zeroed or foreign message).
+TEST(ProtocolTest, BeatTargetRoundTripsAndRefusesAddressZero) {
+  ExpectRoundTrip(BeatTargetMessage{1, 0, 1, 0}, kBeatTargetBytes);
+  ExpectRoundTrip(BeatTargetMessage{std::numeric_limits<uint64_t>::max(), UINT32_MAX,
+                                    std::numeric_limits<uint64_t>::max(), UINT32_MAX},
+                  kBeatTargetBytes);
+  EXPECT_EQ(DecodeExact(Encode(BeatTargetMessage{1, 2, 0, 3})).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(ProtocolTest, LostRoundTripsWithItsReasonTruncated) {
+  ExpectRoundTrip(LostMessage{2, 5, ""}, kLostFixedBytes);
+  ExpectRoundTrip(LostMessage{2, 5, "RetryExceeded"}, kLostFixedBytes + 13);
+  const std::vector<std::byte> bytes = Encode(LostMessage{2, 5, std::string(1000, 'q')});
+  EXPECT_EQ(bytes.size(), kLostFixedBytes + kMaxReasonBytes);
+  Result<Message> decoded = DecodeExact(bytes);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(std::get<LostMessage>(*decoded).reason, std::string(kMaxReasonBytes, 'q'));
+  // A reason longer than the message is refused.
+  std::vector<std::byte> lying = Encode(LostMessage{2, 5, "abc"});
+  Patch(lying, kHeaderBytes + 4, uint32_t{4});
+  EXPECT_EQ(DecodeExact(lying).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(ProtocolTest, AbortReasonIsTruncatedToMaxReasonBytes) {
   std::string reason;
   for (int i = 0; i < 1000; ++i) reason.push_back(static_cast<char>('a' + i % 26));
@@ -364,7 +394,7 @@ TEST(ProtocolTest, EveryTruncationIsInvalidArgument) {
 }
 
 TEST(ProtocolTest, UnknownTypeIsInvalidArgument) {
-  for (const int type : {0, 7, 8, 127, 255}) {
+  for (const int type : {0, 9, 10, 127, 255}) {
     std::vector<std::byte> bytes = Encode(SamplePrepare());
     bytes[0] = static_cast<std::byte>(type);
     Result<Message> decoded = DecodeExact(bytes);

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "engine/work_ids.h"
 #include "erasure/fragment.h"
 #include "verbs/fabric.h"
 
@@ -111,7 +112,9 @@ class RecordingFabric final : public verbs::Fabric {
     std::lock_guard lock(mutex_);
     for (const verbs::SendRequest& request : requests) {
       if (request.opcode == verbs::Opcode::kRead) ++record_->reads;
-      if (request.opcode == verbs::Opcode::kWrite && request.num_sge > 0 &&
+      // Heartbeats are WRITEs too, on the control QPs: not the datapath's.
+      const bool beat = internal::WorkId::Decode(request.wr_id).kind == internal::WorkKind::kBeat;
+      if (request.opcode == verbs::Opcode::kWrite && !beat && request.num_sge > 0 &&
           request.sge[0].length >= sizeof(uint64_t)) {
         uint64_t magic = 0;
         std::memcpy(&magic, reinterpret_cast<const void*>(request.sge[0].addr), sizeof(magic));

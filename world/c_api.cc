@@ -73,6 +73,8 @@ ft::EngineOptions ToEngineOptions(const ft_options& o) {
   options.pipeline_depth = o.pipeline_depth;
   options.keep_local_copy = o.keep_local_copy != 0;
   options.timeout = std::chrono::milliseconds(o.timeout_ms);
+  options.heartbeat_interval = std::chrono::milliseconds(o.heartbeat_interval_ms);
+  options.heartbeat_misses = o.heartbeat_misses;
   return options;
 }
 
@@ -98,6 +100,8 @@ void ft_options_init(ft_options* options) {
   options->pipeline_depth = defaults.pipeline_depth;
   options->keep_local_copy = defaults.keep_local_copy ? 1 : 0;
   options->timeout_ms = defaults.timeout.count();
+  options->heartbeat_interval_ms = defaults.heartbeat_interval.count();
+  options->heartbeat_misses = defaults.heartbeat_misses;
 }
 
 int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopback_world** world) {
@@ -185,6 +189,10 @@ int ft_engine_create_from_environment(const ft_options* options, ft_engine** eng
 void ft_engine_destroy(ft_engine* engine) {
   if (engine == nullptr || engine->owned == nullptr) return;  // a world's engine: not ours
   std::unique_ptr<ft_engine> owned(engine);
+}
+
+int ft_failure_detected(const ft_engine* engine) {
+  return engine != nullptr && engine->engine->FailureDetected() ? 1 : 0;
 }
 
 int ft_engine_world(const ft_engine* engine, uint32_t* rank, uint32_t* size) {

@@ -34,6 +34,15 @@ Engine& LoopbackWorld::engine(uint32_t rank) {
 Result<std::unique_ptr<LoopbackWorld>> LoopbackWorld::Create(const LoopbackWorldOptions& options) {
   internal::LoopbackTestWorldOptions plain;
   static_cast<LoopbackWorldOptions&>(plain) = options;
+  // Every node of this world shares this machine's cores: a worker waiting tens of milliseconds
+  // for one is no failure, so the heartbeat's bound is at least kLoopbackHeartbeatBound.
+  EngineOptions& engine = plain.engine;
+  if (engine.heartbeat_interval.count() > 0 &&
+      engine.heartbeat_interval * engine.heartbeat_misses < kLoopbackHeartbeatBound) {
+    engine.heartbeat_misses = static_cast<int>(
+        (kLoopbackHeartbeatBound + engine.heartbeat_interval - std::chrono::milliseconds(1)) /
+        engine.heartbeat_interval);
+  }
   return internal::LoopbackWorldTesting::Create(plain);
 }
 

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "common/log.h"
@@ -166,9 +167,31 @@ Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
   return engine;
 }
 
+Result<EngineOptions> OptionsFromEnvironment(const EngineOptions& options, const Getenv& getenv) {
+  EngineOptions out = options;
+  const auto positive = [&](const char* name, int64_t max) -> Result<std::optional<int64_t>> {
+    const char* text = Get(getenv, name);
+    if (text == nullptr || *text == '\0') return std::optional<int64_t>();
+    char* end = nullptr;
+    errno = 0;
+    const long long value = std::strtoll(text, &end, 10);
+    if (*end != '\0' || errno != 0 || value < 1 || value > max) {
+      return Status::InvalidArgument(name, "=\"", text, "\" is not an integer in [1, ", max, "]");
+    }
+    return std::optional<int64_t>(value);
+  };
+  FT_ASSIGN_OR_RETURN(std::optional<int64_t> interval,
+                      positive("FT_HEARTBEAT_INTERVAL_MS", 3'600'000));
+  FT_ASSIGN_OR_RETURN(std::optional<int64_t> misses, positive("FT_HEARTBEAT_MISSES", 1'000'000));
+  if (interval) out.heartbeat_interval = std::chrono::milliseconds(*interval);
+  if (misses) out.heartbeat_misses = static_cast<int>(*misses);
+  return out;
+}
+
 Result<std::unique_ptr<Engine>> Engine::CreateFromEnvironment(const EngineOptions& options) {
+  FT_ASSIGN_OR_RETURN(EngineOptions tuned, OptionsFromEnvironment(options));
   FT_ASSIGN_OR_RETURN(ProcessFabric process, CreateProcessFabric());
-  return CreateProcessEngine(std::move(process), options);
+  return CreateProcessEngine(std::move(process), tuned);
 }
 
 }  // namespace ft

@@ -48,6 +48,13 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                           const verbs::RdmaOptions& rdma,
                                           const Getenv& getenv = {});
 
+// `options` with the launcher's overrides applied: FT_HEARTBEAT_INTERVAL_MS and
+// FT_HEARTBEAT_MISSES (positive integers), so that a job can be tuned to its machine (an
+// emulated or oversubscribed one needs a longer bound) without rebuilding the application.
+// InvalidArgument naming the variable when one is malformed.
+Result<EngineOptions> OptionsFromEnvironment(const EngineOptions& options,
+                                             const Getenv& getenv = {});
+
 // Engine::Create on a process's fabric; a coordinator that does not answer in time gets an error
 // naming FT_COORDINATOR and the timeout.
 Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,

@@ -69,6 +69,15 @@ struct EngineOptions {
   bool keep_local_copy = false;
   // Bound on every collective wait (connecting, waiting for the coordinator, a checkpoint).
   std::chrono::milliseconds timeout{60'000};
+  // Failure detection: every node WRITEs a heartbeat into the coordinator's memory (and the
+  // coordinator into every node's) each interval; a peer whose heartbeat has not advanced for
+  // heartbeat_misses intervals is lost. A node whose own progress stalled that long (a SIGSTOP,
+  // a long stall) knows it was removed and fences itself. Raise the interval where processes
+  // are starved of CPU (emulated or oversubscribed machines): a stall past the bound is a loss.
+  // The launcher's FT_HEARTBEAT_INTERVAL_MS and FT_HEARTBEAT_MISSES override these
+  // (Engine::CreateFromEnvironment).
+  std::chrono::milliseconds heartbeat_interval{10};
+  int heartbeat_misses = 3;
 };
 
 struct WorldInfo {
@@ -92,6 +101,9 @@ struct EngineMetrics {
   double last_write_seconds = 0;
   double last_commit_seconds = 0;
   double last_total_seconds = 0;
+  // The longest time this node's worker went between two heartbeats, in seconds: how close it
+  // came to the failure detector's bound (heartbeat_interval x heartbeat_misses).
+  double longest_heartbeat_gap_seconds = 0;
   // Where the store, buffers and progress thread were put (rdma: the NIC's NUMA node when the
   // machine has several), as one sentence; empty on the loopback fabric.
   std::string numa;
@@ -156,6 +168,11 @@ class FT_EXPORT Engine {
 
   // Bytes of the image as protected now.
   uint64_t image_bytes() const;
+  // True once this node knows of a lost node (a missed heartbeat, a broken link, the
+  // coordinator's word) or knows it was itself removed: cheap, for polling inside a compute loop.
+  // From then on Checkpoint() fails (Unavailable naming the lost nodes, or Aborted on a removed
+  // node) until recovery.
+  bool FailureDetected() const;
   EngineMetrics Metrics() const;
   const WorldInfo& world() const;
   const EngineOptions& options() const;

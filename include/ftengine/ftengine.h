@@ -44,6 +44,8 @@ typedef struct ft_options {
   int32_t pipeline_depth;
   int32_t keep_local_copy; /* 0 or 1 */
   int64_t timeout_ms;
+  int64_t heartbeat_interval_ms; /* failure detection: a heartbeat each interval (default 10) */
+  int32_t heartbeat_misses;      /* intervals without one before a peer is lost (default 3) */
 } ft_options;
 
 typedef struct ft_metrics {
@@ -120,6 +122,10 @@ FT_EXPORT int ft_checkpoint_wait(ft_checkpoint_handle* checkpoint, uint64_t* ver
 FT_EXPORT int ft_read_committed(ft_engine* engine, void* out, uint64_t bytes,
                                 const int32_t* skip_columns, int32_t skip_count);
 FT_EXPORT int ft_metrics_get(const ft_engine* engine, ft_metrics* metrics);
+/* 1 once this engine knows of a lost node (or that it was itself removed), else 0; 0 for NULL.
+ * Cheap: for polling inside a compute loop. From then on ft_checkpoint fails (FT_UNAVAILABLE
+ * naming the lost nodes; FT_ABORTED on a removed node). */
+FT_EXPORT int ft_failure_detected(const ft_engine* engine);
 
 #ifdef __cplusplus
 }

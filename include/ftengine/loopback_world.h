@@ -18,6 +18,7 @@
 #ifndef FTENGINE_LOOPBACK_WORLD_H_
 #define FTENGINE_LOOPBACK_WORLD_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -32,6 +33,11 @@ namespace ft {
 namespace internal {
 struct LoopbackWorldTesting;
 }  // namespace internal
+
+// The shortest heartbeat bound (interval x misses) of a loopback world's engines: its nodes share
+// this machine's cores, where a worker may wait tens of milliseconds for one; Create raises
+// engine.heartbeat_misses to reach it.
+inline constexpr std::chrono::milliseconds kLoopbackHeartbeatBound{1000};
 
 struct LoopbackWorldOptions {
   uint32_t nodes = 8;  // at least 2; rank 0 coordinates

@@ -120,6 +120,9 @@ struct Report {
   std::string verify_error;
   uint64_t peak_rss_after_checkpoints = 0;
   EngineMetrics metrics0;
+  // The longest time a worker went without a heartbeat (loopback: over every node; rdma: rank
+  // 0's): how close the run came to the failure detector's bound.
+  double longest_heartbeat_gap_seconds = 0;
 };
 
 }  // namespace
@@ -161,6 +164,15 @@ Command RegisterCheckpoint(CLI::App& app) {
                   "rdma: seconds to wait for the coordinator and for each checkpoint")
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
+  sub->add_option("--hb-interval-ms", options->hb_interval_ms,
+                  "Failure detection: every node WRITEs a heartbeat each interval (ms)")
+      ->check(CLI::Range(int64_t{1}, int64_t{60'000}))
+      ->capture_default_str();
+  sub->add_option("--hb-misses", options->hb_misses,
+                  "Intervals without a heartbeat before a node is lost (0: 3 over rdma; over "
+                  "loopback, where the nodes share this machine's cores, a 1 s bound)")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
   AddDeviceOptions(*sub, &options->device);
   sub->add_flag("--json", options->json, "Print one JSON object instead of the table");
   sub->add_flag("-v,--verbose", options->verbose, "Per-phase times and memory use on stderr");
@@ -169,6 +181,12 @@ Command RegisterCheckpoint(CLI::App& app) {
             return options->fabric == "rdma" ? RunCheckpointRdma(*options)
                                              : RunCheckpoint(*options);
           }};
+}
+
+int HeartbeatMissesFor(const CheckpointOptions& o) {
+  if (o.hb_misses > 0) return o.hb_misses;
+  if (o.fabric == "rdma") return EngineOptions().heartbeat_misses;
+  return static_cast<int>(std::max<int64_t>(3, (1000 + o.hb_interval_ms - 1) / o.hb_interval_ms));
 }
 
 namespace {
@@ -329,6 +347,9 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
     out["ratio_to_memcpy_ideal"] = gbps_per_node / ideal;
     out["verified"] = report.verified;
     out["fabric"] = o.fabric;
+    out["heartbeat_interval_ms"] = o.hb_interval_ms;
+    out["heartbeat_misses"] = HeartbeatMissesFor(o);
+    out["longest_heartbeat_gap_ms"] = report.longest_heartbeat_gap_seconds * 1e3;
     std::cout << out.dump() << "\n";
   } else {
     Table table({"fabric", "nodes", "k", "m", "cell", "image/node", "versions", "median s", "p99 s",
@@ -351,6 +372,9 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
                                     "fragments decoded, every byte compared)"
                                   : "NO: " + report.verify_error)
               << "\n";
+    std::cout << "heartbeat: every " << o.hb_interval_ms << " ms, lost after "
+              << HeartbeatMissesFor(o) << " missed; longest gap "
+              << FormatFixed(report.longest_heartbeat_gap_seconds * 1e3, 1) << " ms\n";
   }
   if (o.verbose) {
     const EngineMetrics& m = report.metrics0;
@@ -392,6 +416,8 @@ int RunCheckpoint(const CheckpointOptions& o) {
   world_options.engine.cell_bytes = o.cell_bytes;
   world_options.engine.pipeline_depth = o.pipeline_depth;
   world_options.engine.timeout = std::chrono::minutes(10);
+  world_options.engine.heartbeat_interval = std::chrono::milliseconds(o.hb_interval_ms);
+  world_options.engine.heartbeat_misses = HeartbeatMissesFor(o);
   if (o.domains > 0) {
     const uint32_t domains = o.domains;
     world_options.domain_of = [domains](uint32_t rank) { return rank % domains; };
@@ -458,6 +484,11 @@ int RunCheckpoint(const CheckpointOptions& o) {
       (ProcessCpuSeconds() - cpu_start) / SecondsBetween(wall_start, Clock::Default().Now());
   report.peak_rss_after_checkpoints = PeakRssBytes();
   report.metrics0 = (*world)->engine(0).Metrics();
+  for (uint32_t rank = 0; rank < n; ++rank) {
+    report.longest_heartbeat_gap_seconds =
+        std::max(report.longest_heartbeat_gap_seconds,
+                 (*world)->engine(rank).Metrics().longest_heartbeat_gap_seconds);
+  }
   for (const VersionSeconds& node : node_seconds) {
     report.seconds.first_checkpoint =
         std::max(report.seconds.first_checkpoint, node.first_checkpoint);
@@ -540,6 +571,8 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
   options.cell_bytes = o.cell_bytes;
   options.pipeline_depth = o.pipeline_depth;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
+  options.heartbeat_interval = std::chrono::milliseconds(o.hb_interval_ms);
+  options.heartbeat_misses = HeartbeatMissesFor(o);
   if (o.domains > 0) options.failure_domain = rank % o.domains;
 
   Result<ProcessFabric> process = CreateProcessFabric(*bootstrap, RdmaOptionsOf(o.device));
@@ -574,6 +607,7 @@ int RunCheckpointRdma(const CheckpointOptions& o) {
   if (progress) std::cerr << "\r" << std::string(60, ' ') << "\r";
   report.peak_rss_after_checkpoints = PeakRssBytes();
   report.metrics0 = engine.Metrics();
+  report.longest_heartbeat_gap_seconds = report.metrics0.longest_heartbeat_gap_seconds;
 
   // Verification: this rank's image read back from its holders, one holder's fragments lost.
   Result<AlignedBuffer> back = AlignedBuffer::Create(o.size);

@@ -43,8 +43,15 @@ struct CheckpointOptions {
   std::string fabric = "loopback";  // or "rdma"
   bool nodes_given = false;
   double timeout_seconds = 60;  // bounds connecting and every checkpoint (rdma)
+  int64_t hb_interval_ms = 10;  // failure detection: a heartbeat each interval
+  int hb_misses = 0;            // 0: the fabric's default (HeartbeatMissesFor)
   DeviceFlags device;           // rdma
 };
+
+// The heartbeat misses a run uses: --hb-misses, or by default 3 over rdma (a process per node)
+// and, over loopback, as many as make a 1 s bound: every node of the world shares this
+// machine's cores, and a worker waiting tens of milliseconds for one is no failure.
+int HeartbeatMissesFor(const CheckpointOptions& options);
 
 Command RegisterCheckpoint(CLI::App& app);
 int RunCheckpoint(const CheckpointOptions& options);

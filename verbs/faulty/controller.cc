@@ -118,12 +118,13 @@ bool FaultController::Fires(Occurrence occurrence, uint64_t seen) {
   return false;
 }
 
-std::optional<FaultRule> FaultController::Match(NodeId node, NodeId peer, Opcode opcode) {
+std::optional<FaultRule> FaultController::Match(NodeId node, NodeId peer, Opcode opcode,
+                                                uint64_t wr_id) {
   std::lock_guard lock(mu_);
   for (RuleEntry& e : rules_) {
     const FaultRule& r = e.rule;
     if ((r.opcode && *r.opcode != opcode) || (r.node && *r.node != node) ||
-        (r.peer && *r.peer != peer)) {
+        (r.peer && *r.peer != peer) || (r.wr_ids && !r.wr_ids(wr_id))) {
       continue;
     }
     if (!Fires(r.occurrence, ++e.seen)) continue;

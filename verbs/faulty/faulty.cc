@@ -323,7 +323,8 @@ bool TranslateRecv(Core& core, QpCore& qp, Completion& c) {
   }
   uint64_t ready_step = 0;
   if (c.status == WcStatus::kSuccess) {
-    const std::optional<FaultRule> rule = core.controller->Match(core.node, qp.peer, Opcode::kRecv);
+    const std::optional<FaultRule> rule =
+        core.controller->Match(core.node, qp.peer, Opcode::kRecv, c.wr_id);
     if (rule) {
       switch (rule->action) {
         case FaultAction::kFail:
@@ -481,7 +482,7 @@ Status FaultyQueuePair::PostSend(std::span<const SendRequest> requests, size_t* 
                                          " requests held by fault injection (max_send_wr)");
       break;
     }
-    std::optional<FaultRule> rule = core.controller->Match(core.node, qp.peer, r.opcode);
+    std::optional<FaultRule> rule = core.controller->Match(core.node, qp.peer, r.opcode, r.wr_id);
     const bool delayed = rule && rule->action == FaultAction::kDelay && rule->delay_steps > 0;
     if (delayed || holding) {
       HeldSend h;

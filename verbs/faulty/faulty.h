@@ -90,6 +90,9 @@ struct FaultRule {
   std::optional<Opcode> opcode{};
   std::optional<NodeId> node{};  // the node whose Fabric posts the request (receives: polls it)
   std::optional<NodeId> peer{};  // the other end of the QP
+  // The requests' wr_ids this rule matches (unset: any): how a test tells apart requests of one
+  // opcode on one QP that its caller posts for different purposes.
+  std::function<bool(uint64_t wr_id)> wr_ids{};
   Occurrence occurrence{};
   FaultAction action = FaultAction::kFail;
   WcStatus status = WcStatus::kRetryExceeded;  // kFail: any error status
@@ -130,6 +133,9 @@ struct FaultRule {
   }
   FaultRule ToPeer(NodeId id) const {
     return With([&](FaultRule& r) { r.peer = id; });
+  }
+  FaultRule ForWrIds(std::function<bool(uint64_t wr_id)> filter) const {
+    return With([&](FaultRule& r) { r.wr_ids = filter; });
   }
   FaultRule Nth(uint64_t n) const {
     return With([&](FaultRule& r) { r.occurrence = Occurrence::Nth(n); });
@@ -221,7 +227,7 @@ class FaultController {
 
   // The decorator's side: FaultyFabric calls these (tests need not). Each takes mu_.
   // Match counts the request for every rule it selects; the first rule that fires is returned.
-  std::optional<FaultRule> Match(NodeId node, NodeId peer, Opcode opcode);
+  std::optional<FaultRule> Match(NodeId node, NodeId peer, Opcode opcode, uint64_t wr_id);
   void Record(FaultAction action);
   std::optional<ConnectFaultAction> MatchConnect(NodeId node, std::span<const NodeId> peers);
   // Waits until ReleaseHeldConnects, `deadline` or cancelled() (checked on every wake-up).
