@@ -1,5 +1,7 @@
-// Loopback's fault injection: kill, revive, partition, torn writes and delays.
+// Loopback's fault injection: kill, revive, partition, torn writes, delays, freeze and thaw.
 #include <gtest/gtest.h>
+
+#include <functional>
 
 #include "test/loopback_test_fixture.h"
 
@@ -343,6 +345,366 @@ TEST_F(LoopbackTest, RandomDelaysKeepPerQpOrder) {
   std::memcpy(&last2, d2.data(), sizeof(last2));
   EXPECT_EQ(last1, kWrites - 1);
   EXPECT_EQ(last2, kWrites - 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Freeze and Thaw
+
+// How long a call must stay blocked to count as blocked: long enough for an unblocked call (a
+// poll, a post, a 1 ms wait) to have returned many times over.
+constexpr auto kShowBlocked = milliseconds(50);
+
+// One call made by a thread of a node (the process), run on its own thread to see whether it
+// blocks. If a failing test leaves it blocked, the destructor thaws the node so that the test
+// fails instead of hanging.
+class Caller {
+ public:
+  Caller(LoopbackNetwork& network, NodeId node, std::function<void()> call)
+      : network_(network), node_(node), thread_([this, call = std::move(call)] {
+          call();
+          returned_.store(true);
+        }) {}
+  ~Caller() {
+    if (!Returned(kDeadline)) {
+      network_.Thaw(node_);
+      FT_CHECK_MSG(Returned(kDeadline), "a call of a frozen node is still blocked after Thaw");
+    }
+    thread_.join();
+  }
+  Caller(const Caller&) = delete;
+  Caller& operator=(const Caller&) = delete;
+
+  bool returned() const { return returned_.load(); }
+  // Whether the call returns within `within`.
+  bool Returned(Nanos within) const {
+    const auto deadline = steady_clock::now() + within;
+    while (!returned_.load()) {
+      if (steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    return true;
+  }
+
+ private:
+  LoopbackNetwork& network_;
+  NodeId node_;
+  std::atomic<bool> returned_{false};
+  std::thread thread_;  // last: it starts once the members it uses exist
+};
+
+TEST_F(LoopbackTest, AFrozenNodesCallsBlockUntilThaw) {
+  Init(2);
+  std::span<std::byte> src = Buffer(64, 0x5A);
+  std::span<std::byte> dst = Buffer(64, 0);
+  std::span<std::byte> spare = Buffer(64, 0);
+  MemoryRegion* local = Reg(0, src, kAccessLocalWrite);
+  MemoryRegion* remote = Reg(1, dst, kTargetAccess);
+  auto [q01, q10] = Connect(0, 1);
+  ASSERT_TRUE(local && remote && q01 && q10);
+  Fabric& f0 = F(0);
+  // Posted before the freeze, not executed: node 0 has not polled.
+  const SendRequest before = Write(1, SgeOf(*local, 0, 32), *remote, 0);
+  ASSERT_TRUE(q01->PostSend({&before, 1}).ok());
+  net().Freeze(0);
+  EXPECT_TRUE(net().frozen(0));
+  EXPECT_FALSE(net().frozen(1));
+
+  std::vector<Completion> polled(4);
+  size_t polled_count = 0;
+  Status posted = Status::Internal("not run");
+  Status received = Status::Internal("not run");
+  Result<std::unique_ptr<MemoryRegion>> registered = Status::Internal("not run");
+  Event event;
+  size_t event_count = 99;
+  Caller poll(net(), 0, [&] { polled_count = f0.PollCompletions(polled); });
+  Caller wait(net(), 0, [&] { f0.WaitForActivity(milliseconds(1)); });
+  Caller post(net(), 0, [&] {
+    const SendRequest after = Write(2, SgeOf(*local, 32, 32), *remote, 32);
+    posted = q01->PostSend({&after, 1});
+  });
+  Caller recv(net(), 0, [&] {
+    const RecvRequest r = test::Recv(3, SgeOf(*local, 0, 8));
+    received = q01->PostRecv({&r, 1});
+  });
+  Caller events(net(), 0, [&] { event_count = f0.PollEvents({&event, 1}); });
+  Caller reg(net(), 0,
+             [&] { registered = f0.RegisterMemory(spare.data(), spare.size(), kTargetAccess); });
+  std::this_thread::sleep_for(kShowBlocked);
+  EXPECT_FALSE(poll.returned()) << "PollCompletions";
+  EXPECT_FALSE(wait.returned()) << "WaitForActivity (1 ms timeout)";
+  EXPECT_FALSE(post.returned()) << "PostSend";
+  EXPECT_FALSE(recv.returned()) << "PostRecv";
+  EXPECT_FALSE(events.returned()) << "PollEvents";
+  EXPECT_FALSE(reg.returned()) << "RegisterMemory";
+  EXPECT_TRUE(AllBytes(dst, 0)) << "a frozen node executed its request";
+  // Its peer is not affected.
+  EXPECT_FALSE(PollOnce(1).has_value());
+  EXPECT_TRUE(Events(1).empty());
+  EXPECT_EQ(q10->state(), QpState::kConnected);
+
+  net().Thaw(0);
+  EXPECT_FALSE(net().frozen(0));
+  for (const Caller* caller : {&poll, &wait, &post, &recv, &events, &reg}) {
+    EXPECT_TRUE(caller->Returned(kDeadline));
+  }
+  EXPECT_TRUE(posted.ok()) << posted;
+  EXPECT_TRUE(received.ok()) << received;
+  EXPECT_TRUE(registered.ok()) << registered.status();
+  EXPECT_EQ(event_count, 0u);
+  // Both WRITEs execute after Thaw, the first in the step of the released poll.
+  std::vector<Completion> done(polled.begin(), polled.begin() + polled_count);
+  while (done.size() < 2) {
+    auto c = PollOne(0);
+    ASSERT_TRUE(c.has_value()) << "a WRITE did not complete after Thaw";
+    done.push_back(*c);
+  }
+  EXPECT_EQ(done[0].wr_id, 1u);
+  EXPECT_EQ(done[1].wr_id, 2u);
+  for (const Completion& c : done) EXPECT_EQ(c.status, WcStatus::kSuccess);
+  EXPECT_TRUE(Equal(dst, src));
+}
+
+TEST_F(LoopbackTest, WaitForActivityStaysBlockedThroughInterruptWhileFrozen) {
+  Init(2);
+  std::span<std::byte> src = Buffer(16, 0x61);
+  std::span<std::byte> dst = Buffer(16, 0);
+  MemoryRegion* local = Reg(1, src, kAccessLocalWrite);
+  MemoryRegion* target = Reg(0, dst, kAccessLocalWrite);
+  auto [q01, q10] = Connect(0, 1);
+  ASSERT_TRUE(local && target && q01 && q10);
+  const RecvRequest r = test::Recv(5, SgeOf(*target, 0, 16));
+  ASSERT_TRUE(q01->PostRecv({&r, 1}).ok());
+  Fabric& f0 = F(0);
+  // Waiting already (most likely: the outcome is the same if the freeze comes first).
+  Caller wait(net(), 0, [&] { f0.WaitForActivity(seconds(60)); });
+  std::this_thread::sleep_for(milliseconds(10));
+  net().Freeze(0);
+  // Activity and an Interrupt, each of which ends the wait of a running node.
+  const SendRequest s = Send(6, SgeOf(*local, 0, 16));
+  ASSERT_TRUE(q10->PostSend({&s, 1}).ok());
+  auto sent = PollOne(1);
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_EQ(sent->status, WcStatus::kSuccess);
+  f0.Interrupt();  // does not block: a signal to a stopped process
+  std::this_thread::sleep_for(kShowBlocked);
+  EXPECT_FALSE(wait.returned()) << "a frozen node's thread ran";
+  net().Thaw(0);
+  // Long before its 60 s timeout: the Interrupt and the kRecv completion are pending.
+  EXPECT_TRUE(wait.Returned(seconds(5)));
+  auto c = PollOnce(0);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->opcode, Opcode::kRecv);
+  EXPECT_EQ(c->wr_id, 5u);
+}
+
+TEST_F(LoopbackTest, ConnectOfAFrozenNodeWaitsForThaw) {
+  Init(2);
+  Fabric& f0 = F(0);
+  Fabric& f1 = F(1);
+  net().Freeze(0);
+  Result<std::vector<std::unique_ptr<QueuePair>>> r0 = Status::Internal("not run");
+  Result<std::vector<std::unique_ptr<QueuePair>>> r1 = Status::Internal("not run");
+  Caller c0(net(), 0, [&] {
+    const ConnectRequest request{1, {}, {}};
+    r0 = f0.Connect({&request, 1}, kDeadline);
+  });
+  Caller c1(net(), 1, [&] {
+    const ConnectRequest request{0, {}, {}};
+    r1 = f1.Connect({&request, 1}, kDeadline);
+  });
+  std::this_thread::sleep_for(kShowBlocked);
+  EXPECT_FALSE(c0.returned()) << "a frozen node connected";
+  EXPECT_FALSE(c1.returned()) << "its peer connected without it";
+  net().Thaw(0);
+  ASSERT_TRUE(c0.Returned(kDeadline) && c1.Returned(kDeadline));
+  ASSERT_TRUE(r0.ok() && r1.ok()) << r0.status() << " / " << r1.status();
+  EXPECT_EQ(r0->front()->peer(), 1u);
+}
+
+TEST_F(LoopbackTest, PeersReachAFrozenNodesMemoryAndReceives) {
+  Init(2);
+  std::span<std::byte> src = Buffer(64, 0x11);
+  std::span<std::byte> read_into = Buffer(64, 0);
+  std::span<std::byte> written = Buffer(64, 0);
+  std::span<std::byte> readable = Buffer(64, 0x22);
+  std::span<std::byte> inbox = Buffer(64, 0);
+  MemoryRegion* l0 = Reg(0, src, kAccessLocalWrite);
+  MemoryRegion* l0_read = Reg(0, read_into, kAccessLocalWrite);
+  MemoryRegion* r1_write = Reg(1, written, kTargetAccess);
+  MemoryRegion* r1_read = Reg(1, readable, kTargetAccess);
+  MemoryRegion* l1_inbox = Reg(1, inbox, kAccessLocalWrite);
+  auto [q01, q10] = Connect(0, 1);
+  ASSERT_TRUE(l0 && l0_read && r1_write && r1_read && l1_inbox && q01 && q10);
+  const RecvRequest r = test::Recv(7, SgeOf(*l1_inbox, 0, 64));
+  ASSERT_TRUE(q10->PostRecv({&r, 1}).ok());
+  Fabric& f1 = F(1);
+  net().Freeze(1);
+
+  // One-sided work and a SEND execute in node 0's steps, with no error or event.
+  const SendRequest work[] = {Write(1, SgeOf(*l0, 0, 64), *r1_write, 0),
+                              test::Read(2, SgeOf(*l0_read, 0, 64), *r1_read, 0),
+                              Send(3, SgeOf(*l0, 0, 16))};
+  ASSERT_TRUE(q01->PostSend(work).ok());
+  auto c = PollN(0, 3);
+  ASSERT_EQ(c.size(), 3u);
+  for (const Completion& completion : c) {
+    EXPECT_EQ(completion.status, WcStatus::kSuccess) << "wr_id " << completion.wr_id;
+  }
+  EXPECT_TRUE(Equal(written, src));
+  EXPECT_TRUE(Equal(read_into, readable));
+  EXPECT_TRUE(Equal(inbox.subspan(0, 16), src.subspan(0, 16)));
+  EXPECT_TRUE(AllBytes(inbox.subspan(16), 0));
+  EXPECT_TRUE(Events(0).empty());
+  EXPECT_EQ(q01->state(), QpState::kConnected);
+
+  // The kRecv completion waits in node 1's CQ until it is thawed.
+  Completion received;
+  size_t count = 0;
+  Caller poll(net(), 1, [&] { count = f1.PollCompletions({&received, 1}); });
+  std::this_thread::sleep_for(kShowBlocked);
+  EXPECT_FALSE(poll.returned()) << "a frozen node reaped a completion";
+  net().Thaw(1);
+  ASSERT_TRUE(poll.Returned(kDeadline));
+  ASSERT_EQ(count, 1u);
+  EXPECT_EQ(received.opcode, Opcode::kRecv);
+  EXPECT_EQ(received.wr_id, 7u);
+  EXPECT_EQ(received.status, WcStatus::kSuccess);
+  EXPECT_EQ(received.bytes, 16u);
+  EXPECT_EQ(received.qp, q10->id());
+  EXPECT_TRUE(Events(1).empty());
+}
+
+TEST_F(LoopbackTest, ThawedNodeSeesWhatItsPeersDidMeanwhile) {
+  Init(3);
+  std::span<std::byte> src = Buffer(64, 0x33);
+  std::span<std::byte> d1 = Buffer(64, 0);
+  std::span<std::byte> d2 = Buffer(64, 0);
+  MemoryRegion* local = Reg(0, src, kAccessLocalWrite);
+  MemoryRegion* r1 = Reg(1, d1, kTargetAccess);
+  MemoryRegion* r2 = Reg(2, d2, kTargetAccess);
+  auto [q01, q10] = Connect(0, 1);
+  auto [q02, q20] = Connect(0, 2);
+  ASSERT_TRUE(local && r1 && r2 && q01 && q10 && q02 && q20);
+  const SendRequest queued = Write(1, SgeOf(*local, 0, 64), *r1, 0);
+  ASSERT_TRUE(q01->PostSend({&queued, 1}).ok());
+  Fabric& f0 = F(0);
+  net().Freeze(0);
+  // A thread of node 0 polls throughout: frozen, it must not execute the queued WRITE, which
+  // would land now, before the peers act.
+  std::vector<Completion> polled(4);
+  size_t polled_count = 0;
+  Caller poll(net(), 0, [&] { polled_count = f0.PollCompletions(polled); });
+  std::this_thread::sleep_for(kShowBlocked);
+  EXPECT_FALSE(poll.returned());
+  EXPECT_TRUE(AllBytes(d1, 0)) << "a frozen node executed its queued WRITE";
+  q10->ToError();                                                        // node 1 fences node 0
+  std::erase_if(qps_, [&](const auto& qp) { return qp.get() == q20; });  // node 2 leaves it
+  EXPECT_FALSE(poll.returned());
+  net().Thaw(0);
+  ASSERT_TRUE(poll.Returned(kDeadline));
+
+  // The queued WRITE fails against the fence; the next ones do not land either.
+  const SendRequest next1 = Write(2, SgeOf(*local, 0, 64), *r1, 0);
+  const SendRequest next2 = Write(3, SgeOf(*local, 0, 64), *r2, 0);
+  ASSERT_TRUE(q01->PostSend({&next1, 1}).ok());
+  ASSERT_TRUE(q02->PostSend({&next2, 1}).ok());
+  std::map<uint64_t, WcStatus> status;
+  for (size_t i = 0; i < polled_count; ++i) status[polled[i].wr_id] = polled[i].status;
+  for (const Completion& c : PollN(0, 3 - polled_count)) status[c.wr_id] = c.status;
+  EXPECT_EQ(status, (std::map<uint64_t, WcStatus>{{1, WcStatus::kRetryExceeded},
+                                                  {2, WcStatus::kFlushed},
+                                                  {3, WcStatus::kRetryExceeded}}));
+  EXPECT_TRUE(AllBytes(d1, 0));
+  EXPECT_TRUE(AllBytes(d2, 0));
+  // Node 2's leaving was announced during the freeze; it is there after Thaw.
+  const auto events = Events(0);
+  const bool disconnected = std::any_of(events.begin(), events.end(), [&](const Event& e) {
+    return e.type == EventType::kDisconnected && e.peer == 2 && e.qp == q02->id();
+  });
+  EXPECT_TRUE(disconnected);
+}
+
+TEST_F(LoopbackTest, KillOrFabricDestructionReleasesAFrozenNodesCalls) {
+  Init(3);
+  std::span<std::byte> src = Buffer(64, 1);
+  MemoryRegion* l1 = Reg(1, src, kAccessLocalWrite);
+  MemoryRegion* l2 = Reg(2, src, kAccessLocalWrite);
+  auto [q01, q10] = Connect(0, 1);
+  auto [q02, q20] = Connect(0, 2);
+  ASSERT_TRUE(l1 && l2 && q01 && q10 && q02 && q20);
+  Fabric& f1 = F(1);
+
+  // Kill: every blocked call returns as it does on a dead node.
+  net().Freeze(1);
+  Completion c;
+  Event event;
+  size_t event_count = 0;
+  Status posted1 = Status::Internal("not run");
+  Caller poll(net(), 1, [&] { f1.PollCompletions({&c, 1}); });
+  Caller wait(net(), 1, [&] { f1.WaitForActivity(milliseconds(1)); });
+  Caller events(net(), 1, [&] { event_count = f1.PollEvents({&event, 1}); });
+  Caller post1(net(), 1, [&] {
+    const SendRequest s = Send(1, SgeOf(*l1, 0, 8));
+    posted1 = q10->PostSend({&s, 1});
+  });
+  std::this_thread::sleep_for(kShowBlocked);
+  EXPECT_FALSE(poll.returned() || wait.returned() || events.returned() || post1.returned());
+  net().Kill(1);
+  EXPECT_FALSE(net().frozen(1));
+  for (const Caller* caller : {&poll, &wait, &events, &post1}) {
+    EXPECT_TRUE(caller->Returned(seconds(5)));
+  }
+  EXPECT_EQ(posted1.code(), StatusCode::kUnavailable) << posted1;
+
+  // Destroying the Fabric: a call blocked on one of its QueuePairs fails Unavailable.
+  net().Freeze(2);
+  Status posted2 = Status::Internal("not run");
+  Caller post2(net(), 2, [&] {
+    const SendRequest s = Send(2, SgeOf(*l2, 0, 8));
+    posted2 = q20->PostSend({&s, 1});
+  });
+  std::this_thread::sleep_for(kShowBlocked);
+  EXPECT_FALSE(post2.returned());
+  fabrics_.erase(2);  // leaves with q20 alive (a warning is logged)
+  EXPECT_TRUE(post2.Returned(seconds(5)));
+  EXPECT_EQ(posted2.code(), StatusCode::kUnavailable) << posted2;
+
+  // Node 0 stays frozen: the fixture's teardown (QueuePairs, Fabrics, network) must not hang.
+  net().Freeze(0);
+  EXPECT_TRUE(net().frozen(0));
+}
+
+TEST_F(LoopbackTest, FreezeAndThawAreIdempotentAndSkipNodesWithoutAProcess) {
+  Init(3);
+  Fabric& f0 = F(0);
+  F(1);
+  net().Freeze(0);
+  net().Freeze(0);
+  EXPECT_TRUE(net().frozen(0));
+  net().Thaw(0);  // one Thaw undoes any number of Freezes
+  EXPECT_FALSE(net().frozen(0));
+  net().Thaw(0);
+  EXPECT_FALSE(net().frozen(0));
+  {
+    Caller poll(net(), 0, [&] { f0.PollCompletions({}); });
+    EXPECT_TRUE(poll.Returned(seconds(5)));
+  }
+  // A dead node, and a rank without a Fabric yet, have no process to stop.
+  net().Kill(1);
+  net().Freeze(1);
+  EXPECT_FALSE(net().frozen(1));
+  net().Freeze(2);
+  EXPECT_FALSE(net().frozen(2));
+  EXPECT_FALSE(net().frozen(99));
+  net().Revive(1);
+  Fabric& reborn = Recreate(1);
+  Fabric& f2 = F(2);
+  EXPECT_FALSE(net().frozen(1));
+  EXPECT_FALSE(net().frozen(2));
+  Caller poll1(net(), 1, [&] { reborn.PollCompletions({}); });
+  Caller poll2(net(), 2, [&] { f2.PollCompletions({}); });
+  EXPECT_TRUE(poll1.Returned(seconds(5)));
+  EXPECT_TRUE(poll2.Returned(seconds(5)));
 }
 
 }  // namespace

@@ -214,7 +214,9 @@ bool RunEnd(Node& n, End& e, uint64_t step, StepBudget& budget) {
 // One progress step of node n.
 void Progress(Node& n) {
   std::unique_lock progress(n.progress_mu, std::try_to_lock);
-  if (!progress.owns_lock() || n.dead.load()) return;  // another thread is making progress
+  if (!progress.owns_lock()) return;  // another thread is making progress
+  // A frozen node executes nothing; the caller checks again before reaping and waits for Thaw.
+  if (n.dead.load() || n.frozen.load()) return;
   const uint64_t step = n.step.fetch_add(1) + 1;
   const bool flush = n.flush_pending.exchange(false);
   if (!flush && n.queued.load() == 0) return;

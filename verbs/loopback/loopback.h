@@ -14,9 +14,11 @@
 //   steps, rnr_retry_steps times, then completes kRnrRetryExceeded.
 // - faults: Kill (the node's memory is unreachable; work to or from it completes kRetryExceeded
 //   then kFlushed; peers get kDisconnected; the killed node's own Fabric gets kDeviceError and
-//   stops executing), Partition (work between two nodes completes kRetryExceeded), torn writes
-//   (when a node dies, a seeded random prefix of every WRITE still queued to or from it lands),
-//   delays (work waits a number of the poster's progress steps, fixed or seeded random).
+//   stops executing), Freeze (a hung process: SIGSTOP, a long stall; the node's own calls block
+//   until Thaw while its memory and QPs stay reachable for peers), Partition (work between two
+//   nodes completes kRetryExceeded), torn writes (when a node dies, a seeded random prefix of
+//   every WRITE still queued to or from it lands), delays (work waits a number of the poster's
+//   progress steps, fixed or seeded random).
 // Everything random derives from the seed, printed by seed_description() for failure reports.
 //
 // Details the Fabric contract leaves open, as this model fixes them:
@@ -40,6 +42,35 @@
 //   (with a warning; their handles then only fail with Unavailable), peers get kDisconnected.
 // - Deregistration, ToError, Kill, Partition and QueuePair destruction wait for copies in flight
 //   into or out of the node's memory, so nothing lands after they return.
+// - Freeze acts on the rank's current Fabric (the process); a rank without a live Fabric (none
+//   yet, destroyed, killed) has nothing to stop and Freeze is a no-op, as are Freeze of a frozen
+//   node and Thaw of a thawed one. A Fabric created after Revive starts thawed.
+// - A frozen node's own calls that run, reap or post work, or change its state, block until
+//   Thaw: PollCompletions, PollEvents, WaitForActivity, RegisterMemory, Connect (on entry, and
+//   again before returning: its offers stay matchable, so a peer's Connect may succeed, as the
+//   rendezvous is out of band, but the frozen node's call returns only after Thaw, with whatever
+//   outcome it reached, e.g. DeadlineExceeded), PostSend, PostRecv and ToError. WaitForActivity
+//   blocks past its timeout; a thread already waiting in it when the node freezes stays blocked
+//   through completions, events, Interrupt and its deadline, and after Thaw waits on as an
+//   unfrozen one would (returning at once if one of these is pending). Not gated: Interrupt and
+//   CancelConnects (like a signal to a stopped process, recorded now and acted on after Thaw),
+//   accessors (node, limits, state, ids) and destructors, so a test that forgets to Thaw still
+//   tears down.
+// - Freeze returns once the node has stopped: a progress step or a poll in flight finishes
+//   first; afterwards none of its requests executes and nothing is reaped until Thaw. A post
+//   already past its gate completes (it counts as posted before the freeze).
+// - A frozen node's QPs stay connected and peers get no event or error from the freeze: their
+//   WRITEs and READs into its registered memory execute in their own progress steps; their
+//   SENDs consume its posted receives and queue kRecv completions in its CQ (reaped after Thaw;
+//   a CQ that fills overruns as usual), or meet RNR when it has none posted (it cannot post).
+//   Its own posted requests wait: its progress steps do not run, so delays do not count down.
+// - After Thaw the node continues as if it had been slow: what peers did meanwhile (ToError,
+//   QueuePair destruction, Kill) shows as it would to any node: its requests fail
+//   kRetryExceeded then kFlushed, kDisconnected events are waiting, remote errors are reported.
+// - Blocked calls are released, returning as they do for a dead node, by Thaw, by Kill of the
+//   node, or by the destruction of its Fabric (for calls on its QueuePairs: like any object, the
+//   Fabric must not be destroyed while one of its own calls runs). The network may be destroyed
+//   with nodes frozen (its objects first, as always).
 #ifndef FT_VERBS_LOOPBACK_LOOPBACK_H_
 #define FT_VERBS_LOOPBACK_LOOPBACK_H_
 
@@ -86,6 +117,10 @@ class LoopbackNetwork {
   void Kill(NodeId node);
   void Revive(NodeId node);  // the rank may be reused by a new Fabric; old QPs stay dead
   bool alive(NodeId node) const;
+  // A hung process (see the opening comment): the node's calls block until Thaw.
+  void Freeze(NodeId node);
+  void Thaw(NodeId node);
+  bool frozen(NodeId node) const;  // false for a dead rank or one without a Fabric
   void Partition(NodeId a, NodeId b);
   void Heal(NodeId a, NodeId b);
   void SetTornWrites(bool enabled);

@@ -54,6 +54,7 @@ class LoopbackFabric final : public Fabric {
     Node& n = *node_;
     Net& net = *n.net;
     n.dead.store(true);
+    SetFrozen(n, false);  // calls blocked on its QueuePairs by a Freeze return, as for a dead node
     const auto ends = SnapshotEnds(n);
     if (!ends.empty()) {
       FT_LOG(kWarn) << "loopback: Fabric of node " << n.id << " destroyed with " << ends.size()
@@ -81,6 +82,7 @@ class LoopbackFabric final : public Fabric {
   Result<std::unique_ptr<MemoryRegion>> RegisterMemory(void* addr, size_t bytes,
                                                        uint32_t access) override {
     Node& n = *node_;
+    AwaitThaw(n);
     if (n.dead.load()) return Status::Unavailable("RegisterMemory: node ", n.id, " is dead");
     if (addr == nullptr || bytes == 0) {
       return Status::InvalidArgument("RegisterMemory: empty range (addr ", addr, ", ", bytes,
@@ -110,13 +112,24 @@ class LoopbackFabric final : public Fabric {
 
   Result<std::vector<std::unique_ptr<QueuePair>>> Connect(std::span<const ConnectRequest> requests,
                                                           Nanos timeout) override {
-    return ConnectNode(node_, requests, timeout);
+    AwaitThaw(*node_);
+    auto result = ConnectNode(node_, requests, timeout);
+    // Frozen meanwhile: the offers stay matchable by peers (the rendezvous is out of band), but
+    // the call returns only after Thaw, whatever its outcome.
+    AwaitThaw(*node_);
+    return result;
   }
 
   size_t PollCompletions(std::span<Completion> out) override {
     Node& n = *node_;
-    Progress(n);
-    std::lock_guard lock(n.mu);
+    std::unique_lock lock(n.mu, std::defer_lock);
+    while (true) {
+      AwaitThaw(n);
+      Progress(n);
+      lock.lock();
+      if (!Frozen(n)) break;
+      lock.unlock();  // frozen after the gate: reap nothing (Freeze synchronises on n.mu)
+    }
     size_t count = 0;
     while (count < out.size() && !n.cq.empty()) {
       const CqEntry& entry = n.cq.front();
@@ -129,7 +142,13 @@ class LoopbackFabric final : public Fabric {
 
   size_t PollEvents(std::span<Event> out) override {
     Node& n = *node_;
-    std::lock_guard lock(n.mu);
+    std::unique_lock lock(n.mu, std::defer_lock);
+    while (true) {
+      AwaitThaw(n);
+      lock.lock();
+      if (!Frozen(n)) break;
+      lock.unlock();
+    }
     size_t count = 0;
     while (count < out.size() && !n.events.empty()) {
       out[count++] = std::move(n.events.front());
@@ -141,16 +160,27 @@ class LoopbackFabric final : public Fabric {
   void WaitForActivity(Nanos timeout) override {
     Node& n = *node_;
     const SteadyTime deadline = DeadlineAfter(timeout);
+    AwaitThaw(n);
     std::unique_lock lock(n.mu);
     n.waiters.fetch_add(1);
-    n.cv.wait_until(lock, deadline, [&] {
-      return n.interrupted || !n.cq.empty() || !n.events.empty() ||
-             (!n.dead.load() && (n.queued.load() > 0 || n.flush_pending.load()));
-    });
+    while (true) {
+      n.cv.wait_until(lock, deadline, [&] {
+        return n.interrupted || !n.cq.empty() || !n.events.empty() ||
+               (!n.dead.load() && (n.queued.load() > 0 || n.flush_pending.load()));
+      });
+      if (!Frozen(n)) break;
+      // Woken (by activity, Interrupt or the deadline) while frozen: a stopped thread does not
+      // run. After Thaw it waits on to its deadline, or returns at once if something is pending.
+      lock.unlock();
+      AwaitThaw(n);
+      lock.lock();
+    }
     n.waiters.fetch_sub(1);
     n.interrupted = false;
   }
 
+  // Not gated by Freeze: like a signal sent to a stopped process, it is recorded at once and takes
+  // effect when the node runs again.
   void Interrupt() override {
     Node& n = *node_;
     std::lock_guard lock(n.mu);
@@ -158,9 +188,13 @@ class LoopbackFabric final : public Fabric {
     n.cv.notify_all();
   }
 
+  // Not gated either: a Connect of a frozen node returns Aborted after Thaw.
   void CancelConnects() override { CancelNodeConnects(*node_); }
 
  private:
+  // Frozen and not dead (a dead node's calls return as they do without Freeze).
+  static bool Frozen(const Node& n) { return n.frozen.load() && !n.dead.load(); }
+
   std::shared_ptr<Node> node_;
 };
 

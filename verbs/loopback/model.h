@@ -21,13 +21,20 @@
 //
 //   Net::mu  ->  Node::progress_mu  ->  Node::mem (shared, two at most, ordered by lock_rank,
 //   i.e. by rank then incarnation)  ->  End::mu (one at a time)  ->  Node::mu (one at a time)
-//   ->  Net::faults_mu, Net::rng_mu (leaves)
+//   ->  Net::faults_mu, Net::rng_mu, Node::freeze_mu (leaves)
 //
 // Node::mem taken exclusively (registration, deregistration, and the "drain" that fencing,
 // Kill, Partition and QP destruction do to wait out in-flight copies) is only ever taken with at
 // most Net::mu held, never together with another Node::mem, End::mu or Node::mu. RegistrationLock
 // prefers writers, so a deregistration is not starved by a stream of copies; that is deadlock-free
 // because a thread holding a shared Node::mem never waits for an exclusive one.
+//
+// Freezing. A frozen node's own calls wait for Thaw in AwaitThaw, on Node::freeze_mu, holding no
+// other lock: peers' copies into its memory, SENDs into its receive queues and pushes onto its CQ
+// and event queue never wait for a frozen node. Freeze sets Node::frozen, then takes and releases
+// progress_mu and Node::mu: a progress step or a reap that began before the flag finishes before
+// Freeze returns, and later ones see the flag (Progress checks it under progress_mu, the reaps
+// under Node::mu) and go back to AwaitThaw.
 //
 // Fencing and death use one pattern: set the flag (End::error, Node::dead, a partition), then
 // drain the node's registration lock. A copy checks the flags while holding the lock shared, so
@@ -181,7 +188,8 @@ struct Node {
   const NodeId id;
   const uint64_t lock_rank;  // the order in which two nodes' `mem` locks are taken
   std::atomic<bool> dead{false};
-  uint64_t connect_cancels = 0;  // guarded by the network's mu: CancelConnects calls
+  std::atomic<bool> frozen{false};  // set and cleared under freeze_mu (and the network's mu)
+  uint64_t connect_cancels = 0;     // guarded by the network's mu: CancelConnects calls
 
   RegistrationLock mem;  // shared: a copy touches this node's memory; exclusive: (de)registration
   std::unordered_map<uint32_t, MrInfo> lkeys;  // guarded by mem
@@ -204,6 +212,9 @@ struct Node {
   bool cq_overrun = false;                        // guarded by mu
   std::map<uint32_t, std::shared_ptr<End>> ends;  // guarded by mu: live (undestroyed) Ends
   uint64_t ends_version = 0;                      // guarded by mu
+
+  std::mutex freeze_mu;
+  std::condition_variable thaw_cv;  // AwaitThaw: frozen cleared or dead set
 };
 
 // A pending Connect offer from one node to another, owned by the Connect call.
@@ -298,6 +309,8 @@ class SharedLockPair {
 
 // node.cc
 void Drain(Node& n);
+void AwaitThaw(Node& n);
+void SetFrozen(Node& n, bool frozen);
 void Wake(Node& n);
 void PushEvent(Node& n, Event event);
 void PushCompletion(Node& n, const Completion& completion, End* end, uint64_t seq);

@@ -1,5 +1,5 @@
 // LoopbackNetwork (loopback.h): creating the network and its nodes' Fabrics, and fault
-// injection: kill (with torn writes), revive, partitions, delays.
+// injection: kill (with torn writes), revive, freeze, partitions, delays.
 #include "verbs/loopback/model.h"
 
 #include <cstring>
@@ -24,6 +24,7 @@ using loopback::Pending;
 using loopback::PushEvent;
 using loopback::ResolveLocal;
 using loopback::ResolveRemote;
+using loopback::SetFrozen;
 using loopback::SharedLockPair;
 using loopback::SnapshotEnds;
 using loopback::WakeWaitingConnects;
@@ -147,6 +148,7 @@ void LoopbackNetwork::Kill(NodeId node) {
   WakeWaitingConnects(net);  // Connects waiting for this node fail Unavailable
   const std::shared_ptr<Node> n = net.current[node];
   if (n == nullptr || n->dead.exchange(true)) return;
+  SetFrozen(*n, false);  // its calls blocked by a Freeze return, as a dead node's do
   Drain(*n);  // copies into or out of its memory that already started finish; no new ones start
   const auto ends = SnapshotEnds(*n);
   if (net.torn_writes.load()) LandTornWrites(net, *n, ends);
@@ -169,6 +171,38 @@ bool LoopbackNetwork::alive(NodeId node) const {
   if (node >= static_cast<NodeId>(net.nodes)) return false;
   std::lock_guard lock(net.mu);
   return net.alive[node];
+}
+
+void LoopbackNetwork::Freeze(NodeId node) {
+  Net& net = *state_->net;
+  FT_CHECK_MSG(node < static_cast<NodeId>(net.nodes), "Freeze: node out of range");
+  std::shared_ptr<Node> n;
+  {
+    // Under the network's mu: Kill, Thaw and Fabric creation cannot interleave with the checks.
+    std::lock_guard lock(net.mu);
+    n = net.current[node];
+    if (!net.alive[node] || n == nullptr || n->dead.load()) return;  // no process to stop
+    SetFrozen(*n, true);
+  }
+  // A progress step or a reap that started before the flag finishes now; later ones see it. Not
+  // under the network's mu: a step may copy up to 64 MiB.
+  { std::lock_guard progress(n->progress_mu); }
+  { std::lock_guard reap(n->mu); }
+}
+
+void LoopbackNetwork::Thaw(NodeId node) {
+  Net& net = *state_->net;
+  FT_CHECK_MSG(node < static_cast<NodeId>(net.nodes), "Thaw: node out of range");
+  std::lock_guard lock(net.mu);
+  if (net.current[node] != nullptr) SetFrozen(*net.current[node], false);
+}
+
+bool LoopbackNetwork::frozen(NodeId node) const {
+  const Net& net = *state_->net;
+  if (node >= static_cast<NodeId>(net.nodes)) return false;
+  std::lock_guard lock(net.mu);
+  const std::shared_ptr<Node>& n = net.current[node];
+  return n != nullptr && n->frozen.load() && !n->dead.load();
 }
 
 void LoopbackNetwork::Partition(NodeId a, NodeId b) {

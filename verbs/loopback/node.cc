@@ -1,5 +1,5 @@
-// Helpers on loopback nodes (model.h): draining and waking a node, its completion queue (with
-// CQ overrun) and events, and the failure and destruction of queue pair ends.
+// Helpers on loopback nodes (model.h): draining, freezing and waking a node, its completion queue
+// (with CQ overrun) and events, and the failure and destruction of queue pair ends.
 #include "verbs/loopback/model.h"
 
 #include "common/log.h"
@@ -8,6 +8,24 @@ namespace ft::verbs::loopback {
 
 // Waits until no copy touches n's memory. Called after setting a flag that stops new copies.
 void Drain(Node& n) { std::unique_lock lock(n.mem); }
+
+// Blocks while n is frozen (Freeze), returning when it is thawed or dies. Callers hold no lock:
+// a frozen node must not stop its peers' access to its memory and queues.
+void AwaitThaw(Node& n) {
+  if (!n.frozen.load()) return;
+  std::unique_lock lock(n.freeze_mu);
+  n.thaw_cv.wait(lock, [&] { return !n.frozen.load() || n.dead.load(); });
+}
+
+// Sets or clears n's frozen flag; clearing it (Thaw, or death after `dead` was set) releases
+// every call waiting in AwaitThaw.
+void SetFrozen(Node& n, bool frozen) {
+  {
+    std::lock_guard lock(n.freeze_mu);
+    n.frozen.store(frozen);
+  }
+  if (!frozen) n.thaw_cv.notify_all();
+}
 
 // Wakes WaitForActivity after a change made without holding n.mu.
 void Wake(Node& n) {

@@ -1,5 +1,6 @@
 // LoopbackQueuePair (model.h): posting send requests and receives onto an End's queues (limits,
-// delays, inline payloads copied at post time) and fencing with ToError.
+// delays, inline payloads copied at post time) and fencing with ToError. A frozen node's posts
+// and fences wait for Thaw (AwaitThaw) before touching anything.
 #include "verbs/loopback/model.h"
 
 #include <array>
@@ -34,6 +35,7 @@ class LoopbackQueuePair final : public QueuePair {
     End& e = *end_;
     Node& n = *e.node;
     Net& net = *n.net;
+    AwaitThaw(n);
     if (n.dead.load()) {
       return Status::Unavailable("PostSend on queue pair ", e.id, ": node ", n.id,
                                  " is dead (killed, or its Fabric was destroyed)");
@@ -94,6 +96,7 @@ class LoopbackQueuePair final : public QueuePair {
     if (posted != nullptr) *posted = 0;
     End& e = *end_;
     Node& n = *e.node;
+    AwaitThaw(n);
     if (n.dead.load()) {
       return Status::Unavailable("PostRecv on queue pair ", e.id, ": node ", n.id,
                                  " is dead (killed, or its Fabric was destroyed)");
@@ -125,6 +128,7 @@ class LoopbackQueuePair final : public QueuePair {
   void ToError() override {
     End& e = *end_;
     Node& n = *e.node;
+    AwaitThaw(n);  // a stopped process fences nothing
     e.error.store(true);
     n.flush_pending.store(true);
     Wake(n);
