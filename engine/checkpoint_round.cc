@@ -631,7 +631,11 @@ void CheckpointRound::OnOwnFabricLost(std::string_view detail) {
 }
 
 void CheckpointRound::OnRemoved(const Status& why) {
+  if (phase_ == Phase::kIdle) return;
   own_fabric_lost_ = true;
+  // The removal is what the application must hear, whatever this round saw fail first (a woken
+  // node reaps the disconnects of its fenced links before it finds out it stalled).
+  failure_ = Status();
   FailRound(why, node_.rank());
 }
 

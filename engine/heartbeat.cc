@@ -26,10 +26,9 @@ Status Heartbeat::Register() {
   const size_t slots = node_.is_coordinator() ? node_.world.size : 1;
   FT_ASSIGN_OR_RETURN(slots_, AlignedBuffer::Allocate(slots * recovery::kBeatBytes));
   FT_ASSIGN_OR_RETURN(source_, AlignedBuffer::Allocate(node_.world.size * recovery::kBeatBytes));
-  FT_ASSIGN_OR_RETURN(slots_mr_,
-                      node_.fabric->RegisterMemory(slots_.data(), slots_.size(),
-                                                   verbs::kAccessLocalWrite |
-                                                       verbs::kAccessRemoteWrite));
+  FT_ASSIGN_OR_RETURN(slots_mr_, node_.fabric->RegisterMemory(
+                                     slots_.data(), slots_.size(),
+                                     verbs::kAccessLocalWrite | verbs::kAccessRemoteWrite));
   FT_ASSIGN_OR_RETURN(source_mr_, node_.fabric->RegisterMemory(source_.data(), source_.size(),
                                                                verbs::kAccessLocalWrite));
   return Status();
@@ -38,12 +37,12 @@ Status Heartbeat::Register() {
 std::vector<std::pair<NodeId, recovery::BeatTargetMessage>> Heartbeat::Targets() const {
   std::vector<std::pair<NodeId, recovery::BeatTargetMessage>> out;
   for (NodeId peer = 0; peer < node_.world.size; ++peer) {
-    const bool reads_peer = node_.is_coordinator() ? peer != node_.rank()
-                                                   : peer == node_.coordinator();
+    const bool reads_peer =
+        node_.is_coordinator() ? peer != node_.rank() : peer == node_.coordinator();
     if (!reads_peer) continue;
-    out.emplace_back(peer, recovery::BeatTargetMessage{
-                               node_.epoch(), node_.rank(),
-                               reinterpret_cast<uint64_t>(SlotOf(peer)), slots_mr_->rkey()});
+    out.emplace_back(peer, recovery::BeatTargetMessage{node_.epoch(), node_.rank(),
+                                                       reinterpret_cast<uint64_t>(SlotOf(peer)),
+                                                       slots_mr_->rkey()});
   }
   return out;
 }
@@ -72,12 +71,13 @@ void Heartbeat::Forget(NodeId node) {
   monitor_.Unwatch(node);
 }
 
+bool Heartbeat::CheckStall(Nanos now) {
+  if (!stalled_) stalled_ = pacer_.StalledPastBound(now);
+  return stalled_.has_value();
+}
+
 void Heartbeat::BeatIfDue(Nanos now) {
-  if (stalled_ || !pacer_.Due(now)) return;
-  if (std::optional<Nanos> stall = pacer_.StalledPastBound(now)) {
-    stalled_ = stall;
-    return;
-  }
+  if (stalled_ || !pacer_.Due(now) || CheckStall(now)) return;
   const uint64_t counter = pacer_.Beat(now);
   for (NodeId peer = 0; peer < targets_.size(); ++peer) {
     Target& target = targets_[peer];
@@ -91,8 +91,8 @@ void Heartbeat::BeatIfDue(Nanos now) {
     verbs::SendRequest request;
     request.wr_id = WorkId{WorkKind::kBeat, 0, peer}.Encode();
     request.opcode = verbs::Opcode::kWrite;
-    request.sge[0] = {reinterpret_cast<uint64_t>(source), static_cast<uint32_t>(recovery::kBeatBytes),
-                      source_mr_->lkey()};
+    request.sge[0] = {reinterpret_cast<uint64_t>(source),
+                      static_cast<uint32_t>(recovery::kBeatBytes), source_mr_->lkey()};
     request.num_sge = 1;
     request.remote_addr = target.addr;
     request.rkey = target.rkey;

@@ -49,6 +49,9 @@ class Heartbeat {
   // Stops beating to and watching `node` (it was lost).
   void Forget(NodeId node);
 
+  // Looks at the time since this node's last beat: past the bound, this node stalled (it was
+  // stopped, or starved) and is remembered as such (stalled()). True when it is.
+  bool CheckStall(Nanos now);
   // Posts the beats that are due. Safe inside the round's datapath: it only posts. A stall past
   // the bound is remembered (stalled()), and no beat is sent from then on.
   void BeatIfDue(Nanos now);

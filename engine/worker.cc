@@ -129,6 +129,13 @@ void Worker::Loop() {
       new_read = shared_.pending_read;
       shared_.pending_read = nullptr;
     }
+    // First of all: a node that was stopped past the heartbeat bound is no longer a member, and
+    // must not act on anything it finds on waking (a stale coordinator would declare every node
+    // that dropped it lost).
+    if (heartbeat_.CheckStall(node_.Now())) {
+      OnRemoved(*heartbeat_.stalled());
+      RefuseRemoved(new_checkpoint, new_read);
+    }
     bool progressed = PollOnce();
     if (new_checkpoint) {
       round_.Start(std::move(new_checkpoint));
@@ -315,7 +322,7 @@ bool Worker::HeartbeatTurn() {
   bool acted = false;
   if (std::optional<Nanos> stall = heartbeat_.stalled()) {
     std::lock_guard lock(shared_.mutex);
-    if (shared_.removed.ok()) acted = true;
+    acted = shared_.removed.ok();
   }
   if (acted) {
     OnRemoved(*heartbeat_.stalled());
@@ -345,6 +352,23 @@ void Worker::OnNodeLost(NodeId node, std::string_view why) {
   }
   shared_.lost_nodes.emplace_back(node, std::string(why));
   shared_.failure_detected.store(true, std::memory_order_release);
+}
+
+void Worker::RefuseRemoved(std::shared_ptr<CheckpointHandle::State>& checkpoint,
+                           ReadRequest*& read) {
+  std::lock_guard lock(shared_.mutex);
+  if (checkpoint) {
+    checkpoint->Complete(shared_.removed, 0);
+    checkpoint.reset();
+    shared_.in_flight = false;
+  }
+  if (read != nullptr) {
+    read->result = shared_.removed;
+    read->done = true;
+    read = nullptr;
+    shared_.read_in_flight = false;
+    shared_.cv.notify_all();
+  }
 }
 
 void Worker::OnRemoved(Nanos stalled_for) {

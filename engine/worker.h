@@ -67,6 +67,8 @@ class Worker {
   void OnNodeLost(NodeId node, std::string_view why);
   // This node stalled past the heartbeat bound: its peers have declared it lost.
   void OnRemoved(Nanos stalled_for);
+  // A removed node starts nothing: the requests just taken end with the removal.
+  void RefuseRemoved(std::shared_ptr<CheckpointHandle::State>& checkpoint, ReadRequest*& read);
   void StartRead(ReadRequest* request);
 
   NodeContext& node_;

@@ -2,8 +2,8 @@
 // landing (a device that drops them: no link error, no event, only the heartbeat can tell) is
 // declared lost by the coordinator, and every member learns it, fences it and refuses the next
 // checkpoint naming it, while the committed images still read back exactly; the same for the
-// coordinator's own heartbeats; and a world encoding at full speed under the default timing
-// reports no loss at all.
+// coordinator's own heartbeats; a hung (frozen) node is found the same way and wakes as a fenced
+// zombie; and a world encoding at full speed reports no loss at all.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -15,7 +15,9 @@
 #include "engine/work_ids.h"
 #include "ftengine/engine.h"
 #include "test/engine_test_util.h"
+#include "test/recording_fabric.h"
 #include "verbs/faulty/faulty.h"
+#include "verbs/loopback/loopback.h"
 #include "world/loopback_world_internal.h"
 
 namespace ft {
@@ -31,7 +33,7 @@ bool IsBeat(uint64_t wr_id) {
 
 // Waits (bounded, polling) until every engine of `world` reports a failure; the time it took.
 std::optional<std::chrono::steady_clock::duration> WaitForDetection(LoopbackWorld& world,
-                                                                     std::chrono::seconds bound) {
+                                                                    std::chrono::seconds bound) {
   const auto start = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - start < bound) {
     bool all = true;
@@ -76,10 +78,7 @@ TEST_P(HeartbeatLoss, SilentNodeIsLostOnEveryMemberAndItsDataDecodedAround) {
     ASSERT_FALSE((*world)->engine(rank).FailureDetected()) << rank;
   }
 
-  faults->Add(verbs::FaultRule::Drop()
-                  .For(verbs::Opcode::kWrite)
-                  .ForWrIds(IsBeat)
-                  .OnNode(victim));
+  faults->Add(verbs::FaultRule::Drop().For(verbs::Opcode::kWrite).ForWrIds(IsBeat).OnNode(victim));
   const auto detected = WaitForDetection(**world, 10s);
   ASSERT_TRUE(detected.has_value()) << "not every member learnt of the loss in 10 s";
   EXPECT_GT(faults->counters().dropped, 0u);
@@ -134,6 +133,129 @@ TEST_P(HeartbeatLoss, SilentNodeIsLostOnEveryMemberAndItsDataDecodedAround) {
 INSTANTIATE_TEST_SUITE_P(Victims, HeartbeatLoss,
                          ::testing::Values(Silenced{3, "Node"}, Silenced{0, "Coordinator"}),
                          [](const ::testing::TestParamInfo<Silenced>& param_info) {
+                           return std::string(param_info.param.name);
+                         });
+
+// A hung node (a loopback freeze: its calls block, its QPs and memory stay up, no peer sees an
+// error) is found by the heartbeat alone, while its version 2 is in flight: every survivor's round
+// ends naming it, and version 1 reads back exactly. When it wakes it is a zombie of epoch 1:
+// its round and its next call end Aborted saying it was removed, and nothing it had queued
+// lands (version 1 still reads back exactly on every survivor afterwards). The coordinator
+// frozen while idle: every node names it, and it wakes removed without declaring anyone lost.
+struct Frozen {
+  uint32_t victim;
+  bool mid_round;
+  const char* name;
+};
+
+class HeartbeatFreeze : public ::testing::TestWithParam<Frozen> {};
+
+TEST_P(HeartbeatFreeze, HungNodeIsFoundByTheHeartbeatAloneAndWakesRemoved) {
+  const Frozen& c = GetParam();
+  constexpr uint32_t kNodes = 6;
+  auto faults = std::make_shared<verbs::FaultController>(/*seed=*/9);
+  std::vector<std::shared_ptr<test::DatapathRecord>> records(kNodes);
+  for (auto& record : records) record = std::make_shared<test::DatapathRecord>();
+  auto options = SmallWorld(kNodes, 3, 2, 4096);
+  options.engine.heartbeat_interval = 20ms;
+  options.engine.heartbeat_misses = 5;  // a 100 ms bound
+  options.wrap_fabric = [&](uint32_t rank, std::unique_ptr<verbs::Fabric> fabric) {
+    return std::unique_ptr<verbs::Fabric>(std::make_unique<test::RecordingFabric>(
+        std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults), records[rank]));
+  };
+  auto world = internal::LoopbackWorldTesting::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  verbs::LoopbackNetwork& network = internal::LoopbackWorldTesting::network(**world);
+  auto states = MakeStates(kNodes, {60'000, 777});
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
+  ASSERT_TRUE(status.ok()) << status;
+  std::vector<std::vector<std::byte>> version1;
+  for (const auto& state : states) version1.push_back(state.Image());
+  std::vector<uint32_t> survivors;
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    if (rank != c.victim) survivors.push_back(rank);
+  }
+  const auto read_back_version1 = [&](const char* when) {
+    const Status read = (*world)->RunOn(survivors, [&](uint32_t rank, Engine& engine) -> Status {
+      for (const std::vector<int>& lost : {std::vector<int>{}, {static_cast<int>(rank % 5)}}) {
+        std::vector<std::byte> back(version1[rank].size());
+        FT_RETURN_IF_ERROR(engine.ReadCommitted(back, lost));
+        if (back != version1[rank]) return Status::DataLoss("version 1 differs");
+      }
+      return Status();
+    });
+    EXPECT_TRUE(read.ok()) << when << ": " << read;
+  };
+
+  std::vector<Result<CheckpointHandle>> handles(kNodes, Status::Internal("not started"));
+  if (c.mid_round) {
+    // The victim's WRITEs to one holder are held, so that version 2 cannot commit before the
+    // freeze; its other cells go out.
+    faults->Add(verbs::FaultRule::Delay(1 << 30)
+                    .For(verbs::Opcode::kWrite)
+                    .ForWrIds(test::IsDataWrite)
+                    .OnNode(c.victim)
+                    .ToPeer((c.victim + 1) % kNodes));
+    const int cells_before = records[c.victim]->cell_writes.load();
+    for (uint32_t rank = 0; rank < kNodes; ++rank) {
+      states[rank].Fill(rank, 2);
+      handles[rank] = (*world)->engine(rank).CheckpointAsync();
+      ASSERT_TRUE(handles[rank].ok()) << handles[rank].status();
+    }
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (records[c.victim]->cell_writes.load() == cells_before) {
+      ASSERT_LT(std::chrono::steady_clock::now(), until) << "the victim posted no cell";
+      std::this_thread::yield();
+    }
+  }
+  network.Freeze(c.victim);
+  const auto frozen_at = std::chrono::steady_clock::now();
+  const auto until = frozen_at + 10s;
+  bool all_know = false;
+  while (!all_know && std::chrono::steady_clock::now() < until) {
+    all_know = true;
+    for (uint32_t rank : survivors) all_know = all_know && (*world)->engine(rank).FailureDetected();
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_TRUE(all_know) << "the survivors did not all learn of the hung node in 10 s";
+  std::cout << "[ detection ] every survivor knew within "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - frozen_at)
+                   .count()
+            << " ms (bound 100 ms)" << std::endl;
+  const std::string victim_name = StrCat("node ", c.victim);
+  for (uint32_t rank : survivors) {
+    SCOPED_TRACE(testing::Message() << "rank " << rank);
+    Status outcome =
+        c.mid_round ? handles[rank]->Wait().status() : (*world)->engine(rank).Checkpoint().status();
+    ASSERT_FALSE(outcome.ok());
+    EXPECT_EQ(outcome.code(), StatusCode::kUnavailable) << outcome;
+    EXPECT_NE(outcome.message().find(victim_name), std::string_view::npos) << outcome;
+  }
+  read_back_version1("while it is hung");
+
+  network.Thaw(c.victim);
+  Engine& zombie = (*world)->engine(c.victim);
+  const std::string removed = "was removed from the job in epoch 1";
+  if (c.mid_round) {
+    const Status outcome = handles[c.victim]->Wait().status();
+    EXPECT_EQ(outcome.code(), StatusCode::kAborted) << outcome;
+    EXPECT_NE(outcome.message().find(removed), std::string_view::npos) << outcome;
+  }
+  const Status next = zombie.Checkpoint().status();
+  EXPECT_EQ(next.code(), StatusCode::kAborted) << next;
+  EXPECT_NE(next.message().find(removed), std::string_view::npos) << next;
+  EXPECT_TRUE(zombie.FailureDetected());
+  // Whatever it had queued was flushed against fenced links, and a woken coordinator declared
+  // nobody lost: the survivors still read version 1 with a column more lost.
+  read_back_version1("after it woke");
+}
+
+INSTANTIATE_TEST_SUITE_P(Victims, HeartbeatFreeze,
+                         ::testing::Values(Frozen{3, true, "NodeMidRound"},
+                                           Frozen{0, false, "IdleCoordinator"},
+                                           Frozen{4, false, "IdleNode"}),
+                         [](const ::testing::TestParamInfo<Frozen>& param_info) {
                            return std::string(param_info.param.name);
                          });
 
