@@ -19,6 +19,7 @@ namespace {
 
 using ft::test::ProgramResult;
 using ft::test::RunProgram;
+using ft::verbs::rdma_test::HeartbeatEnvironment;
 using ft::verbs::rdma_test::SkipReason;
 using ft::verbs::rdma_test::TestAddress;
 
@@ -32,7 +33,9 @@ ProgramResult RunJob(const std::vector<std::string>& ftrun_flags,
   args.insert(args.end(), ftrun_flags.begin(), ftrun_flags.end());
   args.insert(args.end(), {"--", FTBENCH_PATH, "write-bw"});
   args.insert(args.end(), ftbench_flags.begin(), ftbench_flags.end());
-  return RunProgram(args, {"RXE_VM_IP=" + TestAddress()}, kDeadline);
+  std::vector<std::string> env = HeartbeatEnvironment();
+  env.push_back("RXE_VM_IP=" + TestAddress());
+  return RunProgram(args, env, kDeadline);
 }
 
 TEST(FtbenchWriteBwRdmaTest, JsonHasExactlyTheFourFields) {

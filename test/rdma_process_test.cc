@@ -123,7 +123,9 @@ RunResult RunLogged(std::vector<std::string> args, const std::vector<std::string
 // The environment of a job: ftrun names FT_COORDINATOR at $RXE_VM_IP, which must be the RDMA
 // device's address (rxe-vm sets it; elsewhere FT_TEST_RDMA_ADDRESS gives it).
 std::vector<std::string> JobEnvironment() {
-  return {"RXE_VM_IP=" + rdma_test::TestAddress(), "FT_LOG=info"};
+  std::vector<std::string> env = rdma_test::HeartbeatEnvironment();
+  env.insert(env.end(), {"RXE_VM_IP=" + rdma_test::TestAddress(), "FT_LOG=info"});
+  return env;
 }
 
 // ftrun -n N [ftrun_flags] -- rdma_node node_flags, bounded.

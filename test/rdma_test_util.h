@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "verbs/rdma/rdma.h"
 
@@ -22,6 +23,14 @@ inline std::string TestAddress() {
     if (const char* value = std::getenv(name); value != nullptr && *value != '\0') return value;
   }
   return "";
+}
+
+// The heartbeat of the tests' jobs: every 100 ms, lost after 10 missed. The VM emulates its CPUs
+// (TCG) and runs up to 8 processes of a job on 2 of them: a process waits hundreds of
+// milliseconds for a CPU at times, which under the default 30 ms bound would be a lost node. A
+// 1 s bound keeps detection within the tests' time while a stall is never taken for a loss.
+inline std::vector<std::string> HeartbeatEnvironment() {
+  return {"FT_HEARTBEAT_INTERVAL_MS=100", "FT_HEARTBEAT_MISSES=10"};
 }
 
 // Why rdma tests cannot run here, or empty when they can.

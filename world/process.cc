@@ -151,7 +151,8 @@ Result<ProcessFabric> CreateProcessFabric(const verbs::RdmaOptions& rdma, const 
 }
 
 Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
-                                                    const EngineOptions& options) {
+                                                    const EngineOptions& program_options) {
+  FT_ASSIGN_OR_RETURN(const EngineOptions options, OptionsFromEnvironment(program_options));
   const Bootstrap& boot = process.bootstrap;
   Result<std::unique_ptr<Engine>> engine =
       internal::EngineFactory::Create(options, process.world, std::move(process.fabric));
@@ -189,9 +190,9 @@ Result<EngineOptions> OptionsFromEnvironment(const EngineOptions& options, const
 }
 
 Result<std::unique_ptr<Engine>> Engine::CreateFromEnvironment(const EngineOptions& options) {
-  FT_ASSIGN_OR_RETURN(EngineOptions tuned, OptionsFromEnvironment(options));
+  FT_RETURN_IF_ERROR(OptionsFromEnvironment(options).status());  // a bad value before anything
   FT_ASSIGN_OR_RETURN(ProcessFabric process, CreateProcessFabric());
-  return CreateProcessEngine(std::move(process), tuned);
+  return CreateProcessEngine(std::move(process), options);
 }
 
 }  // namespace ft

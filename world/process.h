@@ -55,7 +55,8 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
 Result<EngineOptions> OptionsFromEnvironment(const EngineOptions& options,
                                              const Getenv& getenv = {});
 
-// Engine::Create on a process's fabric; a coordinator that does not answer in time gets an error
+// Engine::Create on a process's fabric, with `options` as the environment overrides them
+// (OptionsFromEnvironment); a coordinator that does not answer in time gets an error
 // naming FT_COORDINATOR and the timeout.
 Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
                                                     const EngineOptions& options);
