@@ -3,7 +3,8 @@
 // stdout lines and exit status the test checks. Its parts: test/rdma_node.h.
 //
 //   rdma_node --k K --m M --cell-bytes B --regions 4097,12289,777 --versions V
-//             --scenario verify|survive [--victim R --victim-dies-at idle|writing|external]
+//             --scenario verify|survive|deadline|aborted-grow
+//             [--victim R --victim-dies-at idle|writing|external] [--pair A B]
 //             [--rank-regions R=a,b ...] [--resize V=F ...] [--domains D] [--report-stores]
 //             [--sync-dir DIR] [--timeout-ms T]
 //
@@ -35,6 +36,8 @@
 //          "rank R lost node X after S s; committed version C intact (<the failure>)".
 //          --versions 0: the victim dies in the first checkpoint (writing) and nothing is
 //          committed (C = 0: ReadCommitted must say NotFound).
+// deadline, aborted-grow: faults between the two ranks of --pair, injected by a FaultyFabric
+//          around the process's rdma fabric (test/rdma_node_faults.cc says what each checks).
 // Every rank that gets as far as creating its engine destroys it before exiting (before its
 // regions go) and prints "rank R destroyed its engine in S s".
 //
@@ -62,6 +65,8 @@
 #include "ftengine/engine.h"
 #include "ftengine/status.h"
 #include "test/rdma_node.h"
+#include "verbs/faulty/faulty.h"
+#include "world/process.h"
 
 namespace ft::rdma_node {
 
@@ -208,6 +213,16 @@ int Survive(const Flags& flags, Engine& engine, Regions& regions) {
 
 namespace {
 
+// The engine of this process as world/ makes it (Engine::CreateFromEnvironment), its fabric
+// wrapped in a FaultyFabric whose rules `faults` holds (the decorator's node ids are ranks).
+Result<std::unique_ptr<Engine>> CreateFaultyEngine(const EngineOptions& options,
+                                                   std::shared_ptr<verbs::FaultController> faults) {
+  FT_ASSIGN_OR_RETURN(ProcessFabric process, CreateProcessFabric());
+  process.fabric =
+      std::make_unique<verbs::FaultyFabric>(std::move(process.fabric), std::move(faults));
+  return CreateProcessEngine(std::move(process), options);
+}
+
 // --resize V=F, each into flags->resize. False (after saying why) when malformed.
 bool ParseResize(const std::vector<std::string>& items, Flags* flags) {
   for (const std::string& item : items) {
@@ -244,11 +259,14 @@ int Main(int argc, char** argv) {
   app.add_option("--domains", flags.domains)->check(CLI::Range(1u, 1u << 20));
   app.add_flag("--report-stores", flags.report_stores);
   app.add_option("--versions", flags.versions)->check(CLI::Range(0, 1000));
-  app.add_option("--scenario", flags.scenario)->check(CLI::IsMember({"verify", "survive"}));
+  app.add_option("--scenario", flags.scenario)
+      ->check(CLI::IsMember({"verify", "survive", "deadline", "aborted-grow"}));
   app.add_option("--victim", flags.victim);
   app.add_option("--victim-dies-at", flags.dies_at)
       ->check(CLI::IsMember({"idle", "writing", "external"}));
   app.add_option("--kill-delay-us", flags.kill_delay_us)->check(CLI::Range(0, 10'000'000));
+  app.add_option("--pair", flags.pair)->expected(2)->check(CLI::Range(0, 1 << 20));
+  app.add_option("--grow-factor", flags.grow_factor)->check(CLI::Range(1.2, 100.0));
   app.add_option("--sync-dir", flags.sync_dir);
   app.add_option("--timeout-ms", flags.timeout_ms)->check(CLI::Range(1, 3'600'000));
   app.add_option("--delay-create-rank", flags.delay_create_rank);
@@ -263,12 +281,21 @@ int Main(int argc, char** argv) {
   }
   // Every list is checked now, before any engine exists (the rank is known only later).
   if (!RegionSizes(flags, 0) || !ParseResize(resize, &flags)) return kExitUsage;
-  if (flags.scenario == "survive" && (flags.victim < 0 || flags.sync_dir.empty())) {
-    std::cerr << "rdma_node: --scenario survive needs --victim and --sync-dir\n";
+  const bool faulty = flags.scenario == "deadline" || flags.scenario == "aborted-grow";
+  if ((flags.scenario == "survive" || faulty) && flags.sync_dir.empty()) {
+    std::cerr << "rdma_node: --scenario " << flags.scenario << " needs --sync-dir\n";
+    return kExitUsage;
+  }
+  if (flags.scenario == "survive" && flags.victim < 0) {
+    std::cerr << "rdma_node: --scenario survive needs --victim\n";
     return kExitUsage;
   }
   if (flags.scenario == "verify" && flags.versions < 1) {
     std::cerr << "rdma_node: --scenario verify needs --versions 1 or more\n";
+    return kExitUsage;
+  }
+  if (faulty && flags.pair[0] == flags.pair[1]) {
+    std::cerr << "rdma_node: --pair needs two different ranks\n";
     return kExitUsage;
   }
   if (flags.start_barrier && flags.sync_dir.empty()) {
@@ -292,12 +319,15 @@ int Main(int argc, char** argv) {
       options.failure_domain = boot->rank % flags.domains;
     }
   }
+  const auto faults = std::make_shared<verbs::FaultController>(/*seed=*/1);
   const auto create_start = Clock::now();
-  Result<std::unique_ptr<Engine>> engine = Engine::CreateFromEnvironment(options);
+  Result<std::unique_ptr<Engine>> engine =
+      faulty ? CreateFaultyEngine(options, faults) : Engine::CreateFromEnvironment(options);
   if (!engine.ok()) {
     const char* rank = std::getenv("FT_RANK");
-    std::cerr << "rdma_node" << (rank != nullptr ? std::string(" FT_RANK=") + rank : "")
-              << ": CreateFromEnvironment failed after " << Seconds(SecondsSince(create_start))
+    std::cerr << "rdma_node" << (rank != nullptr ? std::string(" FT_RANK=") + rank : "") << ": "
+              << (faulty ? "creating the engine over a FaultyFabric" : "CreateFromEnvironment")
+              << " failed after " << Seconds(SecondsSince(create_start))
               << " s: " << engine.status() << std::endl;
     return engine.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
@@ -307,6 +337,11 @@ int Main(int argc, char** argv) {
   if (flags.scenario == "survive" && flags.victim >= static_cast<int>(size)) {
     std::cerr << g_who << ": --victim " << flags.victim << " is outside the world of " << size
               << "\n";
+    return kExitUsage;
+  }
+  if (faulty && std::max(flags.pair[0], flags.pair[1]) >= static_cast<int>(size)) {
+    std::cerr << g_who << ": --pair " << flags.pair[0] << " " << flags.pair[1]
+              << " is outside the world of " << size << "\n";
     return kExitUsage;
   }
 
@@ -322,8 +357,12 @@ int Main(int argc, char** argv) {
     status = Fail(protect.ToString());
   } else if (flags.scenario == "verify") {
     status = Verify(flags, **engine, regions);
-  } else {
+  } else if (flags.scenario == "survive") {
     status = Survive(flags, **engine, regions);
+  } else if (flags.scenario == "deadline") {
+    status = Deadline(flags, **engine, regions, *faults);
+  } else {
+    status = AbortedGrow(flags, **engine, regions, *faults);
   }
   // The engine goes before the regions it protects. How long that takes is part of the result:
   // a process must be able to leave quickly, whatever happened to its job.

@@ -17,6 +17,10 @@
 #include "ftengine/engine.h"
 #include "ftengine/status.h"
 
+namespace ft::verbs {
+class FaultController;
+}  // namespace ft::verbs
+
 namespace ft::rdma_node {
 
 using Clock = std::chrono::steady_clock;
@@ -55,6 +59,10 @@ struct Flags {
   // survive: bounds on the survivors' loop of checkpoints after the first V.
   int max_attempts = 50;  // external: 0 = no bound on the count (the time bound stays)
   double give_up_seconds = 30;
+  // deadline, aborted-grow: the two ranks whose WRITEs to each other the fault catches.
+  std::vector<int> pair = {1, 3};
+  // aborted-grow: how much every region grows for version 2.
+  double grow_factor = 3;
 };
 
 // The sizes of `rank`'s regions from --regions and --rank-regions; nullopt (after saying why
@@ -123,6 +131,9 @@ bool NamesNode(std::string_view message, int node);
 // The scenarios (--scenario): each returns the exit status.
 int Verify(const Flags& flags, Engine& engine, Regions& regions);
 int Survive(const Flags& flags, Engine& engine, Regions& regions);
+int Deadline(const Flags& flags, Engine& engine, Regions& regions, verbs::FaultController& faults);
+int AbortedGrow(const Flags& flags, Engine& engine, Regions& regions,
+                verbs::FaultController& faults);
 
 }  // namespace ft::rdma_node
 

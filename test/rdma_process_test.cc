@@ -9,7 +9,8 @@
 // Cases that need an RDMA device skip without one (run them in the soft-RoCE VM:
 // ../shared/rxe-vm/rxe-vm -- ctest --test-dir build/release -L rdma -R RdmaProcess); the
 // bootstrap errors the engine finds before touching a device run anywhere. The jobs of uneven
-// images are in rdma_uneven_test.cc; how a job is run and bounded, in rdma_process_util.h.
+// images are in rdma_uneven_test.cc, those with injected faults in rdma_fault_process_test.cc;
+// how a job is run and bounded, in rdma_process_util.h.
 #include <signal.h>
 
 #include <algorithm>

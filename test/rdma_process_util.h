@@ -1,6 +1,6 @@
-// Shared by the multi-process rdma tests (rdma_process_test.cc, rdma_uneven_test.cc): running a job
-// of rdma_node under ftrun, bounded, and checking what its ranks printed (test/rdma_node.cc
-// describes the lines).
+// Shared by the multi-process rdma tests (rdma_process_test.cc, rdma_uneven_test.cc,
+// rdma_fault_process_test.cc): running a job of rdma_node under ftrun, bounded, and checking
+// what its ranks printed (test/rdma_node.cc describes the lines).
 //
 // Every run is bounded: ftrun's own --timeout, and behind it the test's deadline, which
 // SIGKILLs ftrun's process group (the nodes die with their parent: PR_SET_PDEATHSIG) and fails.
