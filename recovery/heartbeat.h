@@ -105,7 +105,9 @@ class HeartbeatPacer {
   void Start(Nanos now);
   bool started() const { return started_; }
   // Due when at least one interval passed since the last beat (or none was sent yet).
-  bool Due(Nanos now) const { return started_ && (!beat_at_ || now - *beat_at_ >= timing_.interval); }
+  bool Due(Nanos now) const {
+    return started_ && (!beat_at_ || now - *beat_at_ >= timing_.interval);
+  }
   // Records a beat sent at `now` and returns the counter to send (1, 2, ...).
   uint64_t Beat(Nanos now);
   // How long this writer went without a chance to beat, when longer than the bound: it was

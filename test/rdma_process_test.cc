@@ -8,25 +8,22 @@
 //     variable (or FT_COORDINATOR and the timeout when nobody answers there).
 // Cases that need an RDMA device skip without one (run them in the soft-RoCE VM:
 // ../shared/rxe-vm/rxe-vm -- ctest --test-dir build/release -L rdma -R RdmaProcess); the
-// bootstrap errors the engine finds before touching a device run anywhere.
-//
-// Every run is bounded: ftrun's own --timeout, and behind it the test's deadline, which
-// SIGKILLs ftrun's process group (the nodes die with their parent: PR_SET_PDEATHSIG) and fails.
-// Each failure message carries the run's command, status, duration and whole output.
+// bootstrap errors the engine finds before touching a device run anywhere. The jobs of uneven
+// images are in rdma_uneven_test.cc, those with injected faults in rdma_fault_process_test.cc;
+// how a job is run and bounded, in rdma_process_util.h.
 #include <signal.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "test/rdma_process_util.h"
 #include "test/rdma_test_util.h"
 #include "test/run_program.h"
 
@@ -36,114 +33,25 @@ namespace {
 using ft::test::Contains;
 using ft::test::Lines;
 using ft::test::ScratchDir;
+using rdma_process::ExpectEnginesDestroyedQuickly;
+using rdma_process::ExpectEveryRankVerified;
+using rdma_process::ExplainFailures;
+using rdma_process::Joined;
+using rdma_process::NodeFlags;
+using rdma_process::Ranks;
+using rdma_process::RunJob;
+using rdma_process::RunLogged;
+using rdma_process::RunResult;
 
-#define SKIP_WITHOUT_DEVICE()                                                \
-  do {                                                                       \
-    if (const std::string reason = rdma_test::SkipReason(); !reason.empty()) \
-      GTEST_SKIP() << reason;                                                \
-  } while (0)
-
-// Engine timeout of the jobs: far above what any case needs, so that a case that fails by
-// reaching it shows up as slow, not as a pass.
-constexpr int kEngineTimeoutMs = 20'000;
 // A survivor's failing checkpoint must end this soon after it started (rxe's RC retry gives a
 // dead peer about 0.5 s; a DISCONNECTED event is usually faster).
 constexpr double kDetectSeconds = 8;
-// Bound on one ftrun job (its --timeout); the test's own deadline is a little later.
-constexpr double kJobSeconds = 90;
 // A job with a SIGKILLed process must end this soon (plus ftrun's --after for an external kill):
-// startup, the first versions, detection, read-back; below startup + kEngineTimeoutMs, so that a
-// process waiting out the engine timeout anywhere fails the case.
+// startup, the first versions, detection, read-back; below startup + the engine timeout
+// (kEngineTimeoutMs), so that a process waiting out the engine timeout anywhere fails the case.
 constexpr double kSurviveJobSeconds = 20;
-// Destroying an engine, whatever happened to the job, must take no longer than this (an engine
-// that waits out kEngineTimeoutMs somewhere keeps its process, and the job, alive that long).
-constexpr double kDestroySeconds = 5;
 // A program refusing its bootstrap environment must exit this soon (no timeout involved).
 constexpr double kQuickSeconds = 5;
-
-// A run (test/run_program.h) and the command that made it, for the failure messages.
-struct RunResult : ft::test::ProgramResult {
-  std::string command;
-};
-
-std::string Describe(const RunResult& run) {
-  std::ostringstream text;
-  text << "$ " << run.command << "\n"
-       << (run.timed_out ? "TIMED OUT (killed by the test) after "
-                         : "exit status " + std::to_string(run.status) + " after ")
-       << run.seconds << " s\n--- stdout ---\n"
-       << run.out << "--- stderr ---\n"
-       << run.err << "--------------";
-  return text.str();
-}
-
-// Once per run: when the checks on a run failed, its command and whole output follow them.
-class ExplainFailures {
- public:
-  explicit ExplainFailures(const RunResult& run) : run_(run), before_(Parts()) {}
-  ~ExplainFailures() {
-    if (Parts() > before_)
-      ADD_FAILURE() << "the run behind the failures above:\n" << Describe(run_);
-  }
-  ExplainFailures(const ExplainFailures&) = delete;
-  ExplainFailures& operator=(const ExplainFailures&) = delete;
-
- private:
-  static int Parts() {
-    return ::testing::UnitTest::GetInstance()->current_test_info()->result()->total_part_count();
-  }
-  const RunResult& run_;
-  const int before_;
-};
-
-std::string Joined(const std::vector<std::string>& words) {
-  std::string text;
-  for (const std::string& word : words) text += (text.empty() ? "" : " ") + word;
-  return text;
-}
-
-// Runs `args` (test/run_program.h) with the test's environment less the launcher variables
-// (FT_*, RXE_VM_IP, Slurm's, PMI's, Open MPI's), plus `set_environment`, collecting stdout and
-// stderr. Past `deadline_seconds` the test SIGKILLs the program's process group and marks the run
-// timed out. Each run is logged as a "[ run      ]" line.
-RunResult RunLogged(std::vector<std::string> args, const std::vector<std::string>& set_environment,
-                    double deadline_seconds) {
-  std::string command;
-  for (const std::string& variable : set_environment) command = variable + " " + command;
-  command += Joined(args);
-  RunResult result = {ft::test::RunProgram(std::move(args), set_environment,
-                                           std::chrono::duration<double>(deadline_seconds)),
-                      command};
-  if (!result.started) ADD_FAILURE() << "could not start " << result.command;
-  std::cout << "[ run      ] " << (result.timed_out ? "TIMED OUT " : "") << result.seconds
-            << " s, status " << result.status << ": " << result.command << std::endl;
-  return result;
-}
-
-// The environment of a job: ftrun names FT_COORDINATOR at $RXE_VM_IP, which must be the RDMA
-// device's address (rxe-vm sets it; elsewhere FT_TEST_RDMA_ADDRESS gives it).
-std::vector<std::string> JobEnvironment() {
-  std::vector<std::string> env = rdma_test::HeartbeatEnvironment();
-  env.insert(env.end(), {"RXE_VM_IP=" + rdma_test::TestAddress(), "FT_LOG=info"});
-  return env;
-}
-
-// ftrun -n N [ftrun_flags] -- rdma_node node_flags, bounded.
-RunResult RunJob(int n, const std::vector<std::string>& ftrun_flags,
-                 const std::vector<std::string>& node_flags) {
-  std::vector<std::string> args = {FTRUN_PATH,
-                                   "-n",
-                                   std::to_string(n),
-                                   "--timeout",
-                                   std::to_string(static_cast<int>(kJobSeconds)),
-                                   "--grace",
-                                   "1"};
-  args.insert(args.end(), ftrun_flags.begin(), ftrun_flags.end());
-  args.push_back("--");
-  args.push_back(RDMA_NODE_PATH);
-  args.insert(args.end(), node_flags.begin(), node_flags.end());
-  return RunLogged(args, JobEnvironment(), kJobSeconds + 15);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Checkpoint and verify
@@ -161,88 +69,6 @@ struct VerifyCase {
 void PrintTo(const VerifyCase& c, std::ostream* out) {
   *out << c.name << " (n " << c.n << ", k " << c.k << ", m " << c.m << ", cell " << c.cell_bytes
        << ", regions " << c.regions << ", versions " << c.versions << ")";
-}
-
-// rdma_node's flags for a job: the layout, the engine timeout, and the start barrier.
-//
-// --start-barrier: no rank takes its first checkpoint before every rank's engine exists, so that
-// the cases here time what they test, not the start-up. A rank whose engine is up may send its
-// first PREPARE while the coordinator still waits in Engine::Create for slower ranks; the
-// coordinator's control receives went up with its QPs, so that SEND must land however late the
-// others are. RdmaProcessStartTest covers that on its own, without the barrier.
-std::vector<std::string> NodeFlags(const std::string& scenario, int k, int m, int cell_bytes,
-                                   const std::string& regions, int versions,
-                                   const std::string& sync_dir) {
-  return {"--scenario",
-          scenario,
-          "--k",
-          std::to_string(k),
-          "--m",
-          std::to_string(m),
-          "--cell-bytes",
-          std::to_string(cell_bytes),
-          "--regions",
-          regions,
-          "--versions",
-          std::to_string(versions),
-          "--timeout-ms",
-          std::to_string(kEngineTimeoutMs),
-          "--sync-dir",
-          sync_dir,
-          "--start-barrier"};
-}
-
-// Each of `ranks` printed "rank R destroyed its engine in S s" once, with S < kDestroySeconds;
-// those lines are taken out of `lines`.
-void ExpectEnginesDestroyedQuickly(std::vector<std::string>* lines, const std::vector<int>& ranks) {
-  const std::regex format(R"(rank (\d+) destroyed its engine in ([0-9.]+) s)");
-  std::map<int, double> seconds;
-  std::vector<std::string> rest;
-  for (const std::string& line : *lines) {
-    std::smatch match;
-    if (!std::regex_match(line, match, format)) {
-      rest.push_back(line);
-      continue;
-    }
-    EXPECT_TRUE(seconds.emplace(std::stoi(match[1]), std::stod(match[2])).second)
-        << "twice: " << line;
-  }
-  *lines = std::move(rest);
-  for (int rank : ranks) {
-    if (!seconds.contains(rank)) {
-      ADD_FAILURE() << "rank " << rank << " did not say it destroyed its engine";
-      continue;
-    }
-    EXPECT_LT(seconds[rank], kDestroySeconds) << "rank " << rank << " took that long to destroy "
-                                              << "its engine";
-  }
-}
-
-std::vector<int> Ranks(int n, int except = -1) {
-  std::vector<int> ranks;
-  for (int rank = 0; rank < n; ++rank) {
-    if (rank != except) ranks.push_back(rank);
-  }
-  return ranks;
-}
-
-// Every rank printed "rank R verified version V" once, destroyed its engine quickly, and
-// printed nothing else.
-void ExpectEveryRankVerified(const RunResult& run, int n, int versions) {
-  std::vector<std::string> lines = Lines(run.out);
-  ExpectEnginesDestroyedQuickly(&lines, Ranks(n));
-  std::string missing;
-  for (int rank = 0; rank < n; ++rank) {
-    const std::string line =
-        "rank " + std::to_string(rank) + " verified version " + std::to_string(versions);
-    if (std::count(lines.begin(), lines.end(), line) != 1) {
-      missing += ' ';
-      missing += std::to_string(rank);
-    }
-  }
-  EXPECT_EQ(missing, "") << "ranks without their one \"rank R verified version " << versions
-                         << "\" line";
-  EXPECT_EQ(lines.size(), static_cast<size_t>(n));
 }
 
 class RdmaProcessVerifyTest : public ::testing::TestWithParam<VerifyCase> {};
