@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/work_ids.h"
 #include "test/rdma_node.h"
 #include "verbs/faulty/faulty.h"
 
@@ -78,6 +79,12 @@ int RetryAndVerify(const Flags& flags, Engine& engine, Regions& regions, const s
 
 }  // namespace
 
+// The checkpoint's own WRITEs (cells, headers), never a heartbeat on the control QP.
+bool IsDataWrite(uint64_t wr_id) {
+  const internal::WorkKind kind = internal::WorkId::Decode(wr_id).kind;
+  return kind == internal::WorkKind::kCell || kind == internal::WorkKind::kHeader;
+}
+
 int Deadline(const Flags& flags, Engine& engine, Regions& regions, verbs::FaultController& faults) {
   const uint32_t rank = engine.world().rank;
   const uint32_t size = engine.world().size;
@@ -90,6 +97,7 @@ int Deadline(const Flags& flags, Engine& engine, Regions& regions, verbs::FaultC
   if (other) {
     rule = faults.Add(verbs::FaultRule::Delay(std::numeric_limits<int>::max())
                           .For(verbs::Opcode::kWrite)
+                          .ForWrIds(IsDataWrite)
                           .ToPeer(static_cast<verbs::NodeId>(*other)));
   }
   const auto start = Clock::now();
@@ -154,6 +162,7 @@ int AbortedGrow(const Flags& flags, Engine& engine, Regions& regions,
   if (other) {
     rule = faults.Add(verbs::FaultRule::Fail(verbs::WcStatus::kRetryExceeded)
                           .For(verbs::Opcode::kWrite)
+                          .ForWrIds(IsDataWrite)
                           .ToPeer(static_cast<verbs::NodeId>(*other)));
   }
   Result<uint64_t> aborted = CheckpointNext(engine, regions, rank);
