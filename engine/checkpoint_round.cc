@@ -584,7 +584,14 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
     }
     done_unanswered_.reset();
   } else if (const auto* abort = std::get_if<recovery::AbortMessage>(&message)) {
+    // The first COMMIT or ABORT after we gave up waiting past our DONE ends that round, not the
+    // one we may have started since (the coordinator sends one of them to every node that
+    // reported DONE, before anything of the next round).
+    const bool ends_the_round_we_gave_up = phase_ == Phase::kAwaitGo &&
+                                           done_unanswered_.has_value() &&
+                                           abort->version == done_unanswered_->version;
     done_unanswered_.reset();
+    if (ends_the_round_we_gave_up) return;
     if (phase_ != Phase::kIdle && (abort->version == version_ || phase_ == Phase::kAwaitGo)) {
       aborted_ = true;
       Status aborted(abort->code,

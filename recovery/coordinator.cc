@@ -36,9 +36,18 @@ Coordinator::Coordinator(PrivateTag, const Options& options)
       prepared_(options.world_size, 0),
       grow_bytes_(options.world_size, 0),
       done_(options.world_size, 0),
-      lost_(options.world_size, 0) {}
+      lost_(options.world_size, 0),
+      early_prepares_(options.world_size) {}
 
 void Coordinator::OnPrepare(const PrepareMessage& message, Outbox* outbox) {
+  if (message.epoch == options_.epoch && message.node < options_.world_size &&
+      phase_ == Phase::kCollectingDone && done_[message.node] && !early_prepares_[message.node]) {
+    // This node reported DONE, gave up waiting for the COMMIT (its deadline) and tries again:
+    // its PREPARE is for the round after this one. Kept, and taken when this round ends; dropped,
+    // the next round would wait for it until every node's deadline.
+    early_prepares_[message.node] = message;
+    return;
+  }
   if (message.epoch != options_.epoch || message.node >= options_.world_size ||
       phase_ != Phase::kCollectingPrepare || prepared_[message.node]) {
     ++ignored_messages_;
@@ -191,6 +200,15 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   phase_ = Phase::kCollectingPrepare;
   for (NodeId node = 0; node < options_.world_size; ++node) {
     outbox->emplace_back(node, CommitMessage{options_.epoch, committed_version_});
+  }
+  TakeEarlyPrepares(outbox);
+}
+
+void Coordinator::TakeEarlyPrepares(Outbox* outbox) {
+  for (NodeId node = 0; node < options_.world_size; ++node) {
+    if (std::optional<PrepareMessage> early = std::exchange(early_prepares_[node], std::nullopt)) {
+      OnPrepare(*early, outbox);
+    }
   }
 }
 
@@ -386,6 +404,7 @@ Status Coordinator::InstallView(const View& view, Outbox* outbox) {
   lost_count_ = 0;
   first_lost_ = UINT32_MAX;
   lost_reason_.clear();
+  std::fill(early_prepares_.begin(), early_prepares_.end(), std::nullopt);  // of the old epoch
   placement_.reset();  // members may have changed: the next round places anew
   return Status();
 }
@@ -421,6 +440,9 @@ void Coordinator::Abort(NodeId failed_node, StatusCode code, std::string reason,
     if (!lost_[node]) outbox->emplace_back(node, MakeAbort(failed_node, code, reason));
   }
   version_in_flight_ = 0;
+  // After the ABORT, on the same link: the node takes that ABORT as the end of the round it gave
+  // up on, and this PREPARE opens the next one.
+  TakeEarlyPrepares(outbox);
 }
 
 }  // namespace ft::recovery

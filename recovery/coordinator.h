@@ -2,13 +2,14 @@
 // engine of the coordinator node feeds it what arrives and sends what it returns; tests and
 // benchmarks drive it directly.
 //
-// Rounds: collect PREPARE from every node; (re)compute the placement when any node's footprint
-// outgrew its extent (extents have slack: ExtentBytesFor), or its capacity, domain or store
-// registration changed; GROW the stores the coordinator sizes when the placement needs more of
-// them (those nodes PREPARE again with new stores); send GO(v) with v = last committed + 1; collect
-// DONE(v); COMMIT(v) when every node reported success, ABORT(v) as soon as one failed or a node was
-// lost. An aborted version number is reused by the next round: slot v % 2 was dirtied, slot (v-1) %
-// 2 still holds the committed version, and v + 1 would overwrite it.
+// Rounds: collect PREPARE from every node (a PREPARE from a node that reported DONE in the round
+// in flight, gave up at its deadline and tried again, is kept for the next round); (re)compute the
+// placement when any node's footprint outgrew its extent (extents have slack: ExtentBytesFor), or
+// its capacity, domain or store registration changed; GROW the stores the coordinator sizes when
+// the placement needs more of them (those nodes PREPARE again with new stores); send GO(v) with v =
+// last committed + 1; collect DONE(v); COMMIT(v) when every node reported success, ABORT(v) as soon
+// as one failed or a node was lost. An aborted version number is reused by the next round: slot v %
+// 2 was dirtied, slot (v-1) % 2 still holds the committed version, and v + 1 would overwrite it.
 //
 // Views: the coordinator works in one epoch at a time (Options::epoch, then InstallView). A view
 // of a newer epoch aborts whatever was prepared or in flight, forgets the lost marks of the old
@@ -115,6 +116,8 @@ class Coordinator {
   Result<std::vector<std::pair<NodeId, uint64_t>>> GrowsFor(
       const std::vector<NodeSpec>& specs) const;
   void Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox);
+  // The round ended: the PREPAREs that came early (early_prepares_) are taken now.
+  void TakeEarlyPrepares(Outbox* outbox);
   AbortMessage MakeAbort(NodeId failed_node, StatusCode code, const std::string& reason) const;
 
   Options options_;
@@ -141,6 +144,9 @@ class Coordinator {
   uint64_t committed_epoch_ = 0;
   std::vector<uint8_t> lost_;
   uint32_t lost_count_ = 0;
+  // PREPAREs of nodes that reported DONE in the round in flight and gave up waiting for its end
+  // (a deadline): kept for the next round.
+  std::vector<std::optional<PrepareMessage>> early_prepares_;
   NodeId first_lost_ = UINT32_MAX;
   std::string lost_reason_;  // names the first lost node
   uint64_t ignored_messages_ = 0;

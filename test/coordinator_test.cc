@@ -404,6 +404,52 @@ TEST_F(CoordinatorTest, FailedDoneAbortsAndTheVersionIsReused) {
   Round(3);
 }
 
+// A node that reported DONE and gave up waiting for the COMMIT (its deadline) PREPAREs again
+// while the round is still collecting DONEs. Its PREPARE is kept, not dropped: when the round
+// commits (or aborts), it counts for the next round, which starts with the others' PREPAREs
+// alone. A second early PREPARE from the same node, or one from a node that has not reported
+// DONE, is ignored. (Dropped, the next round waited for that node until every deadline.)
+TEST_F(CoordinatorTest, APrepareThatComesBeforeTheRoundEndsCountsForTheNextRound) {
+  for (const bool commits : {true, false}) {
+    SCOPED_TRACE(commits ? "the round commits" : "the round aborts");
+    SetUp();
+    Round(1);
+    PrepareAll();
+    Outbox outbox;
+    coordinator_->OnDone(DoneOf(2, 2), &outbox);
+    const uint64_t ignored = coordinator_->ignored_messages();
+    coordinator_->OnPrepare(prepares_[2], &outbox);  // kept
+    coordinator_->OnPrepare(prepares_[2], &outbox);  // once
+    coordinator_->OnPrepare(prepares_[5], &outbox);  // 5 has not reported DONE
+    EXPECT_TRUE(outbox.empty());
+    EXPECT_EQ(coordinator_->ignored_messages(), ignored + 2);
+    for (NodeId node = 0; node < kNodes; ++node) {
+      if (node == 2) continue;
+      const StatusCode code = !commits && node == 6 ? StatusCode::kUnavailable : StatusCode::kOk;
+      coordinator_->OnDone(DoneOf(node, 2, code), &outbox);
+      if (!commits && node == 6) break;
+    }
+    // The end of version 2 went to every node, node 2 included.
+    if (commits) {
+      EXPECT_EQ(Destinations<CommitMessage>(outbox), All());
+      EXPECT_EQ(coordinator_->committed_version(), 2u);
+    } else {
+      EXPECT_EQ(Destinations<AbortMessage>(outbox), All());
+      EXPECT_EQ(coordinator_->committed_version(), 1u);
+    }
+    EXPECT_FALSE(coordinator_->round_in_flight());
+    // The next round starts once every node but 2 has prepared.
+    outbox.clear();
+    for (NodeId node = 0; node < kNodes; ++node) {
+      if (node != 2) coordinator_->OnPrepare(prepares_[node], &outbox);
+    }
+    EXPECT_EQ(Destinations<GoMessage>(outbox), All());
+    for (const auto& [node, go] : OfType<GoMessage>(outbox)) {
+      EXPECT_EQ(go.version, commits ? 3u : 2u);
+    }
+  }
+}
+
 TEST_F(CoordinatorTest, FailedDoneNamingAPeerBlamesThePeer) {
   PrepareAll();
   Outbox outbox;
