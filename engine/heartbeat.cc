@@ -49,7 +49,10 @@ std::vector<std::pair<NodeId, recovery::BeatTargetMessage>> Heartbeat::Targets()
 
 void Heartbeat::Start(Nanos now) {
   pacer_.Start(now);
-  for (const auto& [peer, message] : Targets()) monitor_.Watch(peer, now);
+  // Until a peer's first beat lands it may still be starting: the coordinator beats only once
+  // every process has connected, which may take up to the connect timeout.
+  const Nanos first_beat_bound = node_.options.timeout;
+  for (const auto& [peer, message] : Targets()) monitor_.Watch(peer, now, first_beat_bound);
 }
 
 void Heartbeat::OnTarget(NodeId from, const recovery::BeatTargetMessage& message) {

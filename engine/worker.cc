@@ -330,8 +330,11 @@ bool Worker::HeartbeatTurn() {
   }
   for (const recovery::HeartbeatMonitor::Silence& silence : heartbeat_.Scan(now)) {
     const std::string why =
-        StrCat("no heartbeat for ", silence.silent_for.count() / 1'000'000, " ms, bound ",
-               heartbeat_.timing().bound().count() / 1'000'000, " ms");
+        silence.ever_beat
+            ? StrCat("no heartbeat for ", silence.silent_for.count() / 1'000'000, " ms, bound ",
+                     heartbeat_.timing().bound().count() / 1'000'000, " ms")
+            : StrCat("no heartbeat at all ", silence.silent_for.count() / 1'000'000,
+                     " ms after it connected (it never started beating)");
     if (std::optional<PeerTable::LinkInfo> fenced =
             peers_.Fence(silence.node, LinkRole::kControl)) {
       OnLinkFenced(*fenced, why);

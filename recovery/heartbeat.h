@@ -48,34 +48,46 @@ class HeartbeatMonitor {
  public:
   explicit HeartbeatMonitor(HeartbeatTiming timing) : timing_(timing) {}
 
-  // Watches `node` from `now` on: it must change its slot within the bound. Watching a node again
-  // restarts its window (a replacement in a new view).
-  void Watch(NodeId node, Nanos now);
+  // Watches `node` from `now` on. Until its slot is first seen to change, the writer may still
+  // be starting (a coordinator waits in its Create for the slowest process before it beats at
+  // all): it is lost only when `first_beat_bound` passes without a change; after that, whenever
+  // its slot stays unchanged past bound(). Watching a node again restarts all of it (a
+  // replacement in a new view).
+  void Watch(NodeId node, Nanos now, Nanos first_beat_bound);
   void Unwatch(NodeId node);
   bool watching(NodeId node) const;
 
   struct Silence {
     NodeId node = 0;
-    Nanos silent_for{0};  // since its slot was last seen to change
+    Nanos silent_for{0};  // since its slot was last seen to change (or since Watch)
     Beat last;            // what the slot held all that time
+    bool ever_beat = false;
   };
   // Looks at every watched slot (`read(node)` gives what it holds now). Returns the nodes silent
-  // for longer than the bound, each once: they are no longer watched.
+  // for longer than their bound, each once: they are no longer watched.
   template <typename ReadSlot>
   std::vector<Silence> Scan(Nanos now, ReadSlot&& read) {
     std::vector<Silence> silent;
     for (Watched& w : watched_) {
       if (!w.active) continue;
       const Beat beat = read(w.node);
-      if (!w.seen || beat != w.last) {
-        w.seen = true;
+      if (!w.read_once) {
+        // The first reading is the baseline (what the slot held before the writer's first beat
+        // landed, or a beat already landed: either way, only a change proves a live writer).
+        w.read_once = true;
+        w.last = beat;
+        continue;
+      }
+      if (beat != w.last) {
+        w.beating = true;
         w.last = beat;
         w.changed_at = now;
         continue;
       }
-      if (now - w.changed_at > timing_.bound()) {
+      const Nanos bound = w.beating ? timing_.bound() : w.first_beat_bound;
+      if (now - w.changed_at > bound) {
         w.active = false;
-        silent.push_back({w.node, now - w.changed_at, w.last});
+        silent.push_back({w.node, now - w.changed_at, w.last, w.beating});
       }
     }
     return silent;
@@ -87,9 +99,11 @@ class HeartbeatMonitor {
   struct Watched {
     NodeId node = 0;
     bool active = false;
-    bool seen = false;  // `last` holds a reading
+    bool read_once = false;  // `last` holds a reading
+    bool beating = false;    // the slot was seen to change at least once
     Beat last;
-    Nanos changed_at{0};
+    Nanos changed_at{0};  // when it was last seen to change (Watch, until it first does)
+    Nanos first_beat_bound{0};
   };
   HeartbeatTiming timing_;
   std::vector<Watched> watched_;

@@ -17,9 +17,9 @@ using namespace std::chrono_literals;
 
 constexpr HeartbeatTiming kTiming{10ms, 3};  // bound 30 ms
 
-// A table of 4 slots, written as a writer's WRITE would land.
+// A table of 8 slots, written as a writer's WRITE would land.
 struct Table {
-  std::array<std::byte, 4 * kBeatBytes> bytes{};
+  std::array<std::byte, 8 * kBeatBytes> bytes{};
   void Write(NodeId node, Beat beat) {
     std::memcpy(bytes.data() + node * kBeatBytes, &beat.epoch, 8);
     std::memcpy(bytes.data() + node * kBeatBytes + 8, &beat.counter, 8);
@@ -36,8 +36,8 @@ std::vector<NodeId> Nodes(const std::vector<HeartbeatMonitor::Silence>& silent) 
 TEST(HeartbeatMonitor, AWriterThatStopsIsLostAfterTheBoundAndReportedOnce) {
   Table table;
   HeartbeatMonitor monitor(kTiming);
-  monitor.Watch(1, Nanos(0));
-  monitor.Watch(2, Nanos(0));
+  monitor.Watch(1, Nanos(0), 30ms);
+  monitor.Watch(2, Nanos(0), 30ms);
   const auto scan = [&](Nanos now) {
     return Nodes(monitor.Scan(now, [&](NodeId n) { return table.Read(n); }));
   };
@@ -65,7 +65,7 @@ TEST(HeartbeatMonitor, AWriterThatStopsIsLostAfterTheBoundAndReportedOnce) {
 TEST(HeartbeatMonitor, ALateReaderDeclaresOnlyWritersThatWereReallySilent) {
   Table table;
   HeartbeatMonitor monitor(kTiming);
-  for (NodeId n : {1u, 2u, 3u}) monitor.Watch(n, Nanos(0));
+  for (NodeId n : {1u, 2u, 3u}) monitor.Watch(n, Nanos(0), 30ms);
   const auto read = [&](NodeId n) { return table.Read(n); };
   for (NodeId n : {1u, 2u, 3u}) table.Write(n, {1, 1});
   EXPECT_TRUE(monitor.Scan(0ms, read).empty());
@@ -77,20 +77,47 @@ TEST(HeartbeatMonitor, ALateReaderDeclaresOnlyWritersThatWereReallySilent) {
   EXPECT_EQ(Nodes(monitor.Scan(231ms, read)), (std::vector<NodeId>{1, 3}));
 }
 
-// A slot that never changes from its first reading (the writer never beat: it died before its
-// first beat, or never learnt where to write) is lost one bound after the first scan.
-TEST(HeartbeatMonitor, AWriterThatNeverBeatsIsLostOneBoundAfterTheFirstScan) {
+// A writer may take long to start beating (a coordinator waits in its Create for the slowest
+// process): until its slot first changes, the first-beat bound applies, not the bound. The first
+// reading is only a baseline: a slot that holds a beat from before (or nothing) and never
+// changes is lost when the first-beat bound passes, and the silence says it never beat.
+TEST(HeartbeatMonitor, AWriterThatNeverBeatsIsLostAfterTheFirstBeatBound) {
   Table table;
   HeartbeatMonitor monitor(kTiming);
-  monitor.Watch(3, 5ms);
+  table.Write(4, {1, 77});  // left by an earlier writer
+  monitor.Watch(3, 5ms, 100ms);
+  monitor.Watch(4, 5ms, 100ms);
+  monitor.Watch(5, 5ms, 100ms);
   const auto read = [&](NodeId n) { return table.Read(n); };
   EXPECT_TRUE(monitor.Scan(10ms, read).empty());
-  EXPECT_TRUE(monitor.Scan(40ms, read).empty());
-  const std::vector<HeartbeatMonitor::Silence> lost = monitor.Scan(41ms, read);
-  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_TRUE(monitor.Scan(90ms, read).empty()) << "no loss within the first-beat bound";
+  table.Write(5, {1, 1});  // node 5 starts beating late, within the first-beat bound
+  EXPECT_TRUE(monitor.Scan(100ms, read).empty());
+  const std::vector<HeartbeatMonitor::Silence> lost = monitor.Scan(106ms, read);
+  ASSERT_EQ(lost.size(), 2u);
   EXPECT_EQ(lost[0].node, 3u);
-  EXPECT_EQ(lost[0].silent_for, 31ms);
+  EXPECT_EQ(lost[0].silent_for, 101ms);
   EXPECT_EQ(lost[0].last, (Beat{0, 0}));
+  EXPECT_FALSE(lost[0].ever_beat);
+  EXPECT_EQ(lost[1].node, 4u);
+  EXPECT_EQ(lost[1].last, (Beat{1, 77}));
+  // Node 5 beat once: from then on the ordinary bound.
+  EXPECT_TRUE(monitor.Scan(130ms, read).empty());
+  const std::vector<HeartbeatMonitor::Silence> later = monitor.Scan(131ms, read);
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(later[0].node, 5u);
+  EXPECT_TRUE(later[0].ever_beat);
+}
+
+// A first-beat bound shorter than the bound is the bound.
+TEST(HeartbeatMonitor, TheFirstBeatBoundIsNeverShorterThanTheBound) {
+  Table table;
+  HeartbeatMonitor monitor(kTiming);
+  monitor.Watch(1, 0ms, 1ms);
+  const auto read = [&](NodeId n) { return table.Read(n); };
+  EXPECT_TRUE(monitor.Scan(0ms, read).empty());
+  EXPECT_TRUE(monitor.Scan(30ms, read).empty());
+  EXPECT_EQ(Nodes(monitor.Scan(31ms, read)), std::vector<NodeId>{1});
 }
 
 // Any change is a beat, the epoch included; Unwatch stops reporting; Watch restarts a window.
@@ -98,13 +125,13 @@ TEST(HeartbeatMonitor, UnwatchAndWatchAgain) {
   Table table;
   HeartbeatMonitor monitor(kTiming);
   const auto read = [&](NodeId n) { return table.Read(n); };
-  monitor.Watch(1, 0ms);
+  monitor.Watch(1, 0ms, 30ms);
   EXPECT_TRUE(monitor.Scan(0ms, read).empty());
   table.Write(1, {2, 0});  // a new epoch, counter restarted
   EXPECT_TRUE(monitor.Scan(35ms, read).empty());
   monitor.Unwatch(1);
   EXPECT_TRUE(monitor.Scan(500ms, read).empty());
-  monitor.Watch(1, 500ms);
+  monitor.Watch(1, 500ms, 30ms);
   EXPECT_TRUE(monitor.Scan(510ms, read).empty());
   EXPECT_EQ(Nodes(monitor.Scan(541ms, read)), std::vector<NodeId>{1});
 }

@@ -3,7 +3,7 @@
 // stdout lines and exit status the test checks. Its parts: test/rdma_node.h.
 //
 //   rdma_node --k K --m M --cell-bytes B --regions 4097,12289,777 --versions V
-//             --scenario verify|survive|deadline|aborted-grow
+//             --scenario verify|survive|deadline|aborted-grow|hang
 //             [--victim R --victim-dies-at idle|writing|external] [--pair A B]
 //             [--rank-regions R=a,b ...] [--resize V=F ...] [--domains D] [--report-stores]
 //             [--sync-dir DIR] [--timeout-ms T]
@@ -38,6 +38,8 @@
 //          committed (C = 0: ReadCommitted must say NotFound).
 // deadline, aborted-grow: faults between the two ranks of --pair, injected by a FaultyFabric
 //          around the process's rdma fabric (test/rdma_node_faults.cc says what each checks).
+// hang:    V versions, then the victim SIGSTOPs itself; the survivors find it by the heartbeat
+//          alone, and it wakes removed (test/rdma_node_hang.cc says what is checked).
 // Every rank that gets as far as creating its engine destroys it before exiting (before its
 // regions go) and prints "rank R destroyed its engine in S s".
 //
@@ -260,7 +262,7 @@ int Main(int argc, char** argv) {
   app.add_flag("--report-stores", flags.report_stores);
   app.add_option("--versions", flags.versions)->check(CLI::Range(0, 1000));
   app.add_option("--scenario", flags.scenario)
-      ->check(CLI::IsMember({"verify", "survive", "deadline", "aborted-grow"}));
+      ->check(CLI::IsMember({"verify", "survive", "deadline", "aborted-grow", "hang"}));
   app.add_option("--victim", flags.victim);
   app.add_option("--victim-dies-at", flags.dies_at)
       ->check(CLI::IsMember({"idle", "writing", "external"}));
@@ -282,12 +284,13 @@ int Main(int argc, char** argv) {
   // Every list is checked now, before any engine exists (the rank is known only later).
   if (!RegionSizes(flags, 0) || !ParseResize(resize, &flags)) return kExitUsage;
   const bool faulty = flags.scenario == "deadline" || flags.scenario == "aborted-grow";
-  if ((flags.scenario == "survive" || faulty) && flags.sync_dir.empty()) {
+  const bool victimized = flags.scenario == "survive" || flags.scenario == "hang";
+  if ((victimized || faulty) && flags.sync_dir.empty()) {
     std::cerr << "rdma_node: --scenario " << flags.scenario << " needs --sync-dir\n";
     return kExitUsage;
   }
-  if (flags.scenario == "survive" && flags.victim < 0) {
-    std::cerr << "rdma_node: --scenario survive needs --victim\n";
+  if (victimized && flags.victim < 0) {
+    std::cerr << "rdma_node: --scenario " << flags.scenario << " needs --victim\n";
     return kExitUsage;
   }
   if (flags.scenario == "verify" && flags.versions < 1) {
@@ -334,7 +337,7 @@ int Main(int argc, char** argv) {
   const uint32_t rank = (*engine)->world().rank;
   const uint32_t size = (*engine)->world().size;
   g_who = "rdma_node rank " + std::to_string(rank);
-  if (flags.scenario == "survive" && flags.victim >= static_cast<int>(size)) {
+  if (victimized && flags.victim >= static_cast<int>(size)) {
     std::cerr << g_who << ": --victim " << flags.victim << " is outside the world of " << size
               << "\n";
     return kExitUsage;
@@ -359,6 +362,8 @@ int Main(int argc, char** argv) {
     status = Verify(flags, **engine, regions);
   } else if (flags.scenario == "survive") {
     status = Survive(flags, **engine, regions);
+  } else if (flags.scenario == "hang") {
+    status = Hang(flags, **engine, regions);
   } else if (flags.scenario == "deadline") {
     status = Deadline(flags, **engine, regions, *faults);
   } else {

@@ -134,6 +134,7 @@ int Survive(const Flags& flags, Engine& engine, Regions& regions);
 int Deadline(const Flags& flags, Engine& engine, Regions& regions, verbs::FaultController& faults);
 int AbortedGrow(const Flags& flags, Engine& engine, Regions& regions,
                 verbs::FaultController& faults);
+int Hang(const Flags& flags, Engine& engine, Regions& regions);
 
 }  // namespace ft::rdma_node
 
