@@ -85,7 +85,7 @@ TEST_P(RdmaHangTest, HungProcessIsFoundByTheHeartbeatAndWakesRemoved) {
 INSTANTIATE_TEST_SUITE_P(Victims, RdmaHangTest, ::testing::Values(3, 0),
                          [](const ::testing::TestParamInfo<int>& param_info) {
                            return param_info.param == 0 ? std::string("Coordinator")
-                                                         : std::string("Node");
+                                                        : std::string("Node");
                          });
 
 }  // namespace

@@ -52,8 +52,8 @@ int FindTheHungNode(const Flags& flags, Engine& engine, Regions& regions) {
   const auto start = Clock::now();
   while (!engine.FailureDetected()) {
     if (SecondsSince(start) > flags.give_up_seconds) {
-      return Fail("no failure detected " + Seconds(SecondsSince(start)) +
-                  " s after node " + std::to_string(flags.victim) + " stopped");
+      return Fail("no failure detected " + Seconds(SecondsSince(start)) + " s after node " +
+                  std::to_string(flags.victim) + " stopped");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
