@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "engine/datapath.h"
 #include "erasure/codec.h"
 #include "erasure/fragment.h"
 #include "recovery/connection.h"
@@ -405,9 +406,6 @@ int CheckpointRound::FreePipelineSlot() const {
   return -1;
 }
 
-// Encoding and CRC work between two progress steps, at most (see IssueStripe).
-constexpr uint64_t kEncodePieceBytes = 4ull << 20;
-
 Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
   const erasure::StripeGeometry& g = *geometry_;
   const int k = g.k();
@@ -446,12 +444,10 @@ Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
     cells[k + j] = parity[j];
     lkeys[k + j] = memory_.pipeline_lkey();
   }
-  // Large cells are encoded and checksummed in pieces, with a progress step (and so a heartbeat)
-  // between them: a stripe of 4 x 1 GiB cells takes about a second to encode, far longer than
-  // the failure detector's bound. Reed-Solomon works byte by byte, so pieces encode exactly as
-  // the whole; a CRC continues from the one before.
-  for (uint64_t at = 0; at < cell; at += kEncodePieceBytes) {
-    const uint64_t bytes = std::min(kEncodePieceBytes, cell - at);
+  // Large cells are encoded and checksummed in pieces (kCpuPieceBytes), with a progress step,
+  // and so a heartbeat, between them.
+  for (uint64_t at = 0; at < cell; at += kCpuPieceBytes) {
+    const uint64_t bytes = std::min(kCpuPieceBytes, cell - at);
     const uint8_t* data_piece[erasure::kMaxCells];
     uint8_t* parity_piece[erasure::kMaxCells];
     for (int c = 0; c < k; ++c) data_piece[c] = cells[c] + at;
@@ -466,8 +462,8 @@ Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
   const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
   for (int c = 0; c < width; ++c) {
     uint64_t crc = 0;
-    for (uint64_t at = 0; at < cell; at += kEncodePieceBytes) {
-      const uint64_t bytes = std::min(kEncodePieceBytes, cell - at);
+    for (uint64_t at = 0; at < cell; at += kCpuPieceBytes) {
+      const uint64_t bytes = std::min(kCpuPieceBytes, cell - at);
       crc = erasure::Crc64(cells[c] + at, bytes, crc);
       if (bytes < cell) progress_();
     }

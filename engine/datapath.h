@@ -10,9 +10,18 @@
 #ifndef FT_ENGINE_DATAPATH_H_
 #define FT_ENGINE_DATAPATH_H_
 
+#include <cstdint>
+
 namespace ft::internal {
 
 inline constexpr int kPollBatch = 64;
+
+// CPU work on a cell (encode, CRC, decode, copy) between two chances to beat the heartbeat: a
+// stripe of 4 x 1 GiB cells takes about a second to encode, far past the failure detector's
+// bound, so larger cells are worked on in pieces of this many bytes, with a beat between them.
+// Reed-Solomon works byte by byte and a CRC continues from the one before, so pieces give the
+// same bytes as the whole.
+inline constexpr uint64_t kCpuPieceBytes = 4ull << 20;
 
 // Control messages: each peer has at most one request and one reply in flight to the coordinator
 // (PREPARE/GO, DONE/COMMIT, plus an ABORT), so this many posted receives per control QP never

@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "engine/datapath.h"
 #include "erasure/codec.h"
 #include "erasure/fragment.h"
 
@@ -15,7 +16,8 @@ namespace {
 constexpr uint32_t kHeaderWindow = 0;
 }  // namespace
 
-FragmentReader::FragmentReader(NodeContext& node, PeerTable& peers) : node_(node), peers_(peers) {}
+FragmentReader::FragmentReader(NodeContext& node, PeerTable& peers, std::function<void()> beat)
+    : node_(node), peers_(peers), beat_(std::move(beat)) {}
 
 std::byte* FragmentReader::CellOf(size_t slot, int column) const {
   const erasure::StripeGeometry& g = *committed_.geometry;
@@ -141,7 +143,12 @@ void FragmentReader::OnReadCompleted(WorkId id, verbs::WcStatus status, NodeId p
     return;
   }
   const erasure::StripeGeometry& g = *committed_.geometry;
-  const uint64_t crc = erasure::Crc64(CellOf(window - 1, column), g.cell_bytes());
+  uint64_t crc = 0;
+  for (uint64_t at = 0; at < g.cell_bytes(); at += kCpuPieceBytes) {
+    const uint64_t bytes = std::min(kCpuPieceBytes, g.cell_bytes() - at);
+    crc = erasure::Crc64(CellOf(window - 1, column) + at, bytes, crc);
+    if (bytes < g.cell_bytes()) beat_();
+  }
   const uint64_t expected =
       erasure::CellCrcs(std::span<const std::byte>(HeaderOf(column), header_area_bytes_))[w.stripe];
   if (crc != expected) {
@@ -217,14 +224,23 @@ Status FragmentReader::Emit(const Window& window, size_t slot) {
       outputs.push_back(reinterpret_cast<uint8_t*>(CellOf(slot, c)));
     }
   }
-  if (!wanted.empty()) {
-    FT_RETURN_IF_ERROR(
-        node_.codec->Decode(present, present_cells, wanted, outputs, g.cell_bytes()));
+  // In pieces, with a heartbeat between them (kCpuPieceBytes).
+  const uint64_t cell = g.cell_bytes();
+  for (uint64_t at = 0; !wanted.empty() && at < cell; at += kCpuPieceBytes) {
+    const uint64_t bytes = std::min(kCpuPieceBytes, cell - at);
+    std::vector<const uint8_t*> present_pieces(present_cells);
+    std::vector<uint8_t*> output_pieces(outputs);
+    for (const uint8_t*& piece : present_pieces) piece += at;
+    for (uint8_t*& piece : output_pieces) piece += at;
+    FT_RETURN_IF_ERROR(node_.codec->Decode(present, present_pieces, wanted, output_pieces, bytes));
+    if (bytes < cell) beat_();
   }
   for (int c = 0; c < k; ++c) {
     const erasure::CellExtent extent = g.DataCell(window.stripe, c);
-    if (extent.image_bytes > 0) {
-      std::memcpy(out_.data() + extent.image_offset, CellOf(slot, c), extent.image_bytes);
+    for (uint64_t at = 0; at < extent.image_bytes; at += kCpuPieceBytes) {
+      const uint64_t bytes = std::min(kCpuPieceBytes, extent.image_bytes - at);
+      std::memcpy(out_.data() + extent.image_offset + at, CellOf(slot, c) + at, bytes);
+      if (bytes < extent.image_bytes) beat_();
     }
   }
   return Status();

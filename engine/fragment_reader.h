@@ -38,7 +38,9 @@ class FragmentReader {
   // Called once when the read ends (OK, or why not); `out` was filled on success.
   using Done = std::function<void(Status)>;
 
-  FragmentReader(NodeContext& node, PeerTable& peers);
+  // `beat` is called between pieces of the CPU work on large cells (engine/datapath.h,
+  // kCpuPieceBytes): the worker beats its heartbeat there. It must only post.
+  FragmentReader(NodeContext& node, PeerTable& peers, std::function<void()> beat);
   FragmentReader(const FragmentReader&) = delete;
   FragmentReader& operator=(const FragmentReader&) = delete;
 
@@ -83,6 +85,7 @@ class FragmentReader {
 
   NodeContext& node_;
   PeerTable& peers_;
+  std::function<void()> beat_;
   Phase phase_ = Phase::kIdle;
   uint32_t generation_ = 0;
   NodeId owner_ = 0;

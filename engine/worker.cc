@@ -19,7 +19,7 @@ Worker::Worker(NodeContext& node, SharedState& shared)
       channel_(node, peers_, [this](NodeId to, std::string_view why) { OnUndeliverable(to, why); }),
       memory_(node),
       round_(node, memory_, peers_, channel_, shared, [this] { PollDatapath(); }),
-      reader_(node, peers_),
+      reader_(node, peers_, [this] { heartbeat_.BeatIfDue(node_.Now()); }),
       heartbeat_(node, peers_) {}
 
 Worker::~Worker() { Stop(); }

@@ -611,6 +611,23 @@ INSTANTIATE_TEST_SUITE_P(Kills, KillDuringCheckpoint,
                            return std::string(param_info.param.name);
                          });
 
+// Cells over kCpuPieceBytes (4 MiB) are encoded, checksummed, decoded and copied in pieces with a
+// heartbeat between them: a cell of 9 MiB + 123 B (pieces of 4, 4 and 1 MiB + 123 B) over an
+// image whose last stripe is partly padding reads back exactly with each column lost, and
+// with none.
+TEST(Engine, LargeCellsGoInPiecesAndReadBackExactly) {
+  constexpr uint32_t kNodes = 4;
+  constexpr uint64_t kCell = (9u << 20) + 123;
+  auto options = SmallWorld(kNodes, 2, 1, kCell);
+  options.engine.pipeline_depth = 1;
+  auto world = internal::LoopbackWorldTesting::Create(options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  auto states = MakeStates(kNodes, {(20u << 20) + 7, 4097});
+  Status status = test::ProtectFillAndCheckpoint(**world, states);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(VerifyAll(**world, states, {{}, {0}, {1}, {2}}).ok());
+}
+
 TEST(Engine, ThousandNodesCheckpointAndVerify) {
   constexpr uint32_t kNodes = 1024;
   auto options = SmallWorld(kNodes, 4, 2, 1024);
