@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "common/check.h"
 #include "common/log.h"
@@ -77,6 +78,15 @@ void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
     return;
   }
   phase_ = Phase::kAwaitGo;
+  growing_to_ = 0;
+  queued_grow_ = 0;
+  waiting_for_store_ = false;
+  if (memory_.replacing_store()) {
+    // A store asked for by an earlier round (which ended before it came) is still being
+    // registered: PREPARE once it is in place, with its keys, not with the store it replaces.
+    waiting_for_store_ = true;
+    return;
+  }
   SendPrepare();
 }
 
@@ -101,30 +111,48 @@ void CheckpointRound::SendPrepare() {
 // The coordinator sizes our store: register the one it asks for, keeping the store that holds
 // the committed version's fragments, and PREPARE again.
 void CheckpointRound::OnGrow(const recovery::GrowMessage& grow) {
-  if (phase_ != Phase::kAwaitGo || memory_.replacing_store()) return;
-  if (Status started = memory_.StartReplaceStore(grow.store_bytes, committed_.store_id);
-      !started.ok()) {
+  if (phase_ != Phase::kAwaitGo) return;
+  if (memory_.replacing_store()) {
+    // An earlier round's replacement is still being registered: this GROW waits for it.
+    queued_grow_ = std::max(queued_grow_, grow.store_bytes);
+    waiting_for_store_ = true;
+    return;
+  }
+  StartGrow(grow.store_bytes);
+}
+
+void CheckpointRound::StartGrow(uint64_t bytes) {
+  if (Status started = memory_.StartReplaceStore(bytes, committed_.store_id); !started.ok()) {
     PublishStoreBytes();
     TellCoordinatorWeGaveUp(started.code());
     FinishRound(std::move(started));
     return;
   }
-  growing_to_ = grow.store_bytes;
+  growing_to_ = bytes;
+  waiting_for_store_ = true;
 }
 
-// The store a GROW asked for is registered (or could not be): PREPARE again with its keys.
+// The store being registered is in place (or could not be had): PREPARE with its keys, once no
+// GROW waits for another one.
 bool CheckpointRound::StepGrow() {
   std::optional<Status> grown = memory_.PollReplaceStore();
   if (!grown) return false;
-  growing_to_ = 0;
   PublishStoreBytes();
-  if (!grown->ok()) {
+  const bool asked_for = growing_to_ != 0;
+  growing_to_ = 0;
+  if (!grown->ok() && asked_for) {
     TellCoordinatorWeGaveUp(grown->code());
     FinishRound(std::move(*grown));
     return true;
   }
-  FT_LOG(kDebug) << "node " << node_.rank() << ": store grown to " << memory_.store_bytes()
-                 << " bytes at the coordinator's request";
+  if (queued_grow_ > memory_.store_bytes()) {
+    StartGrow(std::exchange(queued_grow_, 0));
+    return true;
+  }
+  queued_grow_ = 0;
+  waiting_for_store_ = false;
+  FT_LOG(kDebug) << "node " << node_.rank() << ": store of " << memory_.store_bytes()
+                 << " bytes in place";
   SendPrepare();
   return true;
 }
@@ -177,7 +205,7 @@ bool CheckpointRound::Step() {
   bool grew = false;
   switch (phase_) {
     case Phase::kAwaitGo:
-      if (growing_to_ != 0) grew = StepGrow();
+      if (waiting_for_store_) grew = StepGrow();
       break;
     case Phase::kIdle:
     case Phase::kAwaitCommit:
@@ -671,6 +699,10 @@ void CheckpointRound::FailRound(Status status, NodeId peer) {
 
 void CheckpointRound::FinishRound(Status status) {
   if (phase_ == Phase::kIdle) return;
+  // A store still being registered belongs to no round now: the next one waits for it.
+  waiting_for_store_ = false;
+  growing_to_ = 0;
+  queued_grow_ = 0;
   const Nanos now = node_.Now();
   {
     std::lock_guard lock(shared_.mutex);

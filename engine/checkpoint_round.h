@@ -90,6 +90,7 @@ class CheckpointRound {
   void StepWriting();
   void SendPrepare();
   void OnGrow(const recovery::GrowMessage& grow);
+  void StartGrow(uint64_t bytes);
   bool StepGrow();
   void PublishStoreBytes();
   void SendDone(StatusCode code, NodeId failed_peer);
@@ -129,8 +130,13 @@ class CheckpointRound {
   uint32_t generation_ = 0;
   std::shared_ptr<CheckpointHandle::State> handle_;
   uint64_t version_ = 0;
-  uint64_t store_id_ = 0;    // of the store our last PREPARE offered
-  uint64_t growing_to_ = 0;  // a GROW is registering a store of this many bytes (OnGrow)
+  uint64_t store_id_ = 0;  // of the store our last PREPARE offered
+  // Stores being registered (on NodeMemory's thread): this round's GROW asked for growing_to_
+  // bytes; queued_grow_ is a GROW that came while an earlier round's replacement was still
+  // running; while waiting_for_store_ this round sends no PREPARE (its store is changing).
+  uint64_t growing_to_ = 0;
+  uint64_t queued_grow_ = 0;
+  bool waiting_for_store_ = false;
   std::optional<erasure::StripeGeometry> geometry_;
   std::optional<erasure::ImageLayout> layout_;
   std::vector<RegionRef> regions_;

@@ -17,7 +17,8 @@ ControlChannel::ControlChannel(NodeContext& node, PeerTable& peers, Undeliverabl
 
 Status ControlChannel::Allocate(int links) {
   const bool coordinator = node_.is_coordinator();
-  recv_buffers_ = links * kControlReceivesPerPeer;
+  receives_per_link_ = ControlReceivesPerLink(coordinator);
+  recv_buffers_ = links * receives_per_link_;
   recv_bytes_ =
       coordinator ? recovery::kMaxUpstreamMessageBytes : recovery::kMaxControlMessageBytes;
   send_bytes_ =
@@ -42,8 +43,8 @@ verbs::RecvRequest ControlChannel::Receive(uint32_t buffer) const {
 
 std::vector<verbs::RecvRequest> ControlChannel::ReceivesFor(int link, NodeId peer) {
   std::vector<verbs::RecvRequest> receives;
-  for (int j = 0; j < kControlReceivesPerPeer; ++j) {
-    const auto buffer = static_cast<uint32_t>(link * kControlReceivesPerPeer + j);
+  for (int j = 0; j < receives_per_link_; ++j) {
+    const auto buffer = static_cast<uint32_t>(link * receives_per_link_ + j);
     FT_CHECK(buffer < recv_peer_.size());
     recv_peer_[buffer] = peer;
     receives.push_back(Receive(buffer));
@@ -52,7 +53,7 @@ std::vector<verbs::RecvRequest> ControlChannel::ReceivesFor(int link, NodeId pee
 }
 
 void ControlChannel::ReceivesPosted(uint32_t qp_id) {
-  peers_.CountPosted(qp_id, kControlReceivesPerPeer);
+  peers_.CountPosted(qp_id, receives_per_link_);
 }
 
 void ControlChannel::Send(NodeId to, recovery::Message message) {

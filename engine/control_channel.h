@@ -78,6 +78,7 @@ class ControlChannel {
   AlignedBuffer buffer_;
   std::unique_ptr<verbs::MemoryRegion> mr_;
   int recv_buffers_ = 0;
+  int receives_per_link_ = 0;  // ControlReceivesPerLink
   size_t recv_bytes_ = 0;
   size_t send_bytes_ = 0;
   std::vector<NodeId> recv_peer_;  // receive buffer -> the peer whose control link it serves

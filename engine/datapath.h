@@ -23,10 +23,12 @@ inline constexpr int kPollBatch = 64;
 // same bytes as the whole.
 inline constexpr uint64_t kCpuPieceBytes = 4ull << 20;
 
-// Control messages: each peer has at most one request and one reply in flight to the coordinator
-// (PREPARE/GO, DONE/COMMIT, plus an ABORT), so this many posted receives per control QP never
-// run dry.
-inline constexpr int kControlReceivesPerPeer = 4;
+// Posted receives per control QP. The coordinator hears at most one request at a time from a
+// node (BEAT_TARGET at start, then PREPARE or DONE, plus a withdrawal): 4. A node hears the
+// round's messages (GROW, GO, COMMIT or ABORT) and, when nodes are lost, a LOST for each, back to
+// back: a whole failure domain of up to 12 nodes lost at once must not run a busy node's
+// receives dry (the next SEND would meet receive-not-ready and fail).
+constexpr int ControlReceivesPerLink(bool coordinator) { return coordinator ? 4 : 16; }
 
 // WRITEs one holder QP has in flight at most, for a given EngineOptions::pipeline_depth.
 constexpr int WritesInFlightPerQp(int pipeline_depth) { return pipeline_depth; }

@@ -92,29 +92,48 @@ Status Engine::Impl::Protect(uint64_t id, void* ptr, size_t bytes) {
     return Status::InvalidArgument("Protect(id = ", id, "): [", ptr, ", +", bytes,
                                    ") wraps around the address space");
   }
-  std::lock_guard lock(shared_.mutex);
-  if (shared_.stop) return Status::FailedPrecondition("the engine is shutting down");
-  if (shared_.in_flight || shared_.read_in_flight) {
-    return Status::FailedPrecondition("Protect(id = ", id,
-                                      ") while a checkpoint is in flight: wait for it first");
-  }
-  if (shared_.regions.contains(id)) {
-    return Status::InvalidArgument("Protect(id = ", id, "): id is already protected");
-  }
-  for (const auto& [other_id, region] : shared_.regions) {
-    if (begin < region.ptr + region.bytes && region.ptr < begin + bytes) {
-      return Status::InvalidArgument("Protect(id = ", id, "): [", ptr, ", +", bytes,
-                                     ") overlaps region ", other_id, " [",
-                                     static_cast<void*>(region.ptr), ", +", region.bytes, ")");
+  // The checks, then the registration outside the lock (pinning gigabytes takes seconds, and the
+  // worker takes this lock every turn of its loop: it must keep beating its heartbeat), then the
+  // checks again with the region inserted under the lock.
+  const auto refused = [&]() -> Status {
+    if (shared_.stop) return Status::FailedPrecondition("the engine is shutting down");
+    if (shared_.in_flight || shared_.read_in_flight) {
+      return Status::FailedPrecondition("Protect(id = ", id,
+                                        ") while a checkpoint is in flight: wait for it first");
     }
+    if (shared_.regions.contains(id)) {
+      return Status::InvalidArgument("Protect(id = ", id, "): id is already protected");
+    }
+    for (const auto& [other_id, region] : shared_.regions) {
+      if (begin < region.ptr + region.bytes && region.ptr < begin + bytes) {
+        return Status::InvalidArgument("Protect(id = ", id, "): [", ptr, ", +", bytes,
+                                       ") overlaps region ", other_id, " [",
+                                       static_cast<void*>(region.ptr), ", +", region.bytes, ")");
+      }
+    }
+    return Status();
+  };
+  {
+    std::lock_guard lock(shared_.mutex);
+    FT_RETURN_IF_ERROR(refused());
   }
   auto mr = node_.fabric->RegisterMemory(ptr, bytes, verbs::kAccessLocalWrite);
   if (!mr.ok()) return mr.status().WithContext(StrCat("Protect(id = ", id, ")"));
-  shared_.regions.emplace(id, internal::Region{begin, bytes, std::move(mr).value()});
+  std::unique_ptr<verbs::MemoryRegion> registered = std::move(mr).value();
+  std::unique_lock lock(shared_.mutex);
+  if (Status status = refused(); !status.ok()) {
+    // Changed meanwhile (another thread protected or started a checkpoint): the registration
+    // goes, outside the lock.
+    lock.unlock();
+    registered.reset();
+    return status;
+  }
+  shared_.regions.emplace(id, internal::Region{begin, bytes, std::move(registered)});
   return Status();
 }
 
 Status Engine::Impl::Unprotect(uint64_t id) {
+  std::unique_ptr<verbs::MemoryRegion> deregister;  // after the lock is released
   std::lock_guard lock(shared_.mutex);
   if (shared_.in_flight || shared_.read_in_flight) {
     return Status::FailedPrecondition("Unprotect(id = ", id,
@@ -124,6 +143,7 @@ Status Engine::Impl::Unprotect(uint64_t id) {
   if (it == shared_.regions.end()) {
     return Status::NotFound("Unprotect(id = ", id, "): no such region");
   }
+  deregister = std::move(it->second.mr);
   shared_.regions.erase(it);
   return Status();
 }

@@ -1,6 +1,7 @@
 // The heartbeat (engine/heartbeat.h): slots, beats over the control QPs, scans.
 #include "engine/heartbeat.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/check.h"
@@ -104,6 +105,8 @@ void Heartbeat::BeatIfDue(Nanos now) {
     if (qp->PostSend({&request, 1}).ok()) {
       peers_.CountPosted(qp->id());
       target.in_flight = true;
+      if (target.posted_at) longest_gap_ = std::max(longest_gap_, now - *target.posted_at);
+      target.posted_at = now;
     }
   }
 }

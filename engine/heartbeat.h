@@ -62,7 +62,9 @@ class Heartbeat {
   // How long the worker may wait before it must beat again.
   Nanos UntilDue(Nanos now) const;
   const recovery::HeartbeatTiming& timing() const { return timing_; }
-  Nanos longest_gap() const { return pacer_.longest_gap(); }
+  // The longest time between two beats this node sent to one target (from the target's first
+  // beat on): how close it came to the bound.
+  Nanos longest_gap() const { return longest_gap_; }
 
   // Deregisters (Stop: after the QPs that could address the slots are gone).
   void Deregister();
@@ -73,6 +75,7 @@ class Heartbeat {
     bool in_flight = false;
     uint64_t addr = 0;
     uint32_t rkey = 0;
+    std::optional<Nanos> posted_at;  // the last beat posted to it
   };
   std::byte* SlotOf(NodeId writer) const;
 
@@ -87,6 +90,7 @@ class Heartbeat {
   std::unique_ptr<verbs::MemoryRegion> source_mr_;
   std::vector<Target> targets_;  // by peer rank
   std::optional<Nanos> stalled_;
+  Nanos longest_gap_{0};
 };
 
 }  // namespace ft::internal

@@ -19,7 +19,7 @@ Worker::Worker(NodeContext& node, SharedState& shared)
       channel_(node, peers_, [this](NodeId to, std::string_view why) { OnUndeliverable(to, why); }),
       memory_(node),
       round_(node, memory_, peers_, channel_, shared, [this] { PollDatapath(); }),
-      reader_(node, peers_, [this] { heartbeat_.BeatIfDue(node_.Now()); }),
+      reader_(node, peers_, [this] { PollInside(Inside::kReader); }),
       heartbeat_(node, peers_) {}
 
 Worker::~Worker() { Stop(); }
@@ -181,10 +181,10 @@ bool Worker::PollOnce() {
   const bool had_deferred = !deferred_.empty();
   std::vector<verbs::Completion> deferred;
   deferred.swap(deferred_);
-  for (const verbs::Completion& completion : deferred) Dispatch(completion, false);
+  for (const verbs::Completion& completion : deferred) Dispatch(completion, Inside::kLoop);
   verbs::Completion completions[kPollBatch];
   const size_t n = node_.fabric->PollCompletions(completions);
-  for (size_t i = 0; i < n; ++i) Dispatch(completions[i], false);
+  for (size_t i = 0; i < n; ++i) Dispatch(completions[i], Inside::kLoop);
   verbs::Event events[8];
   const size_t e = node_.fabric->PollEvents(events);
   for (size_t i = 0; i < e; ++i) OnEvent(events[i]);
@@ -197,18 +197,28 @@ bool Worker::PollOnce() {
   return had_deferred || n > 0 || e > 0 || local;
 }
 
-void Worker::PollDatapath() {
-  // Encoding at full speed must not look like a hung node: beat from inside the datapath too.
+void Worker::PollDatapath() { PollInside(Inside::kRoundDatapath); }
+
+void Worker::PollInside(Inside inside) {
+  // Encoding or reading at full speed must not look like a hung node: beat from inside too, and
+  // reap what landed (on loopback the poll is also where a posted beat is carried out).
   heartbeat_.BeatIfDue(node_.Now());
   verbs::Completion completions[kPollBatch];
   const size_t n = node_.fabric->PollCompletions(completions);
-  for (size_t i = 0; i < n; ++i) Dispatch(completions[i], true);
+  for (size_t i = 0; i < n; ++i) Dispatch(completions[i], inside);
 }
 
-void Worker::Dispatch(const verbs::Completion& completion, bool in_datapath) {
+void Worker::Dispatch(const verbs::Completion& completion, Inside inside) {
   const WorkId id = WorkId::Decode(completion.wr_id);
   const bool write = id.kind == WorkKind::kCell || id.kind == WorkKind::kHeader;
-  if (in_datapath && !write) {
+  // A heartbeat that landed only frees its target for the next beat: taken at once, wherever we
+  // are, or no second beat could go out during a long stripe or read. A failed one fences a
+  // control link, which only the loop may do.
+  const bool beat_landed =
+      id.kind == WorkKind::kBeat && completion.status == verbs::WcStatus::kSuccess;
+  const bool now =
+      inside == Inside::kLoop || beat_landed || (inside == Inside::kRoundDatapath && write);
+  if (!now) {
     deferred_.push_back(completion);
     return;
   }
@@ -264,6 +274,9 @@ void Worker::OnEvent(const verbs::Event& event) {
 }
 
 void Worker::OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why) {
+  // A node that stalled past the bound acts on nothing it finds when it wakes, even when the
+  // stall ended in the middle of a turn of the loop (the check at its top came before it).
+  if (StalledAndRemoved()) return;
   if (link.role == LinkRole::kControl) {
     FT_LOG(kInfo) << "node " << node_.rank() << ": lost node " << link.rank << " (" << why << ")";
     if (coordinator_) {
@@ -287,7 +300,14 @@ void Worker::OnUndeliverable(NodeId to, std::string_view why) {
   }
 }
 
+bool Worker::StalledAndRemoved() {
+  if (!heartbeat_.CheckStall(node_.Now())) return false;
+  OnRemoved(*heartbeat_.stalled());
+  return true;
+}
+
 void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
+  if (StalledAndRemoved()) return;
   if (const auto* target = std::get_if<recovery::BeatTargetMessage>(&message)) {
     heartbeat_.OnTarget(from, *target);
     return;

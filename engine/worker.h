@@ -15,8 +15,9 @@
 //   this node stalled past the heartbeat bound ─► it fences itself: removed (a zombie)
 //
 // Inside the round's datapath (its progress hook) the worker reaps completions but applies only
-// the round's own WRITE completions; the others wait in a deferred list for the next turn of
-// the loop, so no other part runs in the middle of a stripe.
+// the round's own WRITE completions and landed heartbeats; the others wait in a deferred list
+// for the next turn of the loop, so no other part runs in the middle of a stripe. The reader's
+// hook (between pieces of work on large cells) applies landed heartbeats only.
 #ifndef FT_ENGINE_WORKER_H_
 #define FT_ENGINE_WORKER_H_
 
@@ -54,8 +55,13 @@ class Worker {
  private:
   void Loop();
   bool PollOnce();
+  // Where a completion is being reaped: in the loop (anything is handled), inside the round's
+  // datapath (its own WRITEs and landed heartbeats; the rest waits in deferred_) or inside the
+  // reader's CPU work (landed heartbeats only).
+  enum class Inside { kLoop, kRoundDatapath, kReader };
   void PollDatapath();
-  void Dispatch(const verbs::Completion& completion, bool in_datapath);
+  void PollInside(Inside inside);
+  void Dispatch(const verbs::Completion& completion, Inside inside);
   void OnEvent(const verbs::Event& event);
   void OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why);
   void OnUndeliverable(NodeId to, std::string_view why);
@@ -67,6 +73,8 @@ class Worker {
   void OnNodeLost(NodeId node, std::string_view why);
   // This node stalled past the heartbeat bound: its peers have declared it lost.
   void OnRemoved(Nanos stalled_for);
+  // This node stalled past the bound (it is removed now, if it was not yet).
+  bool StalledAndRemoved();
   // A removed node starts nothing: the requests just taken end with the removal.
   void RefuseRemoved(std::shared_ptr<CheckpointHandle::State>& checkpoint, ReadRequest*& read);
   void StartRead(ReadRequest* request);

@@ -350,6 +350,12 @@ Result<Coordinator::PlacementPlan> Coordinator::PlanPlacement(
 // the round started it is taken back, so a later round waits for the node's next PREPARE instead
 // of starting without it; once the round started (the GO is on its way), the round aborts.
 void Coordinator::OnWithdraw(const DoneMessage& message, Outbox* outbox) {
+  if (early_prepares_[message.node]) {
+    // It takes back the PREPARE it sent for the round after this one: this round is not its
+    // business (it reported DONE in it).
+    early_prepares_[message.node].reset();
+    return;
+  }
   if (phase_ == Phase::kCollectingPrepare && grow_bytes_[message.node] > 0) {
     // It could not grow its store (or gave up meanwhile): the round cannot start, and the nodes
     // that prepared would wait for it until their deadline.
@@ -384,10 +390,15 @@ Status Coordinator::InstallView(const View& view, Outbox* outbox) {
     return Status::InvalidArgument("view of epoch ", view.epoch, " has ", view.size(),
                                    " members; the world has ", options_.world_size);
   }
-  // Whoever prepared or is in a round hears of it in the epoch it knows.
+  // Whoever prepared or is in a round hears of it in the epoch it knows; a node whose PREPARE
+  // for the next round came early hears twice: the first ABORT ends the round it gave up on, the
+  // second the one it waits to start.
   const std::string reason = StrCat("a new view was installed (", view.Describe(), ")");
   for (NodeId node = 0; node < options_.world_size; ++node) {
     if (!lost_[node] && (phase_ == Phase::kCollectingDone || prepared_[node])) {
+      outbox->emplace_back(node, MakeAbort(UINT32_MAX, StatusCode::kAborted, reason));
+    }
+    if (!lost_[node] && early_prepares_[node]) {
       outbox->emplace_back(node, MakeAbort(UINT32_MAX, StatusCode::kAborted, reason));
     }
   }

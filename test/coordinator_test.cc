@@ -450,6 +450,32 @@ TEST_F(CoordinatorTest, APrepareThatComesBeforeTheRoundEndsCountsForTheNextRound
   }
 }
 
+// An early PREPARE taken back (the node gave up waiting for its GO while the round it reported
+// DONE in was still open) is forgotten: that round is not aborted, and does not count the node
+// as prepared for the next one.
+TEST_F(CoordinatorTest, AnEarlyPrepareWithdrawnIsForgottenAndAbortsNothing) {
+  Round(1);
+  PrepareAll();
+  Outbox outbox;
+  coordinator_->OnDone(DoneOf(2, 2), &outbox);
+  coordinator_->OnPrepare(prepares_[2], &outbox);
+  coordinator_->OnDone(DoneMessage{kEpoch, kWithdrawVersion, 2, StatusCode::kDeadlineExceeded},
+                       &outbox);
+  EXPECT_TRUE(outbox.empty()) << "the round in flight was aborted";
+  EXPECT_TRUE(coordinator_->round_in_flight());
+  for (NodeId node = 0; node < kNodes; ++node) {
+    if (node != 2) coordinator_->OnDone(DoneOf(node, 2), &outbox);
+  }
+  EXPECT_EQ(Destinations<CommitMessage>(outbox), All());
+  outbox.clear();
+  for (NodeId node = 0; node < kNodes; ++node) {
+    if (node != 2) coordinator_->OnPrepare(prepares_[node], &outbox);
+  }
+  EXPECT_TRUE(outbox.empty()) << "node 2's withdrawn PREPARE was counted";
+  coordinator_->OnPrepare(prepares_[2], &outbox);
+  EXPECT_EQ(Destinations<GoMessage>(outbox), All());
+}
+
 TEST_F(CoordinatorTest, FailedDoneNamingAPeerBlamesThePeer) {
   PrepareAll();
   Outbox outbox;

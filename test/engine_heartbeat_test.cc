@@ -270,6 +270,7 @@ struct FullSpeed {
   const char* name;
   uint64_t cell_bytes;
   int pipeline_depth;
+  double max_gap_ms;  // the longest gap allowed between two beats of one node
 };
 
 class HeartbeatAtFullSpeed : public ::testing::TestWithParam<FullSpeed> {};
@@ -302,12 +303,16 @@ TEST_P(HeartbeatAtFullSpeed, NoNodeIsLost) {
     std::cout << "[ heartbeat ] rank " << rank << ": longest gap "
               << metrics.longest_heartbeat_gap_seconds * 1e3 << " ms over " << seconds
               << " s of checkpoints (interval 10 ms, bound 500 ms)" << std::endl;
+    EXPECT_LT(metrics.longest_heartbeat_gap_seconds * 1e3, GetParam().max_gap_ms) << rank;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cells, HeartbeatAtFullSpeed,
-                         ::testing::Values(FullSpeed{"OneMiB", 1u << 20, 4},
-                                           FullSpeed{"SixtyFourMiB", 64u << 20, 1}),
+                         // A stripe of 64 MiB cells takes 120-140 ms here: a beat per stripe
+                         // (none from inside it) shows as a gap that long; beating between
+                         // 4 MiB pieces, 27-33 ms were measured.
+                         ::testing::Values(FullSpeed{"OneMiB", 1u << 20, 4, 250},
+                                           FullSpeed{"SixtyFourMiB", 64u << 20, 1, 100}),
                          [](const ::testing::TestParamInfo<FullSpeed>& param_info) {
                            return std::string(param_info.param.name);
                          });
