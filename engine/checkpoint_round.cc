@@ -2,6 +2,7 @@
 #include "engine/checkpoint_round.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -673,8 +674,11 @@ void CheckpointRound::OnRemoved(const Status& why) {
 void CheckpointRound::Abandon(const std::function<bool()>& poll) {
   if (phase_ == Phase::kIdle) return;
   FenceOutstandingColumns();
+  // Bounded in real time too: an engine on a manual clock (tests) must still be destroyed.
   const Nanos deadline = node_.Now() + node_.options.timeout;
-  while (outstanding_ > 0 && !own_fabric_lost_ && node_.Now() < deadline) {
+  const auto real_deadline = std::chrono::steady_clock::now() + node_.options.timeout;
+  while (outstanding_ > 0 && !own_fabric_lost_ && node_.Now() < deadline &&
+         std::chrono::steady_clock::now() < real_deadline) {
     if (!poll()) node_.fabric->WaitForActivity(std::chrono::milliseconds(1));
   }
   FinishRound(Status::Aborted("the engine of node ", node_.rank(), " was destroyed"));

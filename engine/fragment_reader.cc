@@ -2,6 +2,7 @@
 #include "engine/fragment_reader.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "common/check.h"
@@ -331,8 +332,11 @@ void FragmentReader::OnOwnFabricLost(std::string_view detail) {
 void FragmentReader::Abandon(const std::function<bool()>& poll) {
   if (phase_ == Phase::kIdle) return;
   FenceOutstanding();
+  // Bounded in real time too: an engine on a manual clock (tests) must still be destroyed.
   const Nanos deadline = node_.Now() + node_.options.timeout;
-  while (outstanding_ > 0 && node_.Now() < deadline) {
+  const auto real_deadline = std::chrono::steady_clock::now() + node_.options.timeout;
+  while (outstanding_ > 0 && node_.Now() < deadline &&
+         std::chrono::steady_clock::now() < real_deadline) {
     if (!poll()) node_.fabric->WaitForActivity(std::chrono::milliseconds(1));
   }
   outstanding_ = 0;  // fenced and destroyed with the peer table: nothing lands after Stop
