@@ -275,6 +275,14 @@ struct FullSpeed {
 
 class HeartbeatAtFullSpeed : public ::testing::TestWithParam<FullSpeed> {};
 
+// Sanitizers slow every copy and check: the gaps they allow are wider (the Release build is the
+// one that tells a beat per stripe from beats between pieces).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSlowdown = 4;
+#else
+constexpr double kSlowdown = 1;
+#endif
+
 TEST_P(HeartbeatAtFullSpeed, NoNodeIsLost) {
   constexpr uint32_t kNodes = 3;
   auto options = SmallWorld(kNodes, 2, 0 + 1, GetParam().cell_bytes);
@@ -303,7 +311,8 @@ TEST_P(HeartbeatAtFullSpeed, NoNodeIsLost) {
     std::cout << "[ heartbeat ] rank " << rank << ": longest gap "
               << metrics.longest_heartbeat_gap_seconds * 1e3 << " ms over " << seconds
               << " s of checkpoints (interval 10 ms, bound 500 ms)" << std::endl;
-    EXPECT_LT(metrics.longest_heartbeat_gap_seconds * 1e3, GetParam().max_gap_ms) << rank;
+    EXPECT_LT(metrics.longest_heartbeat_gap_seconds * 1e3, GetParam().max_gap_ms * kSlowdown)
+        << rank;
   }
 }
 
