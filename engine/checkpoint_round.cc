@@ -79,7 +79,7 @@ void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
     return;
   }
   phase_ = Phase::kAwaitGo;
-  growing_to_ = 0;
+  grow_asked_ = false;
   queued_grow_ = 0;
   waiting_for_store_ = false;
   if (memory_.replacing_store()) {
@@ -129,7 +129,7 @@ void CheckpointRound::StartGrow(uint64_t bytes) {
     FinishRound(std::move(started));
     return;
   }
-  growing_to_ = bytes;
+  grow_asked_ = true;
   waiting_for_store_ = true;
 }
 
@@ -139,8 +139,7 @@ bool CheckpointRound::StepGrow() {
   std::optional<Status> grown = memory_.PollReplaceStore();
   if (!grown) return false;
   PublishStoreBytes();
-  const bool asked_for = growing_to_ != 0;
-  growing_to_ = 0;
+  const bool asked_for = std::exchange(grow_asked_, false);
   if (!grown->ok() && asked_for) {
     TellCoordinatorWeGaveUp(grown->code());
     FinishRound(std::move(*grown));
@@ -475,27 +474,30 @@ Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
   }
   // Large cells are encoded and checksummed in pieces (kCpuPieceBytes), with a progress step,
   // and so a heartbeat, between them.
-  for (uint64_t at = 0; at < cell; at += kCpuPieceBytes) {
-    const uint64_t bytes = std::min(kCpuPieceBytes, cell - at);
-    const uint8_t* data_piece[erasure::kMaxCells];
-    uint8_t* parity_piece[erasure::kMaxCells];
-    for (int c = 0; c < k; ++c) data_piece[c] = cells[c] + at;
-    for (int j = 0; j < g.m(); ++j) parity_piece[j] = parity[j] + at;
-    FT_RETURN_IF_ERROR(node_.codec->Encode({data_piece, static_cast<size_t>(k)},
-                                           {parity_piece, static_cast<size_t>(g.m())}, bytes));
-    if (bytes < cell) progress_();
-  }
+  FT_RETURN_IF_ERROR(InPieces(
+      cell,
+      [&](uint64_t at, uint64_t bytes) {
+        const uint8_t* data_piece[erasure::kMaxCells];
+        uint8_t* parity_piece[erasure::kMaxCells];
+        for (int c = 0; c < k; ++c) data_piece[c] = cells[c] + at;
+        for (int j = 0; j < g.m(); ++j) parity_piece[j] = parity[j] + at;
+        return node_.codec->Encode({data_piece, static_cast<size_t>(k)},
+                                   {parity_piece, static_cast<size_t>(g.m())}, bytes);
+      },
+      progress_));
   // Per cell: CRC, WRITE, progress. The progress step right after each post reaps completions
   // early and, on the loopback fabric (where the poster's progress step does the copy), moves
   // the cell while the CRC pass has just brought it into cache.
   const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
   for (int c = 0; c < width; ++c) {
     uint64_t crc = 0;
-    for (uint64_t at = 0; at < cell; at += kCpuPieceBytes) {
-      const uint64_t bytes = std::min(kCpuPieceBytes, cell - at);
-      crc = erasure::Crc64(cells[c] + at, bytes, crc);
-      if (bytes < cell) progress_();
-    }
+    (void)InPieces(
+        cell,
+        [&](uint64_t at, uint64_t bytes) {
+          crc = erasure::Crc64(cells[c] + at, bytes, crc);
+          return Status();
+        },
+        progress_);
     erasure::CellCrcs(HeaderArea(c))[stripe] = crc;
     const WorkId id{WorkKind::kCell, generation_,
                     CellIndex(static_cast<uint32_t>(slot), static_cast<uint32_t>(c))};
@@ -705,7 +707,7 @@ void CheckpointRound::FinishRound(Status status) {
   if (phase_ == Phase::kIdle) return;
   // A store still being registered belongs to no round now: the next one waits for it.
   waiting_for_store_ = false;
-  growing_to_ = 0;
+  grow_asked_ = false;
   queued_grow_ = 0;
   const Nanos now = node_.Now();
   {

@@ -131,10 +131,10 @@ class CheckpointRound {
   std::shared_ptr<CheckpointHandle::State> handle_;
   uint64_t version_ = 0;
   uint64_t store_id_ = 0;  // of the store our last PREPARE offered
-  // Stores being registered (on NodeMemory's thread): this round's GROW asked for growing_to_
-  // bytes; queued_grow_ is a GROW that came while an earlier round's replacement was still
+  // Stores being registered (on NodeMemory's thread): grow_asked_, this round's GROW asked for
+  // one; queued_grow_ is a GROW that came while an earlier round's replacement was still
   // running; while waiting_for_store_ this round sends no PREPARE (its store is changing).
-  uint64_t growing_to_ = 0;
+  bool grow_asked_ = false;
   uint64_t queued_grow_ = 0;
   bool waiting_for_store_ = false;
   std::optional<erasure::StripeGeometry> geometry_;

@@ -10,7 +10,10 @@
 #ifndef FT_ENGINE_DATAPATH_H_
 #define FT_ENGINE_DATAPATH_H_
 
+#include <algorithm>
 #include <cstdint>
+
+#include "ftengine/status.h"
 
 namespace ft::internal {
 
@@ -22,6 +25,18 @@ inline constexpr int kPollBatch = 64;
 // Reed-Solomon works byte by byte and a CRC continues from the one before, so pieces give the
 // same bytes as the whole.
 inline constexpr uint64_t kCpuPieceBytes = 4ull << 20;
+
+// Runs work(offset, bytes) over [0, total) in pieces of at most kCpuPieceBytes, and between()
+// after each piece when there are several. Stops at the first piece whose work fails.
+template <typename Work, typename Between>
+Status InPieces(uint64_t total, Work&& work, Between&& between) {
+  for (uint64_t at = 0; at < total; at += kCpuPieceBytes) {
+    const uint64_t bytes = std::min(kCpuPieceBytes, total - at);
+    FT_RETURN_IF_ERROR(work(at, bytes));
+    if (bytes < total) between();
+  }
+  return Status();
+}
 
 // Posted receives per control QP. The coordinator hears at most one request at a time from a
 // node (BEAT_TARGET at start, then PREPARE or DONE, plus a withdrawal): 4. A node hears the

@@ -145,11 +145,13 @@ void FragmentReader::OnReadCompleted(WorkId id, verbs::WcStatus status, NodeId p
   }
   const erasure::StripeGeometry& g = *committed_.geometry;
   uint64_t crc = 0;
-  for (uint64_t at = 0; at < g.cell_bytes(); at += kCpuPieceBytes) {
-    const uint64_t bytes = std::min(kCpuPieceBytes, g.cell_bytes() - at);
-    crc = erasure::Crc64(CellOf(window - 1, column) + at, bytes, crc);
-    if (bytes < g.cell_bytes()) beat_();
-  }
+  (void)InPieces(
+      g.cell_bytes(),
+      [&](uint64_t at, uint64_t bytes) {
+        crc = erasure::Crc64(CellOf(window - 1, column) + at, bytes, crc);
+        return Status();
+      },
+      beat_);
   const uint64_t expected =
       erasure::CellCrcs(std::span<const std::byte>(HeaderOf(column), header_area_bytes_))[w.stripe];
   if (crc != expected) {
@@ -226,23 +228,27 @@ Status FragmentReader::Emit(const Window& window, size_t slot) {
     }
   }
   // In pieces, with a heartbeat between them (kCpuPieceBytes).
-  const uint64_t cell = g.cell_bytes();
-  for (uint64_t at = 0; !wanted.empty() && at < cell; at += kCpuPieceBytes) {
-    const uint64_t bytes = std::min(kCpuPieceBytes, cell - at);
-    std::vector<const uint8_t*> present_pieces(present_cells);
-    std::vector<uint8_t*> output_pieces(outputs);
-    for (const uint8_t*& piece : present_pieces) piece += at;
-    for (uint8_t*& piece : output_pieces) piece += at;
-    FT_RETURN_IF_ERROR(node_.codec->Decode(present, present_pieces, wanted, output_pieces, bytes));
-    if (bytes < cell) beat_();
+  if (!wanted.empty()) {
+    FT_RETURN_IF_ERROR(InPieces(
+        g.cell_bytes(),
+        [&](uint64_t at, uint64_t bytes) {
+          std::vector<const uint8_t*> present_pieces(present_cells);
+          std::vector<uint8_t*> output_pieces(outputs);
+          for (const uint8_t*& piece : present_pieces) piece += at;
+          for (uint8_t*& piece : output_pieces) piece += at;
+          return node_.codec->Decode(present, present_pieces, wanted, output_pieces, bytes);
+        },
+        beat_));
   }
   for (int c = 0; c < k; ++c) {
     const erasure::CellExtent extent = g.DataCell(window.stripe, c);
-    for (uint64_t at = 0; at < extent.image_bytes; at += kCpuPieceBytes) {
-      const uint64_t bytes = std::min(kCpuPieceBytes, extent.image_bytes - at);
-      std::memcpy(out_.data() + extent.image_offset + at, CellOf(slot, c) + at, bytes);
-      if (bytes < extent.image_bytes) beat_();
-    }
+    (void)InPieces(
+        extent.image_bytes,
+        [&](uint64_t at, uint64_t bytes) {
+          std::memcpy(out_.data() + extent.image_offset + at, CellOf(slot, c) + at, bytes);
+          return Status();
+        },
+        beat_);
   }
   return Status();
 }

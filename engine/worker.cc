@@ -95,20 +95,8 @@ void Worker::Stop() {
   {
     // Requests the worker never took still get an answer: nobody may wait forever.
     std::lock_guard lock(shared_.mutex);
-    if (shared_.pending_checkpoint) {
-      shared_.pending_checkpoint->Complete(
-          Status::Aborted("the engine of node ", node_.rank(), " was destroyed"), 0);
-      shared_.pending_checkpoint.reset();
-      shared_.in_flight = false;
-    }
-    if (shared_.pending_read != nullptr) {
-      shared_.pending_read->result =
-          Status::Aborted("the engine of node ", node_.rank(), " was destroyed");
-      shared_.pending_read->done = true;
-      shared_.pending_read = nullptr;
-      shared_.read_in_flight = false;
-      shared_.cv.notify_all();
-    }
+    EndUnstarted(shared_.pending_checkpoint, shared_.pending_read,
+                 Status::Aborted("the engine of node ", node_.rank(), " was destroyed"));
   }
   // Verbs' order: QPs before the memory they could address.
   peers_.Clear();
@@ -132,9 +120,10 @@ void Worker::Loop() {
     // First of all: a node that was stopped past the heartbeat bound is no longer a member, and
     // must not act on anything it finds on waking (a stale coordinator would declare every node
     // that dropped it lost).
-    if (heartbeat_.CheckStall(node_.Now())) {
-      OnRemoved(*heartbeat_.stalled());
-      RefuseRemoved(new_checkpoint, new_read);
+    if (StalledAndRemoved()) {
+      // A removed node starts nothing: the requests just taken end with the removal.
+      std::lock_guard lock(shared_.mutex);
+      EndUnstarted(new_checkpoint, new_read, shared_.removed);
     }
     bool progressed = PollOnce();
     if (new_checkpoint) {
@@ -339,15 +328,8 @@ bool Worker::HeartbeatTurn() {
     std::lock_guard lock(shared_.mutex);
     shared_.metrics.longest_heartbeat_gap_seconds = SecondsBetween(Nanos(0), published_gap_);
   }
+  if (heartbeat_.stalled()) return OnRemoved(*heartbeat_.stalled());
   bool acted = false;
-  if (std::optional<Nanos> stall = heartbeat_.stalled()) {
-    std::lock_guard lock(shared_.mutex);
-    acted = shared_.removed.ok();
-  }
-  if (acted) {
-    OnRemoved(*heartbeat_.stalled());
-    return true;
-  }
   for (const recovery::HeartbeatMonitor::Silence& silence : heartbeat_.Scan(now)) {
     const std::string why =
         silence.ever_beat
@@ -377,16 +359,15 @@ void Worker::OnNodeLost(NodeId node, std::string_view why) {
   shared_.failure_detected.store(true, std::memory_order_release);
 }
 
-void Worker::RefuseRemoved(std::shared_ptr<CheckpointHandle::State>& checkpoint,
-                           ReadRequest*& read) {
-  std::lock_guard lock(shared_.mutex);
+void Worker::EndUnstarted(std::shared_ptr<CheckpointHandle::State>& checkpoint, ReadRequest*& read,
+                          const Status& why) {
   if (checkpoint) {
-    checkpoint->Complete(shared_.removed, 0);
+    checkpoint->Complete(why, 0);
     checkpoint.reset();
     shared_.in_flight = false;
   }
   if (read != nullptr) {
-    read->result = shared_.removed;
+    read->result = why;
     read->done = true;
     read = nullptr;
     shared_.read_in_flight = false;
@@ -394,7 +375,7 @@ void Worker::RefuseRemoved(std::shared_ptr<CheckpointHandle::State>& checkpoint,
   }
 }
 
-void Worker::OnRemoved(Nanos stalled_for) {
+bool Worker::OnRemoved(Nanos stalled_for) {
   Status removed = Status::Aborted(
       "node ", node_.rank(), " was removed from the job in epoch ", node_.epoch(),
       stalled_for > Nanos(0) ? StrCat(": it made no progress for ", stalled_for.count() / 1'000'000,
@@ -404,7 +385,7 @@ void Worker::OnRemoved(Nanos stalled_for) {
                              : std::string(": the coordinator declared it lost"));
   {
     std::lock_guard lock(shared_.mutex);
-    if (!shared_.removed.ok()) return;
+    if (!shared_.removed.ok()) return false;
     shared_.removed = removed;
     shared_.failure_detected.store(true, std::memory_order_release);
   }
@@ -413,6 +394,7 @@ void Worker::OnRemoved(Nanos stalled_for) {
   peers_.FenceAll();
   round_.OnRemoved(removed);
   reader_.OnOwnFabricLost(removed.message());
+  return true;
 }
 
 }  // namespace ft::internal

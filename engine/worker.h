@@ -71,12 +71,15 @@ class Worker {
   // `node` is lost (its control link fenced, or the coordinator said so): fence every link to it
   // and remember it for the API.
   void OnNodeLost(NodeId node, std::string_view why);
-  // This node stalled past the heartbeat bound: its peers have declared it lost.
-  void OnRemoved(Nanos stalled_for);
+  // This node stalled past the heartbeat bound (0: the coordinator said so): its peers have
+  // declared it lost. True the first time (it fenced itself now).
+  bool OnRemoved(Nanos stalled_for);
   // This node stalled past the bound (it is removed now, if it was not yet).
   bool StalledAndRemoved();
-  // A removed node starts nothing: the requests just taken end with the removal.
-  void RefuseRemoved(std::shared_ptr<CheckpointHandle::State>& checkpoint, ReadRequest*& read);
+  // Ends requests the worker will not run (taken by a removed node, or never taken by a
+  // stopping one) with `why`. The caller holds shared_.mutex.
+  void EndUnstarted(std::shared_ptr<CheckpointHandle::State>& checkpoint, ReadRequest*& read,
+                    const Status& why);
   void StartRead(ReadRequest* request);
 
   NodeContext& node_;

@@ -47,7 +47,6 @@ void HeartbeatPacer::Start(Nanos now) {
 
 uint64_t HeartbeatPacer::Beat(Nanos now) {
   FT_CHECK(started_);
-  longest_gap_ = std::max(longest_gap_, now - (beat_at_ ? *beat_at_ : started_at_));
   beat_at_ = now;
   return ++counter_;
 }

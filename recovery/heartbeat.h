@@ -117,7 +117,6 @@ class HeartbeatPacer {
 
   // Starts the pacing at `now` (the first beat is due at once).
   void Start(Nanos now);
-  bool started() const { return started_; }
   // Due when at least one interval passed since the last beat (or none was sent yet).
   bool Due(Nanos now) const {
     return started_ && (!beat_at_ || now - *beat_at_ >= timing_.interval);
@@ -129,9 +128,6 @@ class HeartbeatPacer {
   std::optional<Nanos> StalledPastBound(Nanos now) const;
   // The time until the next beat is due (0 when due), to bound a wait.
   Nanos UntilDue(Nanos now) const;
-  // The longest time between two beats so far (from the start for the first): how close this
-  // writer came to the bound.
-  Nanos longest_gap() const { return longest_gap_; }
 
  private:
   HeartbeatTiming timing_;
@@ -139,7 +135,6 @@ class HeartbeatPacer {
   Nanos started_at_{0};
   std::optional<Nanos> beat_at_;
   uint64_t counter_ = 0;
-  Nanos longest_gap_{0};
 };
 
 }  // namespace ft::recovery

@@ -19,9 +19,8 @@ namespace {
 
 using ft::test::ProgramResult;
 using ft::test::RunProgram;
-using ft::verbs::rdma_test::HeartbeatEnvironment;
+using ft::verbs::rdma_test::JobEnvironment;
 using ft::verbs::rdma_test::SkipReason;
-using ft::verbs::rdma_test::TestAddress;
 
 // The emulated VM is slow: generous bounds for ftrun (its --timeout) and for the test.
 constexpr int kJobTimeoutSeconds = 150;
@@ -33,9 +32,7 @@ ProgramResult RunJob(const std::vector<std::string>& ftrun_flags,
   args.insert(args.end(), ftrun_flags.begin(), ftrun_flags.end());
   args.insert(args.end(), {"--", FTBENCH_PATH, "write-bw"});
   args.insert(args.end(), ftbench_flags.begin(), ftbench_flags.end());
-  std::vector<std::string> env = HeartbeatEnvironment();
-  env.push_back("RXE_VM_IP=" + TestAddress());
-  return RunProgram(args, env, kDeadline);
+  return RunProgram(args, JobEnvironment(), kDeadline);
 }
 
 TEST(FtbenchWriteBwRdmaTest, JsonHasExactlyTheFourFields) {

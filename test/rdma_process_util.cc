@@ -56,9 +56,8 @@ RunResult RunJob(int n, const std::vector<std::string>& ftrun_flags,
   args.push_back("--");
   args.push_back(RDMA_NODE_PATH);
   args.insert(args.end(), node_flags.begin(), node_flags.end());
-  // The heartbeat timing for the emulated VM (rdma_test::HeartbeatEnvironment says why).
-  std::vector<std::string> env = rdma_test::HeartbeatEnvironment();
-  env.insert(env.end(), {"RXE_VM_IP=" + rdma_test::TestAddress(), "FT_LOG=info"});
+  std::vector<std::string> env = rdma_test::JobEnvironment();
+  env.push_back("FT_LOG=info");
   return RunLogged(args, env, kJobSeconds + 15);
 }
 

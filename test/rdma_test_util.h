@@ -33,6 +33,14 @@ inline std::vector<std::string> HeartbeatEnvironment() {
   return {"FT_HEARTBEAT_INTERVAL_MS=100", "FT_HEARTBEAT_MISSES=10"};
 }
 
+// The environment of a job the tests launch under ftrun: the VM's heartbeat timing, and
+// RXE_VM_IP set to the address the nodes listen on (ftrun names FT_COORDINATOR there).
+inline std::vector<std::string> JobEnvironment() {
+  std::vector<std::string> env = HeartbeatEnvironment();
+  env.push_back("RXE_VM_IP=" + TestAddress());
+  return env;
+}
+
 // Why rdma tests cannot run here, or empty when they can.
 inline std::string SkipReason() {
   if (ListRdmaDevices().empty()) {
