@@ -26,7 +26,54 @@ CheckpointRound::CheckpointRound(NodeContext& node, NodeMemory& memory, PeerTabl
       progress_(std::move(progress)) {}
 
 void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
+  if (!Setup(std::move(handle), /*reprotect=*/false)) return;
+  if (memory_.replacing_store()) {
+    // A store asked for by an earlier round (which ended before it came) is still being
+    // registered: PREPARE once it is in place, with its keys, not with the store it replaces.
+    waiting_for_store_ = true;
+    return;
+  }
+  SendPrepare();
+}
+
+void CheckpointRound::StartReprotect(std::shared_ptr<CheckpointHandle::State> handle,
+                                     const recovery::ReprotectMessage& reprotect) {
+  if (!Setup(std::move(handle), /*reprotect=*/true)) return;
+  if (reprotect.holders.size() != static_cast<size_t>(geometry_->width()) ||
+      reprotect.version != committed_.version) {
+    FailBeforeStart(Status::Internal("REPROTECT of version ", reprotect.version, " with ",
+                                     reprotect.holders.size(), " holders; node ", node_.rank(),
+                                     " restored version ", committed_.version, " of width ",
+                                     geometry_->width()));
+    return;
+  }
+  version_ = reprotect.version;
+  header_epoch_ = reprotect.written_epoch;
+  write_columns_ = reprotect.columns;
+  holders_ = reprotect.holders;
+  slot_bytes_ = committed_.slot_bytes;
+  store_id_ = committed_.store_id;
+  go_ = recovery::GoMessage{};
+  go_->epoch = node_.epoch();
+  go_->version = version_;
+  phase_ = Phase::kConnecting;
+}
+
+void CheckpointRound::AdoptRestored(const CommittedVersion& restored,
+                                    std::vector<recovery::HolderAddress> holders,
+                                    std::vector<NodeId> hosted_owners) {
+  committed_ = restored;
+  holders_ = std::move(holders);
+  slot_bytes_ = restored.slot_bytes;
+  hosted_owners_ = std::move(hosted_owners);
+  done_unanswered_.reset();
+}
+
+bool CheckpointRound::Setup(std::shared_ptr<CheckpointHandle::State> handle, bool reprotect) {
   FT_CHECK_MSG(phase_ == Phase::kIdle, "a round started while another is in flight");
+  reprotect_ = reprotect;
+  write_columns_ = ~uint64_t{0};
+  header_epoch_ = node_.epoch();
   generation_ = NextGeneration(generation_);
   handle_ = std::move(handle);
   started_ = node_.Now();
@@ -58,17 +105,17 @@ void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
   auto layout = erasure::ImageLayout::Create(sizes);
   if (!geometry.ok() || !layout.ok()) {
     FailBeforeStart(!geometry.ok() ? geometry.status() : layout.status());
-    return;
+    return false;
   }
   geometry_ = *geometry;
   layout_ = std::move(layout).value();
   if (own_fabric_lost_) {
     FailBeforeStart(Status::Unavailable("node ", node_.rank(), " lost its fabric"));
-    return;
+    return false;
   }
   if (Status status = PrepareBuffers(); !status.ok()) {
     FailBeforeStart(status.WithContext(StrCat("node ", node_.rank())));
-    return;
+    return false;
   }
   if (!node_.is_coordinator() &&
       peers_.Usable(node_.coordinator(), LinkRole::kControl) == nullptr) {
@@ -76,19 +123,13 @@ void CheckpointRound::Start(std::shared_ptr<CheckpointHandle::State> handle) {
     FailBeforeStart(Status::Unavailable("node ", node_.coordinator(),
                                         " (the coordinator) was lost before checkpoint of node ",
                                         node_.rank(), " could start"));
-    return;
+    return false;
   }
   phase_ = Phase::kAwaitGo;
   grow_asked_ = false;
   queued_grow_ = 0;
   waiting_for_store_ = false;
-  if (memory_.replacing_store()) {
-    // A store asked for by an earlier round (which ended before it came) is still being
-    // registered: PREPARE once it is in place, with its keys, not with the store it replaces.
-    waiting_for_store_ = true;
-    return;
-  }
-  SendPrepare();
+  return true;
 }
 
 // PREPARE with the store as it is now (again after a GROW): the GO that answers it places this
@@ -178,7 +219,9 @@ Status CheckpointRound::PrepareBuffers() {
   column_outstanding_.assign(g.width(), 0);
   header_area_bytes_ = erasure::HeaderAreaBytes(g.stripes());
   FT_RETURN_IF_ERROR(memory_.EnsureHeaders(header_area_bytes_ * g.width()));
-  if (node_.options.keep_local_copy) FT_RETURN_IF_ERROR(memory_.EnsurePendingCopy(g.image_bytes()));
+  if (node_.options.keep_local_copy && !reprotect_) {
+    FT_RETURN_IF_ERROR(memory_.EnsurePendingCopy(g.image_bytes()));
+  }
   return Status();
 }
 
@@ -218,7 +261,7 @@ bool CheckpointRound::Step() {
       break;
     case Phase::kHeaders:
       if (outstanding_ == 0) {
-        if (node_.options.keep_local_copy) {
+        if (node_.options.keep_local_copy && !reprotect_) {
           // In pieces, with the progress hook between them: an image of gigabytes takes a second
           // to copy, and the heartbeat must keep flowing meanwhile.
           constexpr uint64_t kPiece = 64ull << 20;
@@ -233,8 +276,10 @@ bool CheckpointRound::Step() {
           }
         }
         done_sent_at_ = node_.Now();
-        done_unanswered_ =
-            CommittedVersion{version_, node_.epoch(), geometry_, holders_, slot_bytes_, store_id_};
+        if (!reprotect_) {
+          done_unanswered_ = CommittedVersion{version_, header_epoch_, geometry_,
+                                              holders_, slot_bytes_,   store_id_};
+        }
         SendDone(StatusCode::kOk, verbs::kInvalidNode);
       }
       break;
@@ -329,8 +374,10 @@ void CheckpointRound::StepConnecting() {
   // waits for its GO to connect to us: let them leave before a Connect is started.
   if (!channel_.idle()) return;
   std::vector<NodeId> wanted;
-  for (const auto& holder : holders_) wanted.push_back(holder.slot.holder);
-  wanted.insert(wanted.end(), hosted_owners_.begin(), hosted_owners_.end());
+  for (size_t c = 0; c < holders_.size(); ++c) {
+    if (Writes(static_cast<int>(c))) wanted.push_back(holders_[c].slot.holder);
+  }
+  if (!reprotect_) wanted.insert(wanted.end(), hosted_owners_.begin(), hosted_owners_.end());
   const Nanos timeout = std::max(Nanos(0), deadline_ - node_.Now());
   Result<bool> connected = peers_.ConnectPartners(
       wanted, recovery::EncodePartnerConnect(node_.rank(), node_.epoch(), memory_.store_keys()),
@@ -342,10 +389,10 @@ void CheckpointRound::StepConnecting() {
     return;
   }
   if (!*connected) return;  // a background Connect runs: poll meanwhile
-  for (const auto& holder : holders_) {
-    if (peers_.Usable(holder.slot.holder, LinkRole::kData) == nullptr) {
-      FailRound(Status::Unavailable("holder node ", holder.slot.holder, " is lost"),
-                holder.slot.holder);
+  for (size_t c = 0; c < holders_.size(); ++c) {
+    const NodeId holder = holders_[c].slot.holder;
+    if (Writes(static_cast<int>(c)) && peers_.Usable(holder, LinkRole::kData) == nullptr) {
+      FailRound(Status::Unavailable("holder node ", holder, " is lost"), holder);
       return;
     }
   }
@@ -490,6 +537,7 @@ Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
   // the cell while the CRC pass has just brought it into cache.
   const uint64_t cell_offset = header_area_bytes_ + stripe * cell;
   for (int c = 0; c < width; ++c) {
+    if (!Writes(c)) continue;  // re-protection: this column's holder has it
     uint64_t crc = 0;
     (void)InPieces(
         cell,
@@ -512,10 +560,12 @@ Status CheckpointRound::IssueStripe(uint64_t stripe, int slot) {
 void CheckpointRound::PostHeaders() {
   const erasure::StripeGeometry& g = *geometry_;
   for (int c = 0; c < g.width(); ++c) {
+    if (!Writes(c)) continue;
     std::span<std::byte> area = HeaderArea(c);
     erasure::FragmentHeader header;
     header.version = version_;
-    header.epoch = node_.epoch();
+    // The epoch the version was written in: a re-protected fragment is that version's.
+    header.epoch = header_epoch_;
     header.owner = node_.rank();
     header.column = static_cast<uint32_t>(c);
     header.k = static_cast<uint32_t>(g.k());
@@ -595,7 +645,7 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
   } else if (const auto* commit = std::get_if<recovery::CommitMessage>(&message)) {
     if (phase_ == Phase::kAwaitCommit && commit->version == version_) {
       committed_ =
-          CommittedVersion{version_, node_.epoch(), geometry_, holders_, slot_bytes_, store_id_};
+          CommittedVersion{version_, header_epoch_, geometry_, holders_, slot_bytes_, store_id_};
       memory_.DropRetiredStores(committed_.store_id);
       PublishStoreBytes();
       FinishRound(Status());
@@ -659,6 +709,12 @@ void CheckpointRound::OnCoordinatorLost(std::string_view why) {
             node_.coordinator());
 }
 
+void CheckpointRound::Cancel(Status why) {
+  if (phase_ == Phase::kIdle) return;
+  aborted_ = true;
+  FailRound(std::move(why), verbs::kInvalidNode);
+}
+
 void CheckpointRound::OnOwnFabricLost(std::string_view detail) {
   own_fabric_lost_ = true;
   FailRound(Status::Unavailable("node ", node_.rank(), " lost its fabric: ", detail), node_.rank());
@@ -710,7 +766,7 @@ void CheckpointRound::FinishRound(Status status) {
   grow_asked_ = false;
   queued_grow_ = 0;
   const Nanos now = node_.Now();
-  {
+  if (!reprotect_) {
     std::lock_guard lock(shared_.mutex);
     EngineMetrics& metrics = shared_.metrics;
     metrics.bounce_bytes += bounced_;
@@ -729,6 +785,7 @@ void CheckpointRound::FinishRound(Status status) {
       if (node_.options.keep_local_copy) {
         std::swap(shared_.local_copy, memory_.pending_copy());
         shared_.local_copy_bytes = geometry_->image_bytes();
+        shared_.local_copy_version = version_;
       }
     } else {
       ++metrics.checkpoints_failed;

@@ -55,6 +55,16 @@ class CheckpointRound {
 
   // Starts a round for `handle` (the previous one finished).
   void Start(std::shared_ptr<CheckpointHandle::State> handle);
+  // Recovery's re-protection: rewrites the columns `reprotect.columns` of the committed version
+  // (restored in the protected regions) into their holders (replacements with new stores),
+  // headed with the epoch the version was written in; then DONE, and COMMIT or ABORT as a round.
+  // No PREPARE, no metrics: `handle` completes with the outcome.
+  void StartReprotect(std::shared_ptr<CheckpointHandle::State> handle,
+                      const recovery::ReprotectMessage& reprotect);
+  // Recovery restored `restored` into this node's regions: it is the committed version, with
+  // these holders and hosted owners (until the next GO with a placement).
+  void AdoptRestored(const CommittedVersion& restored, std::vector<recovery::HolderAddress> holders,
+                     std::vector<NodeId> hosted_owners);
   // One step: the deadline, the partner Connect, one stripe, the headers, DONE. Returns true when
   // it got anywhere.
   bool Step();
@@ -69,6 +79,8 @@ class CheckpointRound {
   // This node found itself removed from the job (it stalled past the heartbeat bound): the
   // round ends with `why`, whatever it was waiting for.
   void OnRemoved(const Status& why);
+  // Ends the round with `why` (no ABORT will come for it): its WRITEs drain first.
+  void Cancel(Status why);
   // This node's own fabric is gone: nothing will complete any more.
   void OnOwnFabricLost(std::string_view detail);
   // The engine is being destroyed: fences this round's data links, waits (bounded) for its
@@ -86,6 +98,9 @@ class CheckpointRound {
  private:
   enum class Phase { kIdle, kAwaitGo, kConnecting, kWriting, kHeaders, kDraining, kAwaitCommit };
 
+  // The common start of a round and a re-protection; false when it already ended.
+  bool Setup(std::shared_ptr<CheckpointHandle::State> handle, bool reprotect);
+  bool Writes(int column) const { return (write_columns_ >> column) & 1; }
   void StepConnecting();
   void StepWriting();
   void SendPrepare();
@@ -150,6 +165,9 @@ class CheckpointRound {
   NodeId failed_peer_ = verbs::kInvalidNode;
   bool aborted_ = false;  // the coordinator said ABORT
   std::optional<recovery::GoMessage> go_;
+  bool reprotect_ = false;
+  uint64_t write_columns_ = ~uint64_t{0};  // bit c: column c is written
+  uint64_t header_epoch_ = 0;              // the epoch the headers name
   Nanos started_{0}, deadline_{0}, writing_at_{0}, done_sent_at_{0}, encode_time_{0};
   uint64_t bounced_ = 0;
   bool own_fabric_lost_ = false;

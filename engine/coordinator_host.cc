@@ -2,6 +2,10 @@
 #include "engine/coordinator_host.h"
 
 #include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "common/log.h"
 
 namespace ft::internal {
 
@@ -33,14 +37,133 @@ void CoordinatorHost::OnMessage(const recovery::Message& message) {
   if (const auto* prepare = std::get_if<recovery::PrepareMessage>(&message)) {
     coordinator_->OnPrepare(*prepare, &outbox);
   } else if (const auto* done = std::get_if<recovery::DoneMessage>(&message)) {
-    coordinator_->OnDone(*done, &outbox);
+    if (recovery_ && done->epoch == recovery_->epoch()) {
+      recovery_->OnDone(*done, &outbox);
+    } else {
+      coordinator_->OnDone(*done, &outbox);
+    }
+  } else if (const auto* report = std::get_if<recovery::ReportMessage>(&message)) {
+    if (recovery_) recovery_->OnReport(*report, &outbox);
+  } else if (const auto* restored = std::get_if<recovery::RestoredMessage>(&message)) {
+    if (recovery_) recovery_->OnRestored(*restored, &outbox);
   }
   SendAll(outbox);
+  AfterRecoveryMessage();
+}
+
+std::vector<NodeId> CoordinatorHost::AwaitingReplacement() const {
+  std::vector<NodeId> awaiting;
+  if (recovery_) return awaiting;
+  for (NodeId rank : lost_) {
+    if (std::find(replaced_.begin(), replaced_.end(), rank) == replaced_.end()) {
+      awaiting.push_back(rank);
+    }
+  }
+  return awaiting;
+}
+
+void CoordinatorHost::OnReplacementConnected(NodeId rank) {
+  if (std::find(replaced_.begin(), replaced_.end(), rank) == replaced_.end()) {
+    replaced_.push_back(rank);
+  }
+  FT_LOG(kInfo) << "coordinator: a replacement for rank " << rank << " connected";
+}
+
+bool CoordinatorHost::ReadyToRecover() const {
+  return !recovery_ && !lost_.empty() && AwaitingReplacement().empty();
+}
+
+void CoordinatorHost::StartRecovery() {
+  recovery::Coordinator::Outbox outbox;
+  recovery::View view = node_.view;  // the worker moved it to the new epoch already
+  if (Status installed = coordinator_->InstallView(view, &outbox); !installed.ok()) {
+    FT_LOG(kError) << "coordinator: cannot install " << view.Describe() << ": " << installed;
+    return;
+  }
+  recovery::RecoveryCoordinator::Input input;
+  input.k = node_.options.k;
+  input.m = node_.options.m;
+  input.epoch = view.epoch;
+  input.replaced = lost_;
+  input.version = coordinator_->committed_version();
+  input.written_epoch = coordinator_->committed_epoch();
+  input.older_in_place = coordinator_->older_in_place();
+  input.older_written_epoch = coordinator_->older_epoch();
+  if (const recovery::Placement* placement = coordinator_->committed_placement()) {
+    input.placement = *placement;
+  }
+  input.prepares = coordinator_->committed_prepares();
+  if (input.prepares.size() != node_.world.size) input.prepares.resize(node_.world.size);
+  auto started = recovery::RecoveryCoordinator::Start(std::move(input), &outbox);
+  if (!started.ok()) {
+    FT_LOG(kError) << "coordinator: recovery cannot start: " << started.status();
+    for (NodeId member = 0; member < node_.world.size; ++member) {
+      recovery::AbortMessage abort{view.epoch, recovery::kRecoveryVersion, UINT32_MAX,
+                                   started.status().code(),
+                                   std::string(started.status().message())};
+      outbox.emplace_back(member, std::move(abort));
+    }
+    lost_.clear();
+    replaced_.clear();
+    SendAll(outbox);
+    return;
+  }
+  recovery_ = std::move(started).value();
+  FT_LOG(kInfo) << "coordinator: recovery of " << lost_.size() << " rank(s) in epoch " << view.epoch
+                << ", committed version " << coordinator_->committed_version();
+  SendAll(outbox);
+  AfterRecoveryMessage();
+}
+
+void CoordinatorHost::CheckReplacementDeadline(Nanos now) {
+  if (recovery_ || lost_.empty() || now - first_loss_at_ <= node_.options.timeout) return;
+  const std::vector<NodeId> awaiting = AwaitingReplacement();
+  if (awaiting.empty()) return;
+  std::string ranks;
+  for (NodeId rank : awaiting) ranks += StrCat(ranks.empty() ? "" : ", ", rank);
+  const std::string reason = StrCat(
+      "rank", awaiting.size() > 1 ? "s " : " ", ranks, " got no replacement within ",
+      std::chrono::duration_cast<std::chrono::milliseconds>(node_.options.timeout).count(),
+      " ms of the loss: start a spare (ftrun --spares, --respawn) or a new process of the rank");
+  FT_LOG(kWarn) << "coordinator: " << reason;
+  recovery::Coordinator::Outbox outbox;
+  for (NodeId member = 0; member < node_.world.size; ++member) {
+    if (std::find(lost_.begin(), lost_.end(), member) != lost_.end()) continue;
+    outbox.emplace_back(
+        member, recovery::AbortMessage{node_.epoch(), recovery::kRecoveryVersion, awaiting.front(),
+                                       StatusCode::kFailedPrecondition, reason});
+  }
+  // The loss stays (checkpoints stay refused); a later replacement starts a recovery anew.
+  first_loss_at_ = now;
+  SendAll(outbox);
+}
+
+void CoordinatorHost::AfterRecoveryMessage() {
+  if (!recovery_ || !recovery_->finished()) return;
+  if (recovery_->phase() == recovery::RecoveryCoordinator::Phase::kRecovered) {
+    coordinator_->AdoptRecovery(recovery_->version(), recovery_->written_epoch(),
+                                recovery_->new_stores());
+    for (NodeId rank : lost_) announced_lost_[rank] = 0;  // its replacement may be lost too
+    FT_LOG(kInfo) << "coordinator: recovered version " << recovery_->version() << " in epoch "
+                  << recovery_->epoch();
+  }
+  lost_.clear();
+  replaced_.clear();
+  recovery_.reset();
 }
 
 void CoordinatorHost::OnNodeLost(NodeId node, std::string_view why) {
   recovery::Coordinator::Outbox outbox;
   coordinator_->OnNodeLost(node, why, &outbox);
+  if (recovery_) {
+    // A loss during recovery ends it (a newer view that restarts it is not built yet).
+    recovery_->OnNodeLost(node, why, &outbox);
+  }
+  if (std::find(lost_.begin(), lost_.end(), node) == lost_.end()) {
+    if (lost_.empty()) first_loss_at_ = node_.Now();
+    lost_.push_back(node);
+    std::sort(lost_.begin(), lost_.end());
+  }
   if (node < announced_lost_.size() && !announced_lost_[node]) {
     announced_lost_[node] = 1;
     for (NodeId member = 0; member < node_.world.size; ++member) {
@@ -49,6 +172,7 @@ void CoordinatorHost::OnNodeLost(NodeId node, std::string_view why) {
     }
   }
   SendAll(outbox);
+  AfterRecoveryMessage();
 }
 
 void CoordinatorHost::SendAll(recovery::Coordinator::Outbox& outbox) {
@@ -56,6 +180,7 @@ void CoordinatorHost::SendAll(recovery::Coordinator::Outbox& outbox) {
     if (auto* go = std::get_if<recovery::GoMessage>(&message); go != nullptr && go->has_placement) {
       AddEndpoints(*go);
     }
+    if (auto* restore = std::get_if<recovery::RestoreMessage>(&message)) AddEndpoints(*restore);
     channel_.Send(to, std::move(message));
   }
 }
@@ -66,11 +191,25 @@ void CoordinatorHost::AddEndpoints(recovery::GoMessage& go) const {
   std::vector<NodeId> partners;
   for (const recovery::HolderAddress& holder : go.holders) partners.push_back(holder.slot.holder);
   partners.insert(partners.end(), go.hosted_owners.begin(), go.hosted_owners.end());
+  AddEndpoints(std::move(partners), &go.endpoints);
+}
+
+void CoordinatorHost::AddEndpoints(recovery::RestoreMessage& restore) const {
+  std::vector<NodeId> partners;
+  for (const recovery::HolderAddress& holder : restore.holders) {
+    partners.push_back(holder.slot.holder);
+  }
+  partners.insert(partners.end(), restore.hosted_owners.begin(), restore.hosted_owners.end());
+  AddEndpoints(std::move(partners), &restore.endpoints);
+}
+
+void CoordinatorHost::AddEndpoints(std::vector<NodeId> partners,
+                                   std::vector<recovery::PeerEndpoint>* out) const {
   std::sort(partners.begin(), partners.end());
   partners.erase(std::unique(partners.begin(), partners.end()), partners.end());
   for (NodeId partner : partners) {
     if (partner < endpoints_.size() && !endpoints_[partner].empty()) {
-      go.endpoints.push_back({partner, endpoints_[partner]});
+      out->push_back({partner, endpoints_[partner]});
     }
   }
 }

@@ -19,6 +19,7 @@
 #include "engine/node_context.h"
 #include "recovery/coordinator.h"
 #include "recovery/protocol.h"
+#include "recovery/recovery_coordinator.h"
 
 namespace ft::internal {
 
@@ -29,11 +30,25 @@ class CoordinatorHost {
 
   // Where `node` listens (from its control connection's private data; empty on loopback).
   void SetEndpoint(NodeId node, std::span<const std::byte> endpoint);
-  // PREPARE and DONE go to the state machine; other messages are not the coordinator's.
+  // PREPARE and DONE go to the state machine, REPORT and RESTORED (and a re-protecting owner's
+  // DONE) to the recovery; other messages are not the coordinator's.
   void OnMessage(const recovery::Message& message);
   // A node is lost: the state machine aborts what is in flight, and every other member is told
   // (LOST) so that it fences its links to that node, once per node.
   void OnNodeLost(NodeId node, std::string_view why);
+
+  // ---- recovery (recovery/recovery_coordinator.h) ----
+  // Lost ranks that still need a process to replace them (none while a recovery runs).
+  std::vector<NodeId> AwaitingReplacement() const;
+  // A replacement of `rank` connected (its control link is in the peer table).
+  void OnReplacementConnected(NodeId rank);
+  // Every lost rank has its replacement: the worker moves this node to the next epoch (and
+  // re-keys its links), then calls StartRecovery.
+  bool ReadyToRecover() const;
+  void StartRecovery();
+  // Fails a recovery whose lost ranks got no replacement within the timeout from the loss.
+  void CheckReplacementDeadline(Nanos now);
+  bool recovering() const { return recovery_ != nullptr; }
 
   const recovery::Coordinator& coordinator() const { return *coordinator_; }
 
@@ -43,12 +58,21 @@ class CoordinatorHost {
  private:
   void SendAll(recovery::Coordinator::Outbox& outbox);
   void AddEndpoints(recovery::GoMessage& go) const;
+  void AddEndpoints(recovery::RestoreMessage& restore) const;
+  void AddEndpoints(std::vector<NodeId> partners, std::vector<recovery::PeerEndpoint>* out) const;
+  // The recovery ended (recovered or failed): its outcome becomes the coordinator's.
+  void AfterRecoveryMessage();
 
   NodeContext& node_;
   ControlChannel& channel_;
   std::unique_ptr<recovery::Coordinator> coordinator_;
   std::vector<std::vector<std::byte>> endpoints_;  // by node
   std::vector<uint8_t> announced_lost_;            // by node: LOST was sent for it
+  // Recovery: the lost ranks (sorted), which of them have a replacement connected, since when.
+  std::vector<NodeId> lost_;
+  std::vector<NodeId> replaced_;
+  Nanos first_loss_at_{0};
+  std::unique_ptr<recovery::RecoveryCoordinator> recovery_;
 };
 
 }  // namespace ft::internal

@@ -50,6 +50,7 @@ class Engine::Impl {
   ~Impl() { Stop(); }
 
   Status Start() { return worker_->Start(); }
+  void set_replacement(bool replacement) { node_.replacement = replacement; }
   void Stop();
 
   Status Protect(uint64_t id, void* ptr, size_t bytes);
@@ -57,6 +58,7 @@ class Engine::Impl {
   Result<CheckpointHandle> CheckpointAsync();
   Status ReadCommitted(std::span<std::byte> out, std::span<const int> skip_columns);
   Status RestoreLocalCopy();
+  Result<RecoveryReport> Recover();
   uint64_t image_bytes() const;
   EngineMetrics Metrics() const {
     std::lock_guard lock(shared_.mutex);
@@ -97,9 +99,10 @@ Status Engine::Impl::Protect(uint64_t id, void* ptr, size_t bytes) {
   // checks again with the region inserted under the lock.
   const auto refused = [&]() -> Status {
     if (shared_.stop) return Status::FailedPrecondition("the engine is shutting down");
-    if (shared_.in_flight || shared_.read_in_flight) {
+    if (shared_.in_flight || shared_.read_in_flight || shared_.recover_in_flight) {
       return Status::FailedPrecondition("Protect(id = ", id,
-                                        ") while a checkpoint is in flight: wait for it first");
+                                        ") while a checkpoint or recovery is in flight: wait "
+                                        "for it first");
     }
     if (shared_.regions.contains(id)) {
       return Status::InvalidArgument("Protect(id = ", id, "): id is already protected");
@@ -135,9 +138,10 @@ Status Engine::Impl::Protect(uint64_t id, void* ptr, size_t bytes) {
 Status Engine::Impl::Unprotect(uint64_t id) {
   std::unique_ptr<verbs::MemoryRegion> deregister;  // after the lock is released
   std::lock_guard lock(shared_.mutex);
-  if (shared_.in_flight || shared_.read_in_flight) {
+  if (shared_.in_flight || shared_.read_in_flight || shared_.recover_in_flight) {
     return Status::FailedPrecondition("Unprotect(id = ", id,
-                                      ") while a checkpoint is in flight: wait for it first");
+                                      ") while a checkpoint or recovery is in flight: wait for "
+                                      "it first");
   }
   auto it = shared_.regions.find(id);
   if (it == shared_.regions.end()) {
@@ -164,6 +168,10 @@ Result<CheckpointHandle> Engine::Impl::CheckpointAsync() {
       return Status::FailedPrecondition("a checkpoint is already in flight on node ", node_.rank(),
                                         ": Wait() for its handle before starting the next one");
     }
+    if (shared_.recover_in_flight) {
+      return Status::FailedPrecondition("Checkpoint() on node ", node_.rank(),
+                                        " while Recover() runs");
+    }
     if (shared_.regions.empty()) {
       return Status::FailedPrecondition("node ", node_.rank(),
                                         " has no protected memory: call Protect() first");
@@ -185,8 +193,9 @@ Status Engine::Impl::ReadCommitted(std::span<std::byte> out, std::span<const int
   {
     std::lock_guard lock(shared_.mutex);
     if (shared_.stop) return Status::FailedPrecondition("the engine is shutting down");
-    if (shared_.in_flight || shared_.read_in_flight) {
-      return Status::FailedPrecondition("ReadCommitted while a checkpoint is in flight");
+    if (shared_.in_flight || shared_.read_in_flight || shared_.recover_in_flight) {
+      return Status::FailedPrecondition(
+          "ReadCommitted while a checkpoint or recovery is in flight");
     }
     shared_.read_in_flight = true;
     shared_.pending_read = &request;
@@ -220,14 +229,38 @@ Status Engine::Impl::RestoreLocalCopy() {
   return Status();
 }
 
+Result<RecoveryReport> Engine::Impl::Recover() {
+  internal::RecoverRequest request;
+  {
+    std::lock_guard lock(shared_.mutex);
+    if (shared_.stop) return Status::FailedPrecondition("the engine is shutting down");
+    if (!shared_.removed.ok()) return shared_.removed;
+    if (shared_.in_flight || shared_.read_in_flight) {
+      return Status::FailedPrecondition("Recover() on node ", node_.rank(),
+                                        " while a checkpoint is in flight: Wait() for it first");
+    }
+    if (shared_.recover_in_flight) {
+      return Status::FailedPrecondition("Recover() on node ", node_.rank(),
+                                        " while another Recover() runs");
+    }
+    shared_.recover_in_flight = true;
+    shared_.pending_recover = &request;
+  }
+  node_.fabric->Interrupt();
+  std::unique_lock lock(shared_.mutex);
+  shared_.cv.wait(lock, [&] { return request.done; });
+  if (!request.result.ok()) return request.result;
+  return request.report;
+}
+
 Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, const WorldInfo& world,
                                                std::unique_ptr<verbs::Fabric> fabric) {
   return Create(options, world, std::move(fabric), SteadyClock::Default());
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, const WorldInfo& world,
-                                               std::unique_ptr<verbs::Fabric> fabric,
-                                               Clock& clock) {
+                                               std::unique_ptr<verbs::Fabric> fabric, Clock& clock,
+                                               bool replacement) {
   if (fabric == nullptr) return Status::InvalidArgument("Engine::Create: fabric is null");
   if (world.size < 2) {
     return Status::InvalidArgument("world size = ", world.size, ": checkpoints need >= 2 nodes");
@@ -290,7 +323,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
         " bytes: use smaller cells or a shallower pipeline");
   }
   FT_ASSIGN_OR_RETURN(auto codec, erasure::Codec::Create(options.k, options.m));
+  if (replacement && world.rank == world.coordinator) {
+    return Status::FailedPrecondition(
+        "rank ", world.rank, " is the coordinator: a lost coordinator cannot be replaced yet");
+  }
   auto impl = std::make_unique<Impl>(options, world, clock, std::move(fabric), std::move(codec));
+  impl->set_replacement(replacement);
   FT_RETURN_IF_ERROR(impl->Start());
   return std::make_unique<Engine>(PrivateTag{}, std::move(impl));
 }
@@ -311,6 +349,7 @@ Status Engine::ReadCommitted(std::span<std::byte> out, std::span<const int> skip
   return impl_->ReadCommitted(out, skip_columns);
 }
 Status Engine::RestoreLocalCopy() { return impl_->RestoreLocalCopy(); }
+Result<RecoveryReport> Engine::Recover() { return impl_->Recover(); }
 uint64_t Engine::image_bytes() const { return impl_->image_bytes(); }
 bool Engine::FailureDetected() const { return impl_->FailureDetected(); }
 EngineMetrics Engine::Metrics() const { return impl_->Metrics(); }

@@ -31,6 +31,14 @@ struct EngineFactory {
                                                 Clock& clock) {
     return Engine::Create(options, world, std::move(fabric), clock);
   }
+  // A process replacing the lost rank world.rank: it connects to the coordinator, which admits
+  // it into the next view; the application Protects its regions and calls Recover().
+  static Result<std::unique_ptr<Engine>> CreateReplacement(const EngineOptions& options,
+                                                           const WorldInfo& world,
+                                                           std::unique_ptr<verbs::Fabric> fabric,
+                                                           Clock& clock) {
+    return Engine::Create(options, world, std::move(fabric), clock, /*replacement=*/true);
+  }
 };
 
 }  // namespace ft::internal

@@ -57,7 +57,8 @@ void Heartbeat::Start(Nanos now) {
 }
 
 void Heartbeat::OnTarget(NodeId from, const recovery::BeatTargetMessage& message) {
-  if (message.epoch != node_.epoch() || from >= targets_.size() || message.node != from) return;
+  // A replacement announces its slot in the view being installed, which may be ahead of ours.
+  if (message.epoch < node_.epoch() || from >= targets_.size() || message.node != from) return;
   Target& target = targets_[from];
   target.known = true;
   target.addr = message.slot_addr;
@@ -73,6 +74,13 @@ void Heartbeat::OnWriteCompleted(uint32_t index) {
 void Heartbeat::Forget(NodeId node) {
   if (node < targets_.size()) targets_[node].known = false;
   monitor_.Unwatch(node);
+}
+
+recovery::BeatTargetMessage Heartbeat::Rejoin(NodeId node, Nanos now, uint64_t epoch) {
+  targets_[node] = Target{};
+  monitor_.Watch(node, now, node_.options.timeout);
+  return recovery::BeatTargetMessage{epoch, node_.rank(), reinterpret_cast<uint64_t>(SlotOf(node)),
+                                     slots_mr_->rkey()};
 }
 
 bool Heartbeat::CheckStall(Nanos now) {

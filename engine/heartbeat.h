@@ -48,6 +48,10 @@ class Heartbeat {
   void OnWriteCompleted(uint32_t index);
   // Stops beating to and watching `node` (it was lost).
   void Forget(NodeId node);
+  // A replacement process serves `node` now (its control link is new): watch it from `now` as
+  // at start, and beat to it once its BEAT_TARGET says where. Returns the BEAT_TARGET to send it.
+  // `epoch` is the view the replacement joined in.
+  recovery::BeatTargetMessage Rejoin(NodeId node, Nanos now, uint64_t epoch);
 
   // Looks at the time since this node's last beat: past the bound, this node stalled (it was
   // stopped, or starved) and is remembered as such (stalled()). True when it is.

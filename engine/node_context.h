@@ -45,6 +45,8 @@ struct NodeContext {
   const std::unique_ptr<verbs::Fabric> fabric;
   const std::unique_ptr<erasure::Codec> codec;
   uint32_t domain = 0;
+  // A process started to replace a lost rank: it joins the view the coordinator is installing.
+  bool replacement = false;
 };
 
 }  // namespace ft::internal

@@ -153,4 +153,13 @@ void NodeMemory::Deregister() {
   for (Store& store : retired_) store.mr.reset();
 }
 
+std::span<const std::byte> NodeMemory::StoreById(uint64_t id) const {
+  if (id == 0) return {};
+  if (store_.id == id) return {store_.buffer.data(), store_.buffer.size()};
+  for (const Store& retired : retired_) {
+    if (retired.id == id) return {retired.buffer.data(), retired.buffer.size()};
+  }
+  return {};
+}
+
 }  // namespace ft::internal

@@ -17,6 +17,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "engine/buffer.h"
@@ -61,6 +62,8 @@ class NodeMemory {
   bool replacing_store() const { return replacing_.valid(); }
   // Drops the retired stores whose id is not `keep_id` (a later version committed).
   void DropRetiredStores(uint64_t keep_id);
+  // The memory of the store `id` (current or retired); empty when there is none.
+  std::span<const std::byte> StoreById(uint64_t id) const;
   // Ids grow with every store registered; 0: no store.
   uint64_t store_id() const { return store_.id; }
   uint64_t retired_store_bytes() const;

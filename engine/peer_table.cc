@@ -112,8 +112,33 @@ Result<bool> PeerTable::ConnectPartners(std::span<const NodeId> wanted,
     if (connect_failure_tag_ == tag) return failure;
   }
   connect_tag_ = tag;
+  connect_role_ = LinkRole::kData;
   connect_in_flight_ = connect_helper_->Submit(std::move(requests), timeout);
   return false;
+}
+
+bool PeerTable::ConnectControl(std::vector<verbs::ConnectRequest> requests, Nanos timeout,
+                               uint64_t tag) {
+  if (connect_in_flight_.valid()) return false;
+  connect_failure_.reset();
+  connect_tag_ = tag;
+  connect_role_ = LinkRole::kControl;
+  connect_in_flight_ = connect_helper_->Submit(std::move(requests), timeout);
+  return true;
+}
+
+void PeerTable::AdoptEpoch(uint64_t old_epoch) {
+  std::map<Key, uint32_t> rekeyed;
+  for (const auto& [key, id] : usable_) {
+    const auto& [rank, epoch, role] = key;
+    if (epoch != old_epoch) continue;
+    links_.at(id).info.epoch = node_.epoch();
+    rekeyed[Key{rank, node_.epoch(), role}] = id;
+  }
+  for (auto it = usable_.begin(); it != usable_.end();) {
+    it = std::get<1>(it->first) == old_epoch ? usable_.erase(it) : std::next(it);
+  }
+  usable_.merge(rekeyed);
 }
 
 void PeerTable::Harvest(const AcceptPartner& accept) {
@@ -123,13 +148,31 @@ void PeerTable::Harvest(const AcceptPartner& accept) {
   }
   auto connected = connect_in_flight_.get();
   if (!connected.ok()) {
+    if (connect_role_ == LinkRole::kControl) {
+      // Waiting for a replacement: its owner tries again while its own deadline allows.
+      FT_LOG(kDebug) << "node " << node_.rank()
+                     << ": no replacement connected yet: " << connected.status();
+      return;
+    }
     connect_failure_ = connected.status();
     connect_failure_tag_ = connect_tag_;
     return;
   }
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
-    if (Status accepted = accept(peer, qp->peer_private_data(), connect_tag_); !accepted.ok()) {
+    if (connect_role_ == LinkRole::kControl) {
+      // The callback adds it (its receives went up with it) or drops it.
+      if (Status accepted =
+              accept(peer, LinkRole::kControl, qp->peer_private_data(), connect_tag_, &qp);
+          !accepted.ok()) {
+        FT_LOG(kWarn) << "node " << node_.rank() << ": refused a control link from node " << peer
+                      << ": " << accepted;
+      }
+      continue;
+    }
+    if (Status accepted =
+            accept(peer, LinkRole::kData, qp->peer_private_data(), connect_tag_, nullptr);
+        !accepted.ok()) {
       connect_failure_ = std::move(accepted);
       connect_failure_tag_ = connect_tag_;
       continue;  // dropped: the peer sees it as a disconnect of that link

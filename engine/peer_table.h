@@ -87,12 +87,24 @@ class PeerTable {
                                uint64_t tag);
   // Takes the QPs of a finished background Connect: `accept(rank, peer_private_data, tag)`
   // decides for each QP (an error drops it and is kept as the Connect's failure).
+  // For a control Connect (ConnectControl) the callback takes the QP itself (`qp` is set and
+  // must be moved from when accepted); for a partner Connect `qp` is null and the table adds it.
   using AcceptPartner =
-      std::function<Status(NodeId rank, std::span<const std::byte> private_data, uint64_t tag)>;
+      std::function<Status(NodeId rank, LinkRole role, std::span<const std::byte> private_data,
+                           uint64_t tag, std::unique_ptr<verbs::QueuePair>* qp)>;
   void Harvest(const AcceptPartner& accept);
   bool connecting() const { return connect_in_flight_.valid(); }
   // Stop: cancels a background Connect and waits for it (its QPs are dropped).
   void StopConnecting();
+
+  // The node moved to a newer view (node.view.epoch is the new epoch now): its usable links of
+  // `old_epoch` become links of the new one (the lost peers' links were fenced before).
+  void AdoptEpoch(uint64_t old_epoch);
+
+  // ---- a replacement's control link, on the coordinator (the same background helper) ----
+  // Starts one background Connect of the given control requests (their receives included).
+  // False while any background Connect runs: call again after Harvest.
+  bool ConnectControl(std::vector<verbs::ConnectRequest> requests, Nanos timeout, uint64_t tag);
 
   // Destroys every link (Stop: QPs before memory regions before the fabric).
   void Clear();
@@ -112,6 +124,7 @@ class PeerTable {
   std::unique_ptr<ConnectHelper> connect_helper_;
   std::future<ConnectHelper::Outcome> connect_in_flight_;
   uint64_t connect_tag_ = 0;
+  LinkRole connect_role_ = LinkRole::kData;
   std::optional<Status> connect_failure_;
   uint64_t connect_failure_tag_ = 0;
 };

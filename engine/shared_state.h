@@ -66,6 +66,14 @@ struct ReadRequest {
   bool done = false;
 };
 
+// A Recover() from an application thread: the worker answers it when the coordinator's recovery
+// ended (COMMIT or ABORT of the new view), or at its deadline.
+struct RecoverRequest {
+  Status result;
+  RecoveryReport report;
+  bool done = false;
+};
+
 struct SharedState {
   mutable std::mutex mutex;
   std::condition_variable cv;  // ReadRequest::done
@@ -75,9 +83,12 @@ struct SharedState {
   bool stop = false;
   std::shared_ptr<CheckpointHandle::State> pending_checkpoint;  // not yet taken by the worker
   ReadRequest* pending_read = nullptr;
+  bool recover_in_flight = false;
+  RecoverRequest* pending_recover = nullptr;
   EngineMetrics metrics;
   AlignedBuffer local_copy;  // the last committed image (keep_local_copy)
   uint64_t local_copy_bytes = 0;
+  uint64_t local_copy_version = 0;
   // Failures this node knows of: the nodes lost (in the order learnt, each once, with why) and,
   // on a node that found itself removed (it stalled past the heartbeat bound), why. Checkpoints
   // are refused from then on; failure_detected mirrors "any of these" for a lock-free poll.

@@ -20,6 +20,8 @@ Worker::Worker(NodeContext& node, SharedState& shared)
       memory_(node),
       round_(node, memory_, peers_, channel_, shared, [this] { PollDatapath(); }),
       reader_(node, peers_, [this] { PollInside(Inside::kReader); }),
+      recovery_(node, shared, peers_, channel_, memory_, round_, reader_,
+                [this] { PollInside(Inside::kReader); }),
       heartbeat_(node, peers_) {}
 
 Worker::~Worker() { Stop(); }
@@ -43,7 +45,9 @@ Status Worker::Start() {
   } else {
     requests.push_back(
         {node_.coordinator(),
-         recovery::EncodeControlConnect(node_.rank(), node_.epoch(), node_.fabric->endpoint()),
+         recovery::EncodeControlConnect(node_.rank(),
+                                        node_.replacement ? recovery::kJoiningEpoch : node_.epoch(),
+                                        node_.fabric->endpoint()),
          {}});
   }
   // The control receives go up with the QPs: a peer's first message (a PREPARE sent the moment
@@ -51,7 +55,8 @@ Status Worker::Start() {
   for (size_t i = 0; i < requests.size(); ++i) {
     requests[i].receives = channel_.ReceivesFor(static_cast<int>(i), requests[i].peer);
   }
-  auto connected = node_.fabric->Connect(requests, node_.options.timeout);
+  auto connected = node_.replacement ? JoinAsReplacement(std::move(requests))
+                                     : node_.fabric->Connect(requests, node_.options.timeout);
   if (!connected.ok()) {
     return connected.status().WithContext(StrCat(
         "node ", node_.rank(), " connecting to the ",
@@ -71,6 +76,7 @@ Status Worker::Start() {
   // Heartbeats start with the control links: each reader tells its writers where to WRITE.
   for (auto& [to, target] : heartbeat_.Targets()) channel_.Send(to, target);
   heartbeat_.Start(node_.Now());
+  if (node_.replacement) recovery_.StartAsReplacement(node_.Now());
   const verbs::DeviceLocality* locality = node_.fabric->locality();
   {
     std::lock_guard lock(shared_.mutex);
@@ -95,7 +101,7 @@ void Worker::Stop() {
   {
     // Requests the worker never took still get an answer: nobody may wait forever.
     std::lock_guard lock(shared_.mutex);
-    EndUnstarted(shared_.pending_checkpoint, shared_.pending_read,
+    EndUnstarted(shared_.pending_checkpoint, shared_.pending_read, shared_.pending_recover,
                  Status::Aborted("the engine of node ", node_.rank(), " was destroyed"));
   }
   // Verbs' order: QPs before the memory they could address.
@@ -109,6 +115,7 @@ void Worker::Loop() {
   while (true) {
     std::shared_ptr<CheckpointHandle::State> new_checkpoint;
     ReadRequest* new_read = nullptr;
+    RecoverRequest* new_recover = nullptr;
     {
       std::lock_guard lock(shared_.mutex);
       if (shared_.stop) break;
@@ -116,6 +123,8 @@ void Worker::Loop() {
       shared_.pending_checkpoint.reset();
       new_read = shared_.pending_read;
       shared_.pending_read = nullptr;
+      new_recover = shared_.pending_recover;
+      shared_.pending_recover = nullptr;
     }
     // First of all: a node that was stopped past the heartbeat bound is no longer a member, and
     // must not act on anything it finds on waking (a stale coordinator would declare every node
@@ -123,7 +132,7 @@ void Worker::Loop() {
     if (StalledAndRemoved()) {
       // A removed node starts nothing: the requests just taken end with the removal.
       std::lock_guard lock(shared_.mutex);
-      EndUnstarted(new_checkpoint, new_read, shared_.removed);
+      EndUnstarted(new_checkpoint, new_read, new_recover, shared_.removed);
     }
     bool progressed = PollOnce();
     if (new_checkpoint) {
@@ -134,13 +143,19 @@ void Worker::Loop() {
       StartRead(new_read);
       progressed = true;
     }
+    if (new_recover != nullptr) {
+      recovery_.Take(new_recover);
+      progressed = true;
+    }
     if (reader_.active()) progressed |= reader_.Step();
     if (round_.active()) progressed |= round_.Step();
+    if (recovery_.active()) progressed |= recovery_.Step();
+    if (coordinator_) progressed |= CoordinatorRecoveryTurn();
     progressed |= HeartbeatTurn();
     // Completions, events and Interrupt() end the wait early; the timeout paces deadline checks
     // and the next heartbeat.
     if (!progressed) {
-      const bool idle = !round_.active() && !reader_.active();
+      const bool idle = !round_.active() && !reader_.active() && !recovery_.active();
       Nanos wait = idle || peers_.connecting() ? std::chrono::milliseconds(500)
                                                : std::chrono::milliseconds(20);
       if (!heartbeat_.stalled()) wait = std::min(wait, heartbeat_.UntilDue(node_.Now()));
@@ -150,6 +165,7 @@ void Worker::Loop() {
   // Shutting down: fence what is in flight so nothing more lands, and end it.
   round_.Abandon([this] { return PollOnce(); });
   reader_.Abandon([this] { return PollOnce(); });
+  recovery_.End(Status::Aborted("the engine of node ", node_.rank(), " was destroyed"));
 }
 
 void Worker::StartRead(ReadRequest* request) {
@@ -164,7 +180,9 @@ void Worker::StartRead(ReadRequest* request) {
 }
 
 bool Worker::PollOnce() {
-  peers_.Harvest([this](NodeId peer, std::span<const std::byte> data, uint64_t tag) {
+  peers_.Harvest([this](NodeId peer, LinkRole role, std::span<const std::byte> data, uint64_t tag,
+                        std::unique_ptr<verbs::QueuePair>* qp) {
+    if (role == LinkRole::kControl) return AcceptReplacement(peer, data, qp);
     return round_.AcceptPartner(peer, data, tag);
   });
   const bool had_deferred = !deferred_.empty();
@@ -212,6 +230,12 @@ void Worker::Dispatch(const verbs::Completion& completion, Inside inside) {
     return;
   }
   const std::optional<PeerTable::LinkInfo> link = peers_.Find(completion.qp);
+  if (!link && id.kind == WorkKind::kRecv && peers_.connecting()) {
+    // A replacement's first message, on a control link whose Connect has not been harvested
+    // yet: it is taken once the link is in the table.
+    deferred_.push_back(completion);
+    return;
+  }
   const NodeId peer = link ? link->rank : verbs::kInvalidNode;
   const bool ok = completion.status == verbs::WcStatus::kSuccess;
   if (!ok) {
@@ -312,12 +336,86 @@ void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
     return;
   }
   const bool upstream = std::holds_alternative<recovery::PrepareMessage>(message) ||
-                        std::holds_alternative<recovery::DoneMessage>(message);
+                        std::holds_alternative<recovery::DoneMessage>(message) ||
+                        std::holds_alternative<recovery::ReportMessage>(message) ||
+                        std::holds_alternative<recovery::RestoredMessage>(message);
   if (upstream) {
     if (coordinator_) coordinator_->OnMessage(message);
     return;
   }
-  round_.OnControlMessage(from, message);
+  const bool recovery_only = std::holds_alternative<recovery::ViewMessage>(message) ||
+                             std::holds_alternative<recovery::RestoreMessage>(message) ||
+                             std::holds_alternative<recovery::ReprotectMessage>(message);
+  if (recovery_only) {
+    recovery_.OnControlMessage(from, message);
+    return;
+  }
+  // COMMIT and ABORT: the round's first (a re-protection's COMMIT completes it), then the
+  // recovery's (the same COMMIT ends the recovery).
+  const auto* abort = std::get_if<recovery::AbortMessage>(&message);
+  if (abort == nullptr || abort->version != recovery::kRecoveryVersion) {
+    round_.OnControlMessage(from, message);
+  }
+  recovery_.OnControlMessage(from, message);
+}
+
+Result<std::vector<std::unique_ptr<verbs::QueuePair>>> Worker::JoinAsReplacement(
+    std::vector<verbs::ConnectRequest> requests) {
+  FT_ASSIGN_OR_RETURN(auto connected, node_.fabric->Connect(requests, node_.options.timeout));
+  for (const auto& qp : connected) {
+    // The coordinator answers in the epoch of the view it installs for us.
+    const uint64_t epoch = recovery::ConnectEpoch(qp->peer_private_data());
+    if (epoch == recovery::kJoiningEpoch) {
+      return Status::Internal("the coordinator answered a replacement without an epoch");
+    }
+    node_.view.epoch = epoch;
+  }
+  FT_LOG(kInfo) << "node " << node_.rank() << ": joined as a replacement in epoch "
+                << node_.epoch();
+  return connected;
+}
+
+bool Worker::CoordinatorRecoveryTurn() {
+  const Nanos now = node_.Now();
+  coordinator_->CheckReplacementDeadline(now);
+  if (coordinator_->ReadyToRecover()) {
+    // Every lost rank has a process again: the next view, with every survivor's links kept.
+    const uint64_t old_epoch = node_.epoch();
+    node_.view.epoch = old_epoch + 1;
+    peers_.AdoptEpoch(old_epoch);
+    coordinator_->StartRecovery();
+    return true;
+  }
+  const std::vector<NodeId> awaiting = coordinator_->AwaitingReplacement();
+  if (awaiting.empty() || peers_.connecting()) return false;
+  std::vector<verbs::ConnectRequest> requests;
+  for (NodeId rank : awaiting) {
+    // The receive buffers of the rank's control link are the ones it had at start.
+    const int link = static_cast<int>(rank) - (rank > node_.rank() ? 1 : 0);
+    requests.push_back(
+        {rank,
+         recovery::EncodeControlConnect(node_.rank(), node_.epoch() + 1, node_.fabric->endpoint()),
+         channel_.ReceivesFor(link, rank)});
+  }
+  // Short Connects, again and again: a replacement may come at any time until the deadline.
+  return peers_.ConnectControl(std::move(requests), std::chrono::milliseconds(200), 0);
+}
+
+Status Worker::AcceptReplacement(NodeId rank, std::span<const std::byte> private_data,
+                                 std::unique_ptr<verbs::QueuePair>* qp) {
+  const std::vector<NodeId> awaiting = coordinator_->AwaitingReplacement();
+  if (std::find(awaiting.begin(), awaiting.end(), rank) == awaiting.end()) {
+    return Status::FailedPrecondition("rank ", rank, " is not waiting for a replacement");
+  }
+  FT_ASSIGN_OR_RETURN(std::span<const std::byte> endpoint,
+                      recovery::ParseControlConnect(private_data, rank, recovery::kJoiningEpoch));
+  coordinator_->SetEndpoint(rank, endpoint);
+  const uint32_t id = (*qp)->id();
+  peers_.Add(rank, LinkRole::kControl, std::move(*qp));
+  channel_.ReceivesPosted(id);
+  channel_.Send(rank, heartbeat_.Rejoin(rank, node_.Now(), node_.epoch() + 1));
+  coordinator_->OnReplacementConnected(rank);
+  return Status();
 }
 
 bool Worker::HeartbeatTurn() {
@@ -348,6 +446,7 @@ bool Worker::HeartbeatTurn() {
 
 void Worker::OnNodeLost(NodeId node, std::string_view why) {
   heartbeat_.Forget(node);
+  recovery_.OnLossLearned(node_.Now());
   if (std::optional<PeerTable::LinkInfo> fenced = peers_.Fence(node, LinkRole::kData)) {
     OnLinkFenced(*fenced, why);
   }
@@ -360,7 +459,14 @@ void Worker::OnNodeLost(NodeId node, std::string_view why) {
 }
 
 void Worker::EndUnstarted(std::shared_ptr<CheckpointHandle::State>& checkpoint, ReadRequest*& read,
-                          const Status& why) {
+                          RecoverRequest*& recover, const Status& why) {
+  if (recover != nullptr) {
+    recover->result = why;
+    recover->done = true;
+    recover = nullptr;
+    shared_.recover_in_flight = false;
+    shared_.cv.notify_all();
+  }
   if (checkpoint) {
     checkpoint->Complete(why, 0);
     checkpoint.reset();
@@ -394,6 +500,7 @@ bool Worker::OnRemoved(Nanos stalled_for) {
   peers_.FenceAll();
   round_.OnRemoved(removed);
   reader_.OnOwnFabricLost(removed.message());
+  recovery_.End(removed);
   return true;
 }
 

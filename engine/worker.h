@@ -34,6 +34,7 @@
 #include "engine/node_context.h"
 #include "engine/node_memory.h"
 #include "engine/peer_table.h"
+#include "engine/recovery_member.h"
 #include "engine/shared_state.h"
 
 namespace ft::internal {
@@ -79,7 +80,16 @@ class Worker {
   // Ends requests the worker will not run (taken by a removed node, or never taken by a
   // stopping one) with `why`. The caller holds shared_.mutex.
   void EndUnstarted(std::shared_ptr<CheckpointHandle::State>& checkpoint, ReadRequest*& read,
-                    const Status& why);
+                    RecoverRequest*& recover, const Status& why);
+  // On the coordinator: connects the processes that replace lost ranks, and starts the recovery
+  // once every lost rank has one. True when something happened.
+  bool CoordinatorRecoveryTurn();
+  Status AcceptReplacement(NodeId rank, std::span<const std::byte> private_data,
+                           std::unique_ptr<verbs::QueuePair>* qp);
+  // This process replaces a lost rank: its control link to the coordinator, in the epoch the
+  // coordinator is installing.
+  Result<std::vector<std::unique_ptr<verbs::QueuePair>>> JoinAsReplacement(
+      std::vector<verbs::ConnectRequest> requests);
   void StartRead(ReadRequest* request);
 
   NodeContext& node_;
@@ -90,6 +100,7 @@ class Worker {
   std::unique_ptr<CoordinatorHost> coordinator_;
   CheckpointRound round_;
   FragmentReader reader_;
+  RecoveryMember recovery_;
   Heartbeat heartbeat_;
   Nanos published_gap_{0};  // the longest heartbeat gap the metrics show
   std::vector<verbs::Completion> deferred_;

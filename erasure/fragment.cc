@@ -63,4 +63,20 @@ Status CheckHeader(std::span<const std::byte> area, const FragmentHeader& expect
   return Status();
 }
 
+Result<FragmentHeader> InspectHeader(std::span<const std::byte> area) {
+  FragmentHeader header;
+  if (area.size() < sizeof(header)) return Status::DataLoss("slot too short for a header");
+  std::memcpy(&header, area.data(), sizeof(header));
+  if (header.magic != kFragmentMagic) {
+    return Status::DataLoss("no header (magic 0x", std::hex, header.magic, ")");
+  }
+  if (header.stripes > (area.size() - sizeof(header)) / sizeof(uint64_t)) {
+    return Status::DataLoss("header claims ", header.stripes, " stripes, more than its slot holds");
+  }
+  if (header.header_crc != ComputeHeaderCrc(area, header)) {
+    return Status::DataLoss("header CRC mismatch (torn or overwritten header)");
+  }
+  return header;
+}
+
 }  // namespace ft::erasure

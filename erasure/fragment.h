@@ -56,6 +56,11 @@ void SealHeader(std::span<std::byte> area);
 // first mismatch.
 Status CheckHeader(std::span<const std::byte> area, const FragmentHeader& expected);
 
+// Reads the header at the start of a slot of `slot_bytes` in place (a holder checking what it
+// hosts, before it knows which version to expect): the header, when its magic and CRC check and
+// its stripes fit the slot; DataLoss saying what is wrong otherwise. `area` may be shorter than
+// the slot (it is the mapped part); it must hold the header area the header claims.
+Result<FragmentHeader> InspectHeader(std::span<const std::byte> area);
 // The cell CRCs that follow the header.
 inline uint64_t* CellCrcs(std::span<std::byte> area) {
   return reinterpret_cast<uint64_t*>(area.data() + sizeof(FragmentHeader));

@@ -48,6 +48,12 @@ Result<std::span<const std::byte>> CheckHeader(std::span<const std::byte> data,
 
 }  // namespace
 
+uint64_t ConnectEpoch(std::span<const std::byte> data) {
+  uint64_t epoch = 0;
+  if (data.size() >= kConnectHeaderBytes) std::memcpy(&epoch, data.data() + 8, 8);
+  return epoch;
+}
+
 std::vector<std::byte> EncodeControlConnect(NodeId rank, uint64_t epoch,
                                             std::span<const std::byte> endpoint) {
   FT_CHECK(endpoint.size() <= kMaxConnectEndpointBytes);

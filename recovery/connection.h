@@ -43,6 +43,12 @@ struct StoreKeys {
   bool operator==(const StoreKeys&) const = default;
 };
 
+// The epoch a replacement process dials the coordinator with: it learns the view's epoch from the
+// coordinator's answer (ConnectEpoch).
+inline constexpr uint64_t kJoiningEpoch = 0;
+// The epoch field of a peer's private data (0 when it is too short to have one).
+uint64_t ConnectEpoch(std::span<const std::byte> data);
+
 // Encoders. `endpoint` must be at most kMaxConnectEndpointBytes (FT_CHECK: the caller's own
 // fabric produced it).
 std::vector<std::byte> EncodeControlConnect(NodeId rank, uint64_t epoch,

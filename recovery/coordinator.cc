@@ -191,6 +191,9 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   }
   done_[message.node] = 1;
   if (++done_count_ < options_.world_size) return;
+  // The version before keeps its fragments in the other slots when both used one placement.
+  older_in_place_ = committed_version_ > 0 && committed_placement_id_ == placement_id_;
+  older_epoch_ = committed_epoch_;
   committed_version_ = version_in_flight_;
   committed_epoch_ = options_.epoch;
   committed_placement_ = placement_;
@@ -377,6 +380,22 @@ void Coordinator::OnWithdraw(const DoneMessage& message, Outbox* outbox) {
         StrCat("node ", message.node, " gave up waiting for the round to start (",
                StatusCodeName(message.code), ")"),
         outbox);
+}
+
+void Coordinator::AdoptRecovery(uint64_t version, uint64_t written_epoch,
+                                std::span<const std::pair<NodeId, StoreKeys>> new_stores) {
+  if (version != committed_version_) {
+    // Rolled back to the version before: the newest one is not restorable, and its slots are
+    // the next round's to overwrite.
+    older_in_place_ = false;
+  }
+  committed_version_ = version;
+  committed_epoch_ = written_epoch;
+  for (const auto& [node, keys] : new_stores) {
+    if (node >= committed_prepares_.size()) continue;
+    committed_prepares_[node].store_addr = keys.addr;
+    committed_prepares_[node].store_rkey = keys.rkey;
+  }
 }
 
 Status Coordinator::InstallView(const View& view, Outbox* outbox) {

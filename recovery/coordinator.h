@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "ftengine/status.h"
+#include "recovery/connection.h"
 #include "recovery/placement.h"
 #include "recovery/protocol.h"
 #include "recovery/view.h"
@@ -81,6 +82,11 @@ class Coordinator {
   // then messages are taken only in view.epoch. FailedPrecondition for an epoch that is not newer;
   // InvalidArgument for an invalid view or one of another size (rank replacement keeps the size).
   Status InstallView(const View& view, Outbox* outbox);
+  // A recovery (recovery/recovery_coordinator.h) in the current view restored `version`
+  // (written in `written_epoch`): it is the committed one now, and the replaced ranks' fragments
+  // live in their new stores.
+  void AdoptRecovery(uint64_t version, uint64_t written_epoch,
+                     std::span<const std::pair<NodeId, StoreKeys>> new_stores);
 
   // The committed round (see above); the placement of the round in flight may differ.
   CoordinatorState state() const;
@@ -89,6 +95,12 @@ class Coordinator {
   }
 
   uint64_t committed_version() const { return committed_version_; }
+  uint64_t committed_epoch() const { return committed_epoch_; }
+  // The committed version's predecessor is still in the other slots of its placement (both
+  // were written with one placement), written in older_epoch().
+  bool older_in_place() const { return older_in_place_; }
+  uint64_t older_epoch() const { return older_epoch_; }
+  const std::vector<PrepareMessage>& committed_prepares() const { return committed_prepares_; }
   bool round_in_flight() const { return phase_ == Phase::kCollectingDone; }
   const Placement* placement() const { return placement_ ? &*placement_ : nullptr; }
   uint64_t placement_id() const { return placement_id_; }
@@ -142,6 +154,8 @@ class Coordinator {
   std::vector<PrepareMessage> committed_prepares_;
   uint64_t committed_placement_id_ = 0;
   uint64_t committed_epoch_ = 0;
+  bool older_in_place_ = false;
+  uint64_t older_epoch_ = 0;
   std::vector<uint8_t> lost_;
   uint32_t lost_count_ = 0;
   // PREPAREs of nodes that reported DONE in the round in flight and gave up waiting for its end

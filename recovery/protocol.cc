@@ -70,6 +70,9 @@ void PutHeader(Writer& w, MessageType type, uint64_t epoch) {
   w.Put(epoch);
 }
 
+void PutHolders(Writer& w, const std::vector<HolderAddress>& holders);
+void PutEndpoints(Writer& w, const std::vector<PeerEndpoint>& endpoints);
+
 void Write(Writer& w, const PrepareMessage& m) {
   PutHeader(w, MessageType::kPrepare, m.epoch);
   w.Put(m.node);
@@ -96,18 +99,9 @@ void Write(Writer& w, const GoMessage& m) {
   w.Put(static_cast<uint32_t>(m.holders.size()));
   w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
   w.Put(static_cast<uint32_t>(m.endpoints.size()));
-  for (const HolderAddress& holder : m.holders) {
-    w.Put(holder.slot.holder);
-    w.Put(holder.store_rkey);
-    w.Put(holder.slot.store_offset);
-    w.Put(holder.store_addr);
-  }
+  PutHolders(w, m.holders);
   for (NodeId owner : m.hosted_owners) w.Put(owner);
-  for (const PeerEndpoint& endpoint : m.endpoints) {
-    w.Put(endpoint.node);
-    w.Put(static_cast<uint8_t>(endpoint.bytes.size()));
-    w.PutBytes(endpoint.bytes.data(), endpoint.bytes.size());
-  }
+  PutEndpoints(w, m.endpoints);
 }
 
 void Write(Writer& w, const DoneMessage& m) {
@@ -148,6 +142,84 @@ void Write(Writer& w, const LostMessage& m) {
   w.PutBytes(m.reason.data(), reason_bytes);
 }
 
+void PutHolders(Writer& w, const std::vector<HolderAddress>& holders) {
+  for (const HolderAddress& holder : holders) {
+    w.Put(holder.slot.holder);
+    w.Put(holder.store_rkey);
+    w.Put(holder.slot.store_offset);
+    w.Put(holder.store_addr);
+  }
+}
+
+void PutEndpoints(Writer& w, const std::vector<PeerEndpoint>& endpoints) {
+  for (const PeerEndpoint& endpoint : endpoints) {
+    w.Put(endpoint.node);
+    w.Put(static_cast<uint8_t>(endpoint.bytes.size()));
+    w.PutBytes(endpoint.bytes.data(), endpoint.bytes.size());
+  }
+}
+
+void Write(Writer& w, const ViewMessage& m) {
+  PutHeader(w, MessageType::kView, m.epoch);
+  w.Put(m.version);
+  w.Put(static_cast<uint32_t>(m.replaced.size()));
+  w.Put(static_cast<uint32_t>(m.checks.size()));
+  for (NodeId rank : m.replaced) w.Put(rank);
+  for (const HostedCheck& check : m.checks) {
+    w.Put(check.owner);
+    w.Put(check.column);
+    w.Put(check.store_offset);
+    w.Put(check.slot_bytes);
+  }
+}
+
+void Write(Writer& w, const ReportMessage& m) {
+  PutHeader(w, MessageType::kReport, m.epoch);
+  w.Put(m.version);
+  w.Put(m.node);
+  w.Put(static_cast<uint32_t>(m.intact.size()));
+  for (size_t i = 0; i < m.intact.size(); i += 4) {
+    uint8_t packed = 0;
+    for (size_t j = i; j < std::min(i + 4, m.intact.size()); ++j) {
+      packed |= static_cast<uint8_t>((m.intact[j] & 3) << (2 * (j - i)));
+    }
+    w.Put(packed);
+  }
+}
+
+void Write(Writer& w, const RestoreMessage& m) {
+  PutHeader(w, MessageType::kRestore, m.epoch);
+  w.Put(m.version);
+  w.Put(m.written_epoch);
+  w.Put(m.image_bytes);
+  w.Put(m.store_bytes);
+  w.Put(m.slot_bytes);
+  w.Put(static_cast<uint32_t>(m.holders.size()));
+  w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
+  w.Put(static_cast<uint32_t>(m.endpoints.size()));
+  PutHolders(w, m.holders);
+  for (NodeId owner : m.hosted_owners) w.Put(owner);
+  PutEndpoints(w, m.endpoints);
+}
+
+void Write(Writer& w, const RestoredMessage& m) {
+  PutHeader(w, MessageType::kRestored, m.epoch);
+  w.Put(m.version);
+  w.Put(m.node);
+  w.Put(static_cast<int32_t>(m.code));
+  w.Put(m.store_addr);
+  w.Put(m.store_rkey);
+}
+
+void Write(Writer& w, const ReprotectMessage& m) {
+  PutHeader(w, MessageType::kReprotect, m.epoch);
+  w.Put(m.version);
+  w.Put(m.written_epoch);
+  w.Put(m.columns);
+  w.Put(static_cast<uint32_t>(m.holders.size()));
+  PutHolders(w, m.holders);
+}
+
 bool ValidCode(int32_t code) {
   return code >= static_cast<int32_t>(StatusCode::kOk) &&
          code <= static_cast<int32_t>(StatusCode::kInternal);
@@ -157,13 +229,128 @@ Status Truncated(const char* what) {
   return Status::InvalidArgument("control message ", what, " is truncated or malformed");
 }
 
+bool GetHolders(Reader& r, uint32_t count, std::vector<HolderAddress>* holders) {
+  if (count > static_cast<uint32_t>(kMaxStripeWidth) ||
+      static_cast<size_t>(count) * 24 > r.remaining()) {
+    return false;
+  }
+  holders->resize(count);
+  for (HolderAddress& holder : *holders) {
+    if (!r.Get(&holder.slot.holder) || !r.Get(&holder.store_rkey) ||
+        !r.Get(&holder.slot.store_offset) || !r.Get(&holder.store_addr)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool GetNodes(Reader& r, uint32_t count, std::vector<NodeId>* nodes) {
+  if (static_cast<size_t>(count) * 4 > r.remaining()) return false;
+  nodes->resize(count);
+  for (NodeId& node : *nodes) {
+    if (!r.Get(&node)) return false;
+  }
+  return true;
+}
+
+bool GetEndpoints(Reader& r, uint32_t count, std::vector<PeerEndpoint>* endpoints) {
+  if (static_cast<size_t>(count) * 5 > r.remaining()) return false;
+  endpoints->resize(count);
+  for (PeerEndpoint& endpoint : *endpoints) {
+    uint8_t length = 0;
+    if (!r.Get(&endpoint.node) || !r.Get(&length) || length > kMaxEndpointBytes) return false;
+    endpoint.bytes.resize(length);
+    if (!r.GetBytes(endpoint.bytes.data(), length)) return false;
+  }
+  return true;
+}
+
+Result<Message> DecodeRecoveryMessage(MessageType type, uint64_t epoch, Reader& r) {
+  switch (type) {
+    case MessageType::kView: {
+      ViewMessage m;
+      m.epoch = epoch;
+      uint32_t replaced = 0, checks = 0;
+      if (!r.Get(&m.version) || !r.Get(&replaced) || !r.Get(&checks) || checks > kMaxHostedChecks ||
+          !GetNodes(r, replaced, &m.replaced) || static_cast<size_t>(checks) * 24 > r.remaining()) {
+        return Truncated("VIEW");
+      }
+      m.checks.resize(checks);
+      for (HostedCheck& check : m.checks) {
+        if (!r.Get(&check.owner) || !r.Get(&check.column) || !r.Get(&check.store_offset) ||
+            !r.Get(&check.slot_bytes) || check.column >= static_cast<uint32_t>(kMaxStripeWidth)) {
+          return Truncated("VIEW");
+        }
+      }
+      return Message(std::move(m));
+    }
+    case MessageType::kReport: {
+      ReportMessage m;
+      m.epoch = epoch;
+      uint32_t count = 0;
+      if (!r.Get(&m.version) || !r.Get(&m.node) || !r.Get(&count) || count > kMaxReportedChecks ||
+          (static_cast<size_t>(count) + 3) / 4 > r.remaining()) {
+        return Truncated("REPORT");
+      }
+      m.intact.resize(count);
+      for (size_t i = 0; i < count; i += 4) {
+        uint8_t packed = 0;
+        if (!r.Get(&packed)) return Truncated("REPORT");
+        for (size_t j = i; j < std::min<size_t>(i + 4, count); ++j) {
+          m.intact[j] = static_cast<uint8_t>((packed >> (2 * (j - i))) & 3);
+        }
+      }
+      return Message(std::move(m));
+    }
+    case MessageType::kRestore: {
+      RestoreMessage m;
+      m.epoch = epoch;
+      uint32_t holders = 0, hosted = 0, endpoints = 0;
+      if (!r.Get(&m.version) || !r.Get(&m.written_epoch) || !r.Get(&m.image_bytes) ||
+          !r.Get(&m.store_bytes) || !r.Get(&m.slot_bytes) || !r.Get(&holders) || !r.Get(&hosted) ||
+          !r.Get(&endpoints) || !GetHolders(r, holders, &m.holders) ||
+          !GetNodes(r, hosted, &m.hosted_owners) || !GetEndpoints(r, endpoints, &m.endpoints)) {
+        return Truncated("RESTORE");
+      }
+      return Message(std::move(m));
+    }
+    case MessageType::kRestored: {
+      RestoredMessage m;
+      m.epoch = epoch;
+      int32_t code = 0;
+      if (!r.Get(&m.version) || !r.Get(&m.node) || !r.Get(&code) || !ValidCode(code) ||
+          !r.Get(&m.store_addr) || !r.Get(&m.store_rkey)) {
+        return Truncated("RESTORED");
+      }
+      m.code = static_cast<StatusCode>(code);
+      return Message(m);
+    }
+    case MessageType::kReprotect: {
+      ReprotectMessage m;
+      m.epoch = epoch;
+      uint32_t holders = 0;
+      if (!r.Get(&m.version) || !r.Get(&m.written_epoch) || !r.Get(&m.columns) ||
+          !r.Get(&holders) || !GetHolders(r, holders, &m.holders)) {
+        return Truncated("REPROTECT");
+      }
+      return Message(std::move(m));
+    }
+    default:
+      break;
+  }
+  return Status::InvalidArgument("control message type ", static_cast<int>(type), " is unknown");
+}
+
 }  // namespace
 
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out) {
-  if (const auto* go = std::get_if<GoMessage>(&message)) {
-    for (const PeerEndpoint& endpoint : go->endpoints) {
+  const std::vector<PeerEndpoint>* endpoints = nullptr;
+  if (const auto* go = std::get_if<GoMessage>(&message)) endpoints = &go->endpoints;
+  if (const auto* restore = std::get_if<RestoreMessage>(&message)) endpoints = &restore->endpoints;
+  if (endpoints != nullptr) {
+    for (const PeerEndpoint& endpoint : *endpoints) {
       if (endpoint.bytes.size() > kMaxEndpointBytes) {
-        return Status::InvalidArgument("GO: node ", endpoint.node, "'s endpoint has ",
+        return Status::InvalidArgument("node ", endpoint.node, "'s endpoint has ",
                                        endpoint.bytes.size(), " bytes, more than ",
                                        kMaxEndpointBytes);
       }
@@ -294,6 +481,12 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
       if (!r.GetBytes(m.reason.data(), reason_bytes)) return Truncated("LOST");
       return Message(std::move(m));
     }
+    case MessageType::kView:
+    case MessageType::kReport:
+    case MessageType::kRestore:
+    case MessageType::kRestored:
+    case MessageType::kReprotect:
+      return DecodeRecoveryMessage(static_cast<MessageType>(type), epoch, r);
   }
   return Status::InvalidArgument("control message type ", static_cast<int>(type), " is unknown");
 }

@@ -19,6 +19,16 @@
 //   both ways, at start   BEAT_TARGET(e, sender, slot addr, rkey)   "WRITE your beats here"
 //   coordinator -> node   LOST(e, node, reason)        a node was declared lost: fence every link
 //                                                      to it, recovery is needed
+//
+// Recovery (docs/architecture.md, "Node-loss recovery"), in the new view's epoch e':
+//   coordinator -> member VIEW(e', V, replaced ranks, the fragments it hosts for V's placement)
+//   member -> coordinator REPORT(e', node, V, per fragment: slot of V intact, slot of V-1 intact)
+//   coordinator -> member RESTORE(e', v, epoch v was written in, image bytes, store bytes to
+//                            register (a replacement), its placement for v)
+//   member -> coordinator RESTORED(e', node, v, status, store keys)     v is in its memory
+//   coordinator -> owner  REPROTECT(e', v, epoch v was written in, holders, columns to rewrite)
+//   owner -> coordinator  DONE(e', v, node, status)    its columns on the replacements are back
+//   coordinator -> member COMMIT(e', v): recovered, full redundancy    ABORT(e', v): it failed
 #ifndef FT_RECOVERY_PROTOCOL_H_
 #define FT_RECOVERY_PROTOCOL_H_
 
@@ -59,6 +69,11 @@ enum class MessageType : uint8_t {
   kGrow = 6,
   kBeatTarget = 7,
   kLost = 8,
+  kView = 9,
+  kReport = 10,
+  kRestore = 11,
+  kRestored = 12,
+  kReprotect = 13,
 };
 
 struct PrepareMessage {
@@ -133,6 +148,10 @@ struct CommitMessage {
   bool operator==(const CommitMessage&) const = default;
 };
 
+// An ABORT of this version ends a recovery that could not be done (no replacement for a lost
+// rank, data loss, another loss), not a checkpoint round.
+inline constexpr uint64_t kRecoveryVersion = UINT64_MAX;
+
 struct AbortMessage {
   uint64_t epoch = 0;
   uint64_t version = 0;
@@ -161,8 +180,81 @@ struct LostMessage {
   bool operator==(const LostMessage&) const = default;
 };
 
+// A fragment the coordinator's committed placement puts on the receiver of a VIEW: where its two
+// slots are in the receiver's store.
+struct HostedCheck {
+  NodeId owner = 0;
+  uint32_t column = 0;
+  uint64_t store_offset = 0;
+  uint64_t slot_bytes = 0;
+  bool operator==(const HostedCheck&) const = default;
+};
+inline constexpr size_t kMaxHostedChecks = (kMaxControlMessageBytes - 64) / 24;
+// REPORT carries 2 bits per check.
+inline constexpr size_t kMaxReportedChecks = (kMaxUpstreamMessageBytes - 40) * 4;
+
+// "Epoch e' begins without the replaced ranks' old processes: check the slots of these
+// fragments for versions V and V - 1 and REPORT." Replacements get an empty list.
+struct ViewMessage {
+  uint64_t epoch = 0;
+  uint64_t version = 0;  // V: the newest committed version (0: none)
+  std::vector<NodeId> replaced;
+  std::vector<HostedCheck> checks;
+  bool operator==(const ViewMessage&) const = default;
+};
+
+// Per check of the VIEW, in its order: kNewestIntact when the slot of V holds an intact header of
+// V for that owner and column, kOlderIntact the same for V - 1 in the other slot.
+inline constexpr uint8_t kNewestIntact = 1;
+inline constexpr uint8_t kOlderIntact = 2;
+struct ReportMessage {
+  uint64_t epoch = 0;
+  NodeId node = 0;
+  uint64_t version = 0;
+  std::vector<uint8_t> intact;  // at most kMaxReportedChecks
+  bool operator==(const ReportMessage&) const = default;
+};
+
+// "Restore version v into your protected regions": from the local copy or the node's own
+// fragments (a survivor), or rebuilt from the holders (a replacement, which first registers a
+// store of store_bytes for the fragments it hosts). The placement is the member's for v.
+struct RestoreMessage {
+  uint64_t epoch = 0;
+  uint64_t version = 0;
+  uint64_t written_epoch = 0;  // the epoch v was written in (its fragment headers say so)
+  uint64_t image_bytes = 0;
+  uint64_t store_bytes = 0;  // > 0 for a replacement
+  uint64_t slot_bytes = 0;
+  std::vector<HolderAddress> holders;  // by column
+  std::vector<NodeId> hosted_owners;
+  std::vector<PeerEndpoint> endpoints;
+  bool operator==(const RestoreMessage&) const = default;
+};
+
+struct RestoredMessage {
+  uint64_t epoch = 0;
+  NodeId node = 0;
+  uint64_t version = 0;
+  StatusCode code = StatusCode::kOk;
+  uint64_t store_addr = 0;  // the member's store as registered now (a replacement's is new)
+  uint32_t store_rkey = 0;
+  bool operator==(const RestoredMessage&) const = default;
+};
+
+// "Rewrite these columns of version v (from your restored memory) into their holders, which
+// replaced lost nodes": full redundancy without a checkpoint. Answered with DONE(e', v).
+struct ReprotectMessage {
+  uint64_t epoch = 0;
+  uint64_t version = 0;
+  uint64_t written_epoch = 0;
+  uint64_t columns = 0;                // bit c: rewrite column c
+  std::vector<HolderAddress> holders;  // by column, with the replacements' new stores
+  bool operator==(const ReprotectMessage&) const = default;
+};
+
 using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage,
-                             GrowMessage, BeatTargetMessage, LostMessage>;
+                             GrowMessage, BeatTargetMessage, LostMessage, ViewMessage,
+                             ReportMessage, RestoreMessage, RestoredMessage, ReprotectMessage>;
 
 // Writes `message` into `out`; returns the bytes used, or ResourceExhausted when it does not fit.
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out);

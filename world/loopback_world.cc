@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/check.h"
+#include "common/clock.h"
 #include "engine/engine_factory.h"
 #include "world/loopback_world_internal.h"
 
@@ -16,9 +17,51 @@ class LoopbackWorld::Impl {
   // Engines (and their fabrics, QPs and registrations) must go before the network.
   ~Impl() { engines_.clear(); }
 
+  // A node's engine over a fresh fabric of `rank` (at Create, or replacing a killed process).
+  Result<std::unique_ptr<Engine>> MakeEngine(uint32_t rank, bool replacement) const;
+
+  internal::LoopbackTestWorldOptions options_;
   std::unique_ptr<verbs::LoopbackNetwork> network_;
   std::vector<std::unique_ptr<Engine>> engines_;
 };
+
+Result<std::unique_ptr<Engine>> LoopbackWorld::Impl::MakeEngine(uint32_t rank,
+                                                                bool replacement) const {
+  EngineOptions engine_options = options_.engine;
+  if (options_.domain_of) engine_options.failure_domain = options_.domain_of(rank);
+  if (options_.capacity_of) engine_options.store_capacity = options_.capacity_of(rank);
+  FT_ASSIGN_OR_RETURN(std::unique_ptr<verbs::Fabric> fabric, network_->CreateFabric(rank));
+  if (options_.wrap_fabric) fabric = options_.wrap_fabric(rank, std::move(fabric));
+  const WorldInfo world{rank, options_.nodes, 0};
+  Clock& clock = options_.clock != nullptr ? *options_.clock : SteadyClock::Default();
+  if (replacement) {
+    return internal::EngineFactory::CreateReplacement(engine_options, world, std::move(fabric),
+                                                      clock);
+  }
+  return internal::EngineFactory::Create(engine_options, world, std::move(fabric), clock);
+}
+
+Status LoopbackWorld::Kill(uint32_t rank) {
+  if (rank >= size()) {
+    return Status::InvalidArgument("Kill: rank ", rank, " is outside the world of ", size());
+  }
+  impl_->network_->Kill(rank);
+  return Status();
+}
+
+Result<Engine*> LoopbackWorld::Replace(uint32_t rank) {
+  if (rank >= size()) {
+    return Status::InvalidArgument("Replace: rank ", rank, " is outside the world of ", size());
+  }
+  if (impl_->network_->alive(rank)) {
+    return Status::FailedPrecondition("Replace: rank ", rank,
+                                      " is alive: only a killed rank gets a new process");
+  }
+  impl_->engines_[rank].reset();  // the dead process's remains
+  impl_->network_->Revive(rank);
+  FT_ASSIGN_OR_RETURN(impl_->engines_[rank], impl_->MakeEngine(rank, /*replacement=*/true));
+  return impl_->engines_[rank].get();
+}
 
 LoopbackWorld::LoopbackWorld(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -84,6 +127,7 @@ Result<std::unique_ptr<LoopbackWorld>> LoopbackWorldTesting::Create(
   FT_ASSIGN_OR_RETURN(auto network, verbs::LoopbackNetwork::Create(static_cast<int>(options.nodes),
                                                                    options.fabric));
   auto impl = std::make_unique<LoopbackWorld::Impl>(std::move(network));
+  impl->options_ = options;
   impl->engines_.resize(options.nodes);
   std::vector<Status> statuses(options.nodes);
   {
@@ -91,21 +135,7 @@ Result<std::unique_ptr<LoopbackWorld>> LoopbackWorldTesting::Create(
     threads.reserve(options.nodes);
     for (uint32_t rank = 0; rank < options.nodes; ++rank) {
       threads.emplace_back([&, rank] {
-        EngineOptions engine_options = options.engine;
-        if (options.domain_of) engine_options.failure_domain = options.domain_of(rank);
-        if (options.capacity_of) engine_options.store_capacity = options.capacity_of(rank);
-        auto fabric = impl->network_->CreateFabric(rank);
-        if (!fabric.ok()) {
-          statuses[rank] = fabric.status();
-          return;
-        }
-        std::unique_ptr<verbs::Fabric> node_fabric = std::move(fabric).value();
-        if (options.wrap_fabric) node_fabric = options.wrap_fabric(rank, std::move(node_fabric));
-        const WorldInfo world{rank, options.nodes, 0};
-        auto engine = options.clock != nullptr
-                          ? EngineFactory::Create(engine_options, world, std::move(node_fabric),
-                                                  *options.clock)
-                          : EngineFactory::Create(engine_options, world, std::move(node_fabric));
+        auto engine = impl->MakeEngine(rank, /*replacement=*/false);
         if (!engine.ok()) {
           statuses[rank] = engine.status();
           return;

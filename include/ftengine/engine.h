@@ -109,6 +109,25 @@ struct EngineMetrics {
   std::string numa;
 };
 
+// What Recover() did, as this node saw it.
+struct RecoveryReport {
+  uint64_t version = 0;  // the version every member's protected regions hold now (0: none yet)
+  uint64_t epoch = 0;    // the view the job runs in from now on
+  std::vector<uint32_t> lost;    // the ranks that were lost, each served by a new process now
+  bool replacement = false;      // this node is one of those processes: its image was rebuilt
+  bool from_local_copy = false;  // rolled back from the local copy (keep_local_copy)
+  uint64_t restored_bytes = 0;   // this node's image
+  // Seconds, measured on this node: from the Recover() call until the version was chosen and
+  // every lost rank had a replacement (waiting), restoring the image, re-protecting (every owner
+  // rewriting its fragments that lived on the lost nodes), and the whole call. Reduced redundancy:
+  // from this node learning of the loss (a replacement: its start) to full redundancy.
+  double wait_seconds = 0;
+  double restore_seconds = 0;
+  double reprotect_seconds = 0;
+  double total_seconds = 0;
+  double reduced_redundancy_seconds = 0;
+};
+
 class Engine;
 
 // The outcome of CheckpointAsync. Wait() may be called once or several times (same answer).
@@ -166,6 +185,17 @@ class FT_EXPORT Engine {
   // (keep_local_copy only; the regions must have the committed sizes). Not collective.
   Status RestoreLocalCopy();
 
+  // Collective over the job's members after a loss (the survivors and the processes that replace
+  // the lost ranks): the coordinator installs a new view, picks the newest version every member
+  // can restore, and each member's protected regions get that version (a survivor: from its
+  // local copy or its own fragments; a replacement: rebuilt from its holders, decoding what is
+  // lost); then every fragment that lived on a lost node is rewritten to its replacement, and
+  // the call returns with full redundancy back. The regions must have the committed image's
+  // size (a replacement Protects the same regions first). DataLoss naming the owners when more
+  // than m fragments of some image are gone; FailedPrecondition naming the rank when a lost rank
+  // gets no replacement within options.timeout; Aborted on a node that was itself removed.
+  Result<RecoveryReport> Recover();
+
   // Bytes of the image as protected now.
   uint64_t image_bytes() const;
   // True once this node knows of a lost node (a missed heartbeat, a broken link, the
@@ -195,10 +225,12 @@ class FT_EXPORT Engine {
                                                           std::unique_ptr<verbs::Fabric> fabric);
   // The same, with every deadline and metric measured on `clock` (which must outlive the engine)
   // instead of the steady clock: tests drive deadlines with a manual clock, no sleeps.
+  // `replacement`: the process replaces a lost rank; it joins the job at the coordinator's next
+  // view and gets its image back in Recover().
   FT_HIDDEN static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options,
                                                           const WorldInfo& world,
                                                           std::unique_ptr<verbs::Fabric> fabric,
-                                                          Clock& clock);
+                                                          Clock& clock, bool replacement = false);
 
   std::unique_ptr<Impl> impl_;
 };

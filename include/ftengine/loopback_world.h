@@ -73,6 +73,17 @@ class FT_EXPORT LoopbackWorld {
   // Like Run, on the given ranks only (each < size()).
   Status RunOn(const std::vector<uint32_t>& ranks, const Body& body);
 
+  // Faults and recovery without a network (Engine::Recover):
+  // Kill: the rank's process dies at once, as under SIGKILL (its engine object stays; its calls
+  // fail). The others detect it within the heartbeat bound. InvalidArgument for a bad rank.
+  Status Kill(uint32_t rank);
+  // A new process for a rank that was killed: its old engine is destroyed and a replacement
+  // engine (engine(rank) from now on) joins the job once the coordinator has noticed the loss
+  // (blocks until then, bounded by the engine timeout). Its application then Protects regions
+  // of the committed sizes and calls Recover() with the others. Call it while no body uses the
+  // rank's old engine (e.g. from that rank's own body, using only the engine returned).
+  Result<Engine*> Replace(uint32_t rank);
+
  private:
   friend struct internal::LoopbackWorldTesting;
   class FT_HIDDEN Impl;

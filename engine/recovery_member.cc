@@ -1,0 +1,380 @@
+// The recovery member (engine/recovery_member.h).
+#include "engine/recovery_member.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+#include "erasure/fragment.h"
+#include "erasure/geometry.h"
+#include "recovery/connection.h"
+
+namespace ft::internal {
+namespace {
+
+// Copies in pieces with a progress step between them: an image of gigabytes takes a second.
+constexpr uint64_t kCopyPiece = 64ull << 20;
+
+template <typename Copy>
+void InCopyPieces(uint64_t bytes, Copy copy, const std::function<void()>& progress) {
+  for (uint64_t done = 0; done < bytes; done += kCopyPiece) {
+    copy(done, std::min(kCopyPiece, bytes - done));
+    progress();
+  }
+}
+
+}  // namespace
+
+RecoveryMember::RecoveryMember(NodeContext& node, SharedState& shared, PeerTable& peers,
+                               ControlChannel& channel, NodeMemory& memory, CheckpointRound& round,
+                               FragmentReader& reader, std::function<void()> progress)
+    : node_(node),
+      shared_(shared),
+      peers_(peers),
+      channel_(channel),
+      memory_(memory),
+      round_(round),
+      reader_(reader),
+      progress_(std::move(progress)) {}
+
+void RecoveryMember::StartAsReplacement(Nanos now) {
+  replacement_ = true;
+  loss_learned_ = now;
+}
+
+void RecoveryMember::OnLossLearned(Nanos now) {
+  if (loss_learned_ == Nanos(0)) loss_learned_ = now;
+}
+
+void RecoveryMember::Take(RecoverRequest* request) {
+  request_ = request;
+  called_ = node_.Now();
+  deadline_ = called_ + node_.options.timeout;
+  report_ = RecoveryReport{};
+  report_.replacement = replacement_;
+}
+
+bool RecoveryMember::IsReplaced(NodeId node) const {
+  return view_ &&
+         std::find(view_->replaced.begin(), view_->replaced.end(), node) != view_->replaced.end();
+}
+
+bool RecoveryMember::OnControlMessage(NodeId from, const recovery::Message& message) {
+  if (from != node_.coordinator()) return false;
+  if (const auto* view = std::get_if<recovery::ViewMessage>(&message)) {
+    OnView(*view);
+    return true;
+  }
+  if (const auto* restore = std::get_if<recovery::RestoreMessage>(&message)) {
+    if (phase_ == Phase::kViewed && restore->epoch == node_.epoch()) restore_ = *restore;
+    return true;
+  }
+  if (const auto* reprotect = std::get_if<recovery::ReprotectMessage>(&message)) {
+    if (phase_ == Phase::kRestored && reprotect->epoch == node_.epoch()) {
+      phase_ = Phase::kReprotecting;
+      reprotect_ = std::make_shared<CheckpointHandle::State>();
+      round_.StartReprotect(reprotect_, *reprotect);
+    }
+    return true;
+  }
+  if (const auto* commit = std::get_if<recovery::CommitMessage>(&message)) {
+    const bool ours = (phase_ == Phase::kRestored || phase_ == Phase::kReprotecting) &&
+                      commit->epoch == node_.epoch() && restore_ &&
+                      commit->version == restore_->version;
+    if (ours) Finish(Status());
+    return ours;
+  }
+  if (const auto* abort = std::get_if<recovery::AbortMessage>(&message)) {
+    if (abort->version != recovery::kRecoveryVersion || abort->epoch < node_.epoch() - 1) {
+      return false;
+    }
+    Finish(Status(abort->code, StrCat("recovery failed: ", abort->reason)));
+    return true;
+  }
+  return false;
+}
+
+void RecoveryMember::OnView(const recovery::ViewMessage& view) {
+  // A view only moves forward; a replacement is in it from its first connection.
+  if (view.epoch < node_.epoch() || (view.epoch == node_.epoch() && phase_ != Phase::kIdle)) {
+    return;
+  }
+  if (view.epoch > node_.epoch()) {
+    const uint64_t old_epoch = node_.epoch();
+    node_.view.epoch = view.epoch;
+    peers_.AdoptEpoch(old_epoch);
+  }
+  view_ = view;
+  restore_.reset();
+  phase_ = Phase::kViewed;
+  FT_LOG(kInfo) << "node " << node_.rank() << ": in epoch " << view.epoch << " ("
+                << view.replaced.size() << " rank(s) replaced), committed version " << view.version;
+
+  // What this node hosts, checked in place: the slot of V and the other one (V - 1).
+  recovery::ReportMessage report{view.epoch, node_.rank(), view.version, {}};
+  const std::span<const std::byte> store = memory_.StoreById(round_.committed().store_id);
+  for (const recovery::HostedCheck& check : view.checks) {
+    uint8_t intact = 0;
+    for (int slot = 0; slot < 2 && view.version > 0; ++slot) {
+      const uint64_t expected = slot == 0 ? view.version : view.version - 1;
+      if (expected == 0) continue;
+      const uint64_t at = check.store_offset + (expected % 2) * check.slot_bytes;
+      if (at >= store.size() || store.size() - at < check.slot_bytes) continue;
+      Result<erasure::FragmentHeader> header =
+          erasure::InspectHeader(store.subspan(at, check.slot_bytes));
+      if (header.ok() && header->version == expected && header->owner == check.owner &&
+          header->column == check.column && header->k == static_cast<uint32_t>(node_.options.k) &&
+          header->m == static_cast<uint32_t>(node_.options.m)) {
+        intact |= slot == 0 ? recovery::kNewestIntact : recovery::kOlderIntact;
+      }
+    }
+    report.intact.push_back(intact);
+  }
+  channel_.Send(node_.coordinator(), std::move(report));
+}
+
+bool RecoveryMember::Step() {
+  if (request_ == nullptr && phase_ != Phase::kReprotecting) return false;
+  if (request_ != nullptr && node_.Now() > deadline_ && phase_ != Phase::kReprotecting) {
+    Finish(Status::DeadlineExceeded(
+        "recovery on node ", node_.rank(), " did not finish within ",
+        std::chrono::duration_cast<std::chrono::milliseconds>(node_.options.timeout).count(),
+        " ms (phase ", static_cast<int>(phase_), ")"));
+    return true;
+  }
+  switch (phase_) {
+    case Phase::kIdle:
+    case Phase::kRestored:
+      return false;
+    case Phase::kViewed:
+      if (!restore_ || request_ == nullptr) return false;
+      BeginRestore();
+      return true;
+    case Phase::kStoring: {
+      std::optional<Status> stored = memory_.PollReplaceStore();
+      if (!stored) return false;
+      if (!stored->ok()) {
+        Restored(stored->WithContext(StrCat("replacement node ", node_.rank(),
+                                            " registering a store of ", restore_->store_bytes,
+                                            " bytes")));
+        return true;
+      }
+      phase_ = Phase::kConnecting;
+      return true;
+    }
+    case Phase::kConnecting: {
+      if (!channel_.idle()) return false;  // loopback: our SENDs leave in our own steps
+      std::vector<NodeId> partners = restore_->hosted_owners;
+      for (const recovery::HolderAddress& holder : restore_->holders) {
+        partners.push_back(holder.slot.holder);
+      }
+      Result<bool> connected = peers_.ConnectPartners(
+          partners,
+          recovery::EncodePartnerConnect(node_.rank(), node_.epoch(), memory_.store_keys()),
+          std::max(Nanos(0), deadline_ - node_.Now()), tag_);
+      if (!connected.ok()) {
+        Restored(connected.status().WithContext(
+            StrCat("node ", node_.rank(), " connecting to its partners for recovery")));
+        return true;
+      }
+      if (!*connected) return false;
+      StartRead();
+      return true;
+    }
+    case Phase::kRestoring:
+      if (!read_status_) return false;
+      if (read_status_->ok() && scratch_.size() > 0) {
+        uint64_t offset = 0;
+        for (const RegionRef& region : regions_) {
+          InCopyPieces(
+              region.bytes,
+              [&](uint64_t at, uint64_t bytes) {
+                std::memcpy(region.ptr + at, scratch_.data() + offset + at, bytes);
+              },
+              progress_);
+          offset += region.bytes;
+        }
+      }
+      Restored(*read_status_);
+      return true;
+    case Phase::kReprotecting:
+      if (!reprotect_->done) return false;
+      if (!reprotect_->result.ok()) {
+        Finish(reprotect_->result.WithContext(
+            StrCat("node ", node_.rank(), " re-protecting version ", restore_->version)));
+      }
+      // OK: the COMMIT that completed the round ends the recovery too (OnControlMessage).
+      return true;
+  }
+  return false;
+}
+
+void RecoveryMember::BeginRestore() {
+  restore_began_ = node_.Now();
+  report_.wait_seconds = SecondsBetween(called_, restore_began_);
+  report_.version = restore_->version;
+  report_.epoch = node_.epoch();
+  report_.lost = view_->replaced;
+  regions_.clear();
+  uint64_t image = 0;
+  {
+    std::lock_guard lock(shared_.mutex);
+    for (const auto& [id, region] : shared_.regions) {
+      regions_.push_back({region.ptr, region.bytes, region.mr->lkey()});
+      image += region.bytes;
+    }
+  }
+  report_.restored_bytes = image;
+  if (restore_->version > 0 && image != restore_->image_bytes) {
+    Restored(
+        Status::FailedPrecondition("node ", node_.rank(), " protects ", image, " bytes; version ",
+                                   restore_->version, " of its image has ", restore_->image_bytes,
+                                   ": Protect regions of the committed sizes before Recover()"));
+    return;
+  }
+  tag_ = (uint64_t{1} << 40) + node_.epoch();
+  if (replacement_ && restore_->store_bytes > 0) {
+    if (Status started = memory_.StartReplaceStore(restore_->store_bytes, 0); !started.ok()) {
+      Restored(started);
+      return;
+    }
+    phase_ = Phase::kStoring;
+  } else {
+    phase_ = Phase::kConnecting;
+  }
+  for (const recovery::PeerEndpoint& endpoint : restore_->endpoints) {
+    if (Status learned = node_.fabric->LearnEndpoint(endpoint.node, endpoint.bytes);
+        !learned.ok()) {
+      Restored(learned);
+      return;
+    }
+  }
+}
+
+std::vector<int> RecoveryMember::ReplacedColumns() const {
+  std::vector<int> columns;
+  for (size_t c = 0; c < restore_->holders.size(); ++c) {
+    if (IsReplaced(restore_->holders[c].slot.holder)) columns.push_back(static_cast<int>(c));
+  }
+  return columns;
+}
+
+void RecoveryMember::StartRead() {
+  phase_ = Phase::kRestoring;
+  read_status_.reset();
+  scratch_ = AlignedBuffer();
+  const uint64_t version = restore_->version;
+  if (version == 0) {
+    read_status_ = Status();
+    return;
+  }
+  const EngineOptions& o = node_.options;
+  Result<erasure::StripeGeometry> geometry =
+      erasure::StripeGeometry::Create(restore_->image_bytes, o.cell_bytes, o.k, o.m);
+  if (!geometry.ok()) {
+    read_status_ = geometry.status();
+    return;
+  }
+  restoring_ = CommittedVersion{version,
+                                restore_->written_epoch,
+                                *geometry,
+                                restore_->holders,
+                                restore_->slot_bytes,
+                                replacement_ ? memory_.store_id() : round_.committed().store_id};
+  {
+    std::lock_guard lock(shared_.mutex);
+    if (!replacement_ && o.keep_local_copy && shared_.local_copy_version == version &&
+        shared_.local_copy_bytes == restore_->image_bytes) {
+      // Our own copy of v: no network at all. (The mutex guards the copy against the next
+      // round's swap; none can start while the application is in Recover().)
+      const std::byte* copy = shared_.local_copy.data();
+      uint64_t offset = 0;
+      for (const RegionRef& region : regions_) {
+        std::memcpy(region.ptr, copy + offset, region.bytes);
+        offset += region.bytes;
+      }
+      report_.from_local_copy = true;
+      read_status_ = Status();
+      return;
+    }
+  }
+  std::span<std::byte> out;
+  if (regions_.size() == 1) {
+    out = {regions_[0].ptr, regions_[0].bytes};
+  } else {
+    Result<AlignedBuffer> scratch = AlignedBuffer::Allocate(restore_->image_bytes);
+    if (!scratch.ok()) {
+      read_status_ = scratch.status();
+      return;
+    }
+    scratch_ = std::move(scratch).value();
+    out = {scratch_.data(), restore_->image_bytes};
+  }
+  const std::vector<int> skip = ReplacedColumns();
+  reader_.Start(node_.rank(), *restoring_, out, skip,
+                [this](Status status) { read_status_ = std::move(status); });
+}
+
+void RecoveryMember::Restored(Status status) {
+  restored_at_ = node_.Now();
+  report_.restore_seconds = SecondsBetween(restore_began_, restored_at_);
+  recovery::RestoredMessage restored;
+  restored.epoch = node_.epoch();
+  restored.node = node_.rank();
+  restored.version = restore_->version;
+  restored.code = status.code();
+  const recovery::StoreKeys keys = memory_.store_keys();
+  restored.store_addr = keys.addr;
+  restored.store_rkey = keys.rkey;
+  channel_.Send(node_.coordinator(), restored);
+  if (!status.ok()) {
+    FT_LOG(kWarn) << "node " << node_.rank() << ": could not restore version " << restore_->version
+                  << ": " << status;
+    Finish(std::move(status));
+    return;
+  }
+  if (restoring_) round_.AdoptRestored(*restoring_, restore_->holders, restore_->hosted_owners);
+  phase_ = Phase::kRestored;
+}
+
+void RecoveryMember::Finish(Status status) {
+  const Nanos now = node_.Now();
+  if (status.ok()) {
+    report_.reprotect_seconds = SecondsBetween(restored_at_, now);
+    report_.reduced_redundancy_seconds = SecondsBetween(loss_learned_, now);
+    loss_learned_ = Nanos(0);
+    replacement_ = false;
+  }
+  report_.total_seconds = SecondsBetween(called_, now);
+  phase_ = Phase::kIdle;
+  scratch_ = AlignedBuffer();
+  if (reprotect_ && !status.ok() && round_.active()) {
+    // The recovery ended under a re-protection (an ABORT, our removal): so does the round.
+    round_.Cancel(status);
+  }
+  std::lock_guard lock(shared_.mutex);
+  if (status.ok()) {
+    shared_.lost_nodes.clear();
+    shared_.failure_detected.store(!shared_.removed.ok(), std::memory_order_release);
+    shared_.metrics.committed_version = restore_ ? restore_->version : 0;
+    if (restore_ && shared_.local_copy_version != restore_->version) {
+      shared_.local_copy_bytes = 0;  // not the restored version: the next commit refills it
+      shared_.local_copy_version = 0;
+    }
+  }
+  if (request_ != nullptr) {
+    request_->result = std::move(status);
+    request_->report = report_;
+    request_->done = true;
+    request_ = nullptr;
+    shared_.recover_in_flight = false;
+    shared_.cv.notify_all();
+  }
+}
+
+void RecoveryMember::End(const Status& why) {
+  if (!active()) return;
+  Finish(why);
+}
+
+}  // namespace ft::internal

@@ -1,0 +1,105 @@
+// The recovery member: one node's part of node-loss recovery (recovery/protocol.h has the
+// exchange, recovery/recovery_coordinator.h the coordinator's side), as a state machine the
+// worker steps.
+//
+//   VIEW(e') ─► adopt e', re-key the links, check the hosted slots in place ─► REPORT
+//   RESTORE(v) + the application's Recover() ─► (a replacement: register its store) ─► connect
+//   the partners ─► the image of v into the protected regions: from the local copy, or read from
+//   the holders (FragmentReader: data columns directly, CRC-checked, decoded around what is
+//   lost) ─► RESTORED ─► REPROTECT: the round rewrites our columns that lived on a lost node
+//   ─► COMMIT(e', v): Recover() returns; ABORT(e', kRecoveryVersion): it fails with the reason.
+//
+// The protected memory is touched only while the application is inside Recover(): a RESTORE
+// that comes before the call waits for it. Worker-owned.
+#ifndef FT_ENGINE_RECOVERY_MEMBER_H_
+#define FT_ENGINE_RECOVERY_MEMBER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "engine/buffer.h"
+#include "engine/checkpoint_round.h"
+#include "engine/control_channel.h"
+#include "engine/fragment_reader.h"
+#include "engine/node_context.h"
+#include "engine/node_memory.h"
+#include "engine/peer_table.h"
+#include "engine/shared_state.h"
+#include "recovery/protocol.h"
+
+namespace ft::internal {
+
+class RecoveryMember {
+ public:
+  // `progress` is called between pieces of a long copy: the worker beats there.
+  RecoveryMember(NodeContext& node, SharedState& shared, PeerTable& peers, ControlChannel& channel,
+                 NodeMemory& memory, CheckpointRound& round, FragmentReader& reader,
+                 std::function<void()> progress);
+  RecoveryMember(const RecoveryMember&) = delete;
+  RecoveryMember& operator=(const RecoveryMember&) = delete;
+
+  // This node is a replacement process (its image is to be rebuilt), started at `now`.
+  void StartAsReplacement(Nanos now);
+  // This node learnt of a loss (the start of its time at reduced redundancy).
+  void OnLossLearned(Nanos now);
+  // The application called Recover().
+  void Take(RecoverRequest* request);
+  bool active() const { return request_ != nullptr || phase_ != Phase::kIdle; }
+
+  // VIEW, RESTORE, REPROTECT, and the COMMIT/ABORT that end a recovery. Returns true when the
+  // message was recovery's (the worker then routes COMMIT to the round too).
+  bool OnControlMessage(NodeId from, const recovery::Message& message);
+  // One step: the deadline, the store, the partners, the restore. True when it got anywhere.
+  bool Step();
+  // This node was removed, lost its fabric or is being destroyed: the request ends with `why`.
+  void End(const Status& why);
+
+ private:
+  enum class Phase {
+    kIdle,         // no recovery under way
+    kViewed,       // in the new view, reported; waiting for RESTORE and the application's call
+    kStoring,      // a replacement registering its store
+    kConnecting,   // connecting the partners of the restored placement
+    kRestoring,    // copying or reading the image
+    kRestored,     // RESTORED sent: waiting for REPROTECT or COMMIT
+    kReprotecting  // the round rewrites our columns on the replacements
+  };
+
+  void OnView(const recovery::ViewMessage& view);
+  void BeginRestore();
+  void StartRead();
+  void Restored(Status status);
+  void Finish(Status status);
+  std::vector<int> ReplacedColumns() const;
+  bool IsReplaced(NodeId node) const;
+
+  NodeContext& node_;
+  SharedState& shared_;
+  PeerTable& peers_;
+  ControlChannel& channel_;
+  NodeMemory& memory_;
+  CheckpointRound& round_;
+  FragmentReader& reader_;
+  std::function<void()> progress_;
+
+  bool replacement_ = false;
+  Phase phase_ = Phase::kIdle;
+  RecoverRequest* request_ = nullptr;
+  std::optional<recovery::ViewMessage> view_;
+  std::optional<recovery::RestoreMessage> restore_;
+  std::optional<CommittedVersion> restoring_;
+  std::optional<Status> read_status_;
+  AlignedBuffer scratch_;  // a multi-region image read whole, then scattered
+  std::vector<RegionRef> regions_;
+  std::shared_ptr<CheckpointHandle::State> reprotect_;
+  uint64_t tag_ = 0;  // of our partner Connects: distinct from the round's generations
+  Nanos loss_learned_{0}, called_{0}, deadline_{0}, restore_began_{0}, restored_at_{0};
+  RecoveryReport report_;
+};
+
+}  // namespace ft::internal
+
+#endif  // FT_ENGINE_RECOVERY_MEMBER_H_
