@@ -243,6 +243,13 @@ Result<RecoveryReport> Engine::Impl::Recover() {
       return Status::FailedPrecondition("Recover() on node ", node_.rank(),
                                         " while another Recover() runs");
     }
+    for (const auto& [lost, why] : shared_.lost_nodes) {
+      if (lost == node_.world.coordinator) {
+        return Status::Unavailable("node ", lost, " (the coordinator) was lost (", why,
+                                   "): a job cannot recover without it yet (coordinator "
+                                   "failover to a standby is not built)");
+      }
+    }
     shared_.recover_in_flight = true;
     shared_.pending_recover = &request;
   }

@@ -49,7 +49,9 @@ void RecoveryMember::OnLossLearned(Nanos now) {
 void RecoveryMember::Take(RecoverRequest* request) {
   request_ = request;
   called_ = node_.Now();
-  deadline_ = called_ + node_.options.timeout;
+  // Waiting for the replacements (the coordinator gives up on them after one timeout), then the
+  // restore and the re-protection (one more).
+  deadline_ = called_ + 2 * node_.options.timeout;
   report_ = RecoveryReport{};
   report_.replacement = replacement_;
 }
@@ -138,8 +140,8 @@ bool RecoveryMember::Step() {
   if (request_ != nullptr && node_.Now() > deadline_ && phase_ != Phase::kReprotecting) {
     Finish(Status::DeadlineExceeded(
         "recovery on node ", node_.rank(), " did not finish within ",
-        std::chrono::duration_cast<std::chrono::milliseconds>(node_.options.timeout).count(),
-        " ms (phase ", static_cast<int>(phase_), ")"));
+        std::chrono::duration_cast<std::chrono::milliseconds>(2 * node_.options.timeout).count(),
+        " ms (twice the timeout)", phase_ == Phase::kIdle ? ": no recovery started" : ""));
     return true;
   }
   switch (phase_) {

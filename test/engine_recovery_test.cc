@@ -72,63 +72,240 @@ void ExpectFullRedundancy(LoopbackWorld& world, const std::vector<NodeState>& st
   }
 }
 
-TEST(EngineRecovery, AKilledRankIsRebuiltOnAReplacementAndEveryoneRollsBack) {
-  auto world = internal::LoopbackWorldTesting::Create(RecoveryWorld());
-  ASSERT_TRUE(world.ok()) << world.status();
-  std::vector<NodeState> states = States();
-  ASSERT_OK((*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-    states[rank].Fill(rank, 1);
-    FT_RETURN_IF_ERROR(engine.Checkpoint().status());
-    states[rank].Fill(rank, 2);
-    return engine.Checkpoint().status();
-  }));
+class EngineRecovery : public ::testing::Test {
+ protected:
+  void Start(internal::LoopbackTestWorldOptions options = RecoveryWorld()) {
+    options_ = options;
+    auto world = internal::LoopbackWorldTesting::Create(options);
+    ASSERT_TRUE(world.ok()) << world.status();
+    world_ = std::move(world).value();
+    states_ = States();
+    ASSERT_OK(world_->Run(
+        [&](uint32_t rank, Engine& engine) { return states_[rank].ProtectAll(engine); }));
+  }
+
+  // Commits versions first..last, each rank's state filled with the version number first.
+  Status Commit(uint64_t first, uint64_t last) {
+    return world_->Run([&](uint32_t rank, Engine& engine) -> Status {
+      for (uint64_t v = first; v <= last; ++v) {
+        states_[rank].Fill(rank, v);
+        FT_ASSIGN_OR_RETURN(uint64_t version, engine.Checkpoint());
+        if (version != v) return Status::Internal("committed ", version, ", expected ", v);
+      }
+      return Status();
+    });
+  }
+
+  // Kills the victims and waits until every other rank knows.
+  void KillAndWait(const std::vector<uint32_t>& victims) {
+    for (uint32_t victim : victims) ASSERT_OK(world_->Kill(victim));
+    for (uint32_t rank = 0; rank < kNodes; ++rank) {
+      if (std::find(victims.begin(), victims.end(), rank) == victims.end()) {
+        ASSERT_TRUE(WaitForFailure(*world_, rank)) << "rank " << rank;
+      }
+    }
+  }
+
+  bool IsVictim(uint32_t rank) const {
+    return std::find(victims_.begin(), victims_.end(), rank) != victims_.end();
+  }
+
+  // Every rank calls Recover(); each victim first gets a new process, whose regions (same
+  // layout, `replacement_bytes` each smaller when asked) hold garbage.
+  std::vector<Result<RecoveryReport>> RecoverAll(const std::vector<uint32_t>& victims,
+                                                 size_t shrink_replacement = 0) {
+    victims_ = victims;
+    std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
+    (void)world_->Run([&](uint32_t rank, Engine& engine) -> Status {
+      Engine* member = &engine;
+      if (IsVictim(rank)) {
+        Result<Engine*> replaced = world_->Replace(rank);
+        if (!replaced.ok()) {
+          reports[rank] = replaced.status();
+          return Status();
+        }
+        member = *replaced;
+        for (auto& region : states_[rank].regions) {
+          region.resize(region.size() - shrink_replacement);
+          std::fill(region.begin(), region.end(), std::byte{0x5a});
+        }
+        if (Status protect = states_[rank].ProtectAll(*member); !protect.ok()) {
+          reports[rank] = protect;
+          return Status();
+        }
+      }
+      reports[rank] = member->Recover();
+      return Status();
+    });
+    return reports;
+  }
+
+  void ExpectImages(uint64_t version) {
+    for (uint32_t rank = 0; rank < kNodes; ++rank) {
+      NodeState expected = states_[rank];
+      expected.Fill(rank, version);
+      EXPECT_TRUE(states_[rank].Image() == expected.Image()) << "rank " << rank;
+    }
+  }
+
+  void ExpectRecovered(const std::vector<Result<RecoveryReport>>& reports, uint64_t version) {
+    for (uint32_t rank = 0; rank < kNodes; ++rank) {
+      ASSERT_TRUE(reports[rank].ok()) << "rank " << rank << ": " << reports[rank].status();
+      EXPECT_EQ(reports[rank]->version, version) << "rank " << rank;
+      EXPECT_EQ(reports[rank]->replacement, IsVictim(rank)) << "rank " << rank;
+      EXPECT_EQ(reports[rank]->lost, victims_) << "rank " << rank;
+      EXPECT_FALSE(world_->engine(rank).FailureDetected()) << "rank " << rank;
+    }
+    ExpectImages(version);
+    ExpectFullRedundancy(*world_, states_, options_.engine.k, options_.engine.m);
+  }
+
+  internal::LoopbackTestWorldOptions options_;
+  std::unique_ptr<LoopbackWorld> world_;
+  std::vector<NodeState> states_;
+  std::vector<uint32_t> victims_;
+};
+
+TEST_F(EngineRecovery, AKilledRankIsRebuiltOnAReplacementAndEveryoneRollsBack) {
+  Start();
+  ASSERT_OK(Commit(1, 2));
   // Work after version 2 that no checkpoint saved: recovery rolls it back.
-  for (uint32_t rank = 0; rank < kNodes; ++rank) states[rank].Fill(rank, 3);
-
-  constexpr uint32_t kVictim = 3;
-  ASSERT_OK((*world)->Kill(kVictim));
-  for (uint32_t rank = 0; rank < kNodes; ++rank) {
-    if (rank != kVictim) {
-      ASSERT_TRUE(WaitForFailure(**world, rank)) << "rank " << rank;
-    }
-  }
+  for (uint32_t rank = 0; rank < kNodes; ++rank) states_[rank].Fill(rank, 3);
+  KillAndWait({3});
   // A checkpoint now is refused, naming the lost rank.
-  Result<uint64_t> refused = (*world)->engine(1).Checkpoint();
-  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
-
-  std::vector<RecoveryReport> reports(kNodes);
-  ASSERT_OK((*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    Engine* member = &engine;
-    if (rank == kVictim) {
-      // The new process starts from nothing: same layout, garbage inside.
-      FT_ASSIGN_OR_RETURN(member, (*world)->Replace(rank));
-      for (auto& region : states[rank].regions)
-        std::fill(region.begin(), region.end(), std::byte{0x5a});
-      FT_RETURN_IF_ERROR(states[rank].ProtectAll(*member));
-    }
-    FT_ASSIGN_OR_RETURN(reports[rank], member->Recover());
-    return Status();
-  }));
-  for (uint32_t rank = 0; rank < kNodes; ++rank) {
-    NodeState expected = states[rank];
-    expected.Fill(rank, 2);
-    EXPECT_TRUE(states[rank].Image() == expected.Image()) << "rank " << rank;
-    EXPECT_EQ(reports[rank].version, 2u) << "rank " << rank;
-    EXPECT_EQ(reports[rank].replacement, rank == kVictim) << "rank " << rank;
-    EXPECT_EQ(reports[rank].lost, std::vector<uint32_t>{kVictim}) << "rank " << rank;
-    EXPECT_FALSE((*world)->engine(rank).FailureDetected()) << "rank " << rank;
-  }
-  ExpectFullRedundancy(**world, states, 4, 2);
-
+  EXPECT_TRUE(
+      test::HasError(world_->engine(1).Checkpoint().status(), StatusCode::kUnavailable, "node 3"));
+  ExpectRecovered(RecoverAll({3}), 2);
   // The job goes on: the next version commits on every rank, the replacement's too.
-  ASSERT_OK((*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    states[rank].Fill(rank, 4);
-    FT_ASSIGN_OR_RETURN(uint64_t version, engine.Checkpoint());
-    if (version != 3) return Status::Internal("committed version ", version, ", expected 3");
+  ASSERT_OK(Commit(3, 3));
+  ExpectFullRedundancy(*world_, states_, 4, 2);
+}
+
+TEST_F(EngineRecovery, TheCoordinatorsPartnersAndTwoLossesAtOnce) {
+  Start();
+  ASSERT_OK(Commit(1, 1));
+  // m = 2 losses, one of them a neighbour of the coordinator in every placement.
+  KillAndWait({1, 6});
+  ExpectRecovered(RecoverAll({1, 6}), 1);
+  ASSERT_OK(Commit(2, 2));
+  ExpectFullRedundancy(*world_, states_, 4, 2);
+}
+
+TEST_F(EngineRecovery, SurvivorsRollBackFromTheirLocalCopy) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.engine.keep_local_copy = true;
+  Start(options);
+  ASSERT_OK(Commit(1, 2));
+  for (uint32_t rank = 0; rank < kNodes; ++rank) states_[rank].Fill(rank, 9);
+  KillAndWait({5});
+  std::vector<Result<RecoveryReport>> reports = RecoverAll({5});
+  ExpectRecovered(reports, 2);
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT_EQ(reports[rank]->from_local_copy, rank != 5) << "rank " << rank;
+  }
+  // The replacement has no copy of its own yet; the next commit gives it one.
+  ASSERT_OK(Commit(3, 3));
+  for (uint32_t rank = 0; rank < kNodes; ++rank) states_[rank].Fill(rank, 10);
+  for (uint32_t rank = 0; rank < kNodes; ++rank) ASSERT_OK(world_->engine(rank).RestoreLocalCopy());
+  ExpectImages(3);
+}
+
+TEST_F(EngineRecovery, ALossDuringACheckpointRollsBackToTheCommittedVersion) {
+  Start();
+  ASSERT_OK(Commit(1, 1));
+  // Every WRITE of the victim waits: version 2 is in flight on every node when it dies.
+  verbs::LoopbackNetwork& network = internal::LoopbackWorldTesting::network(*world_);
+  constexpr uint32_t kVictim = 4;
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    if (rank != kVictim) network.SetDelay(kVictim, rank, 1'000'000);
+  }
+  std::vector<CheckpointHandle> handles(kNodes);
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    states_[rank].Fill(rank, 2);
+    Result<CheckpointHandle> handle = world_->engine(rank).CheckpointAsync();
+    ASSERT_TRUE(handle.ok()) << handle.status();
+    handles[rank] = *handle;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  KillAndWait({kVictim});
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    if (rank == kVictim) continue;
+    EXPECT_FALSE(handles[rank].Wait().ok()) << "rank " << rank;
+    network.SetDelay(kVictim, rank, 0);  // not for the process that replaces it
+  }
+  ExpectRecovered(RecoverAll({kVictim}), 1);
+  ASSERT_OK(Commit(2, 2));
+}
+
+TEST_F(EngineRecovery, MoreLossesThanParityIsDataLossNamingTheOwnersOnEveryMember) {
+  Start();
+  ASSERT_OK(Commit(1, 1));
+  KillAndWait({2, 3, 4});
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<Result<RecoveryReport>> reports = RecoverAll({2, 3, 4});
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT_TRUE(test::HasError(reports[rank].status(), StatusCode::kDataLoss, "owner"))
+        << "rank " << rank << ": " << reports[rank].status();
+  }
+}
+
+TEST_F(EngineRecovery, WithoutAReplacementRecoverFailsNamingTheRank) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.engine.timeout = std::chrono::seconds(3);
+  Start(options);
+  ASSERT_OK(Commit(1, 1));
+  KillAndWait({6});
+  std::vector<uint32_t> survivors;
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    if (rank != 6) survivors.push_back(rank);
+  }
+  std::vector<Status> results(kNodes);
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_OK(world_->RunOn(survivors, [&](uint32_t rank, Engine& engine) {
+    results[rank] = engine.Recover().status();
     return Status();
   }));
-  ExpectFullRedundancy(**world, states, 4, 2);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
+  for (uint32_t rank : survivors) {
+    EXPECT_TRUE(
+        test::HasError(results[rank], StatusCode::kFailedPrecondition, "rank 6 got no replacement"))
+        << "rank " << rank << ": " << results[rank];
+  }
+}
+
+TEST_F(EngineRecovery, AReplacementWithTheWrongImageSizeFailsTheRecovery) {
+  Start();
+  ASSERT_OK(Commit(1, 1));
+  KillAndWait({2});
+  std::vector<Result<RecoveryReport>> reports = RecoverAll({2}, /*shrink_replacement=*/8);
+  EXPECT_TRUE(test::HasError(reports[2].status(), StatusCode::kFailedPrecondition,
+                             "Protect regions of the committed sizes"))
+      << reports[2].status();
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT_FALSE(reports[rank].ok()) << "rank " << rank;
+  }
+}
+
+TEST_F(EngineRecovery, ALostCoordinatorEndsRecoverAtOnce) {
+  Start();
+  ASSERT_OK(Commit(1, 1));
+  KillAndWait({0});
+  const auto started = std::chrono::steady_clock::now();
+  Result<RecoveryReport> report = world_->engine(3).Recover();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  EXPECT_TRUE(test::HasError(report.status(), StatusCode::kUnavailable, "coordinator"))
+      << report.status();
+}
+
+TEST_F(EngineRecovery, RecoverIsRefusedWhileACheckpointIsInFlight) {
+  Start();
+  ASSERT_OK(Commit(1, 1));
+  Result<CheckpointHandle> handle = world_->engine(2).CheckpointAsync();
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_TRUE(test::HasError(world_->engine(2).Recover().status(), StatusCode::kFailedPrecondition,
+                             "checkpoint is in flight"));
+  // The others never join that round: it ends at its deadline or when the world goes.
 }
 
 }  // namespace
