@@ -237,6 +237,22 @@ TEST_F(EngineRecovery, ALossDuringACheckpointRollsBackToTheCommittedVersion) {
   ASSERT_OK(Commit(2, 2));
 }
 
+TEST_F(EngineRecovery, AHungRankSeenOnlyByTheHeartbeatIsReplaced) {
+  Start();
+  ASSERT_OK(Commit(1, 2));
+  // Until a node's first beat is seen, the connect timeout is its bound: let a few land.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Frozen, its QPs stay up: no disconnect tells anyone, only its silent heartbeat.
+  ASSERT_OK(world_->Freeze(6));
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    if (rank != 6) {
+      ASSERT_TRUE(WaitForFailure(*world_, rank)) << "rank " << rank;
+    }
+  }
+  ExpectRecovered(RecoverAll({6}), 2);
+  ASSERT_OK(Commit(3, 3));
+}
+
 TEST_F(EngineRecovery, MoreLossesThanParityIsDataLossNamingTheOwnersOnEveryMember) {
   Start();
   ASSERT_OK(Commit(1, 1));

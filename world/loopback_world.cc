@@ -49,14 +49,33 @@ Status LoopbackWorld::Kill(uint32_t rank) {
   return Status();
 }
 
+Status LoopbackWorld::Freeze(uint32_t rank) {
+  if (rank >= size()) {
+    return Status::InvalidArgument("Freeze: rank ", rank, " is outside the world of ", size());
+  }
+  impl_->network_->Freeze(rank);
+  return Status();
+}
+
+Status LoopbackWorld::Thaw(uint32_t rank) {
+  if (rank >= size()) {
+    return Status::InvalidArgument("Thaw: rank ", rank, " is outside the world of ", size());
+  }
+  impl_->network_->Thaw(rank);
+  return Status();
+}
+
 Result<Engine*> LoopbackWorld::Replace(uint32_t rank) {
   if (rank >= size()) {
     return Status::InvalidArgument("Replace: rank ", rank, " is outside the world of ", size());
   }
-  if (impl_->network_->alive(rank)) {
+  verbs::LoopbackNetwork& network = *impl_->network_;
+  if (network.alive(rank) && !network.frozen(rank)) {
     return Status::FailedPrecondition("Replace: rank ", rank,
-                                      " is alive: only a killed rank gets a new process");
+                                      " is alive: only a killed or frozen rank gets a new process");
   }
+  // A frozen (hung) process is killed first: one process per rank on this network.
+  if (network.frozen(rank)) network.Kill(rank);
   impl_->engines_[rank].reset();  // the dead process's remains
   impl_->network_->Revive(rank);
   FT_ASSIGN_OR_RETURN(impl_->engines_[rank], impl_->MakeEngine(rank, /*replacement=*/true));

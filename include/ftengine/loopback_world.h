@@ -77,7 +77,12 @@ class FT_EXPORT LoopbackWorld {
   // Kill: the rank's process dies at once, as under SIGKILL (its engine object stays; its calls
   // fail). The others detect it within the heartbeat bound. InvalidArgument for a bad rank.
   Status Kill(uint32_t rank);
-  // A new process for a rank that was killed: its old engine is destroyed and a replacement
+  // Freeze: the rank's process hangs (as under SIGSTOP: its QPs stay up); only the heartbeat
+  // tells the others. Thaw: it wakes, finds itself removed, and its calls fail with Aborted.
+  Status Freeze(uint32_t rank);
+  Status Thaw(uint32_t rank);
+  // A new process for a rank that was killed (or frozen: that one is killed first, as one
+  // process per rank fits this network): its old engine is destroyed and a replacement
   // engine (engine(rank) from now on) joins the job once the coordinator has noticed the loss
   // (blocks until then, bounded by the engine timeout). Its application then Protects regions
   // of the committed sizes and calls Recover() with the others. Call it while no body uses the
