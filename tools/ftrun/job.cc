@@ -11,11 +11,24 @@
 // Event loop. SIGINT, SIGTERM, SIGHUP (those not ignored when ftrun started) and SIGCHLD are
 // blocked and read from a signalfd; one poll() waits on it, on the output pipes (--tag-output)
 // and on the nearest deadline, never longer than kMaxPollWait. Deadlines: --kill, --timeout,
-// SIGKILL after --grace, giving up kReapAfterKill after a SIGKILL, and the output drain.
+// SIGTERM to the processes --kill froze, --grace after their SIGCONT; SIGKILL after --grace;
+// giving up kReapAfterKill after a SIGKILL; and the output drain.
+//
+// End of the job. Once every rank has exited (those --kill froze aside), the spares get SIGTERM.
+// Once every process has exited but those --kill froze (--signal STOP), these get SIGCONT, and
+// SIGTERM if they are still there --grace later. A frozen process that gets any other signal
+// (a forwarded one, --timeout's SIGTERM) gets SIGCONT right after it: stopped, it would act on
+// nothing but SIGKILL.
+//
+// Respawn (--respawn). A rank (not a spare, not rank 0) that dies while the job is not ending is
+// started again as a spare with the next unused FT_RANK and FT_RESPAWN_OF; it is a spare from
+// then on, so it is never respawned itself: each rank at most once. Ending: every rank (those
+// --kill froze aside) has exited, --timeout expired, or a signal was forwarded.
 //
 // Status. The first failure in time (reaping order) of a rank, or of a spare that failed on its
 // own, decides the exit status: its exit status, or 128 + signal. Spares that ftrun stops at the
-// end of the job (SIGTERM, then SIGKILL) do not count.
+// end of the job (SIGTERM, then SIGKILL) do not count, nor do the processes --kill signalled
+// (a note says how they ended).
 #include "tools/ftrun/job.h"
 
 #include <arpa/inet.h>
@@ -49,10 +62,12 @@ namespace {
 
 constexpr auto kMaxPollWait = std::chrono::milliseconds(500);
 constexpr auto kDrainAfterExit = std::chrono::seconds(1);  // last exit to closing the pipes
+constexpr int kCoordinatorRank = 0;                        // FT_COORDINATOR_RANK
 
 // The variables ftrun sets; inherited values of the same names are dropped.
-constexpr const char* kOwnVariables[] = {"FT_RANK",   "FT_WORLD_SIZE",  "FT_SPARE",
-                                         "FT_SPARES", "FT_COORDINATOR", "FT_COORDINATOR_RANK"};
+constexpr const char* kOwnVariables[] = {"FT_RANK",      "FT_WORLD_SIZE",  "FT_SPARE",
+                                         "FT_SPARES",    "FT_COORDINATOR", "FT_COORDINATOR_RANK",
+                                         "FT_RESPAWN_OF"};
 
 // A TCP port free on `host` right now (bind port 0, read it back, close), or 0.
 uint16_t FreePort(const std::string& host) {
@@ -78,14 +93,24 @@ uint16_t FreePort(const std::string& host) {
 
 struct Child {
   int rank = 0;
-  bool spare = false;
+  bool spare = false;             // FT_SPARE=1: a spare, or a process --respawn started
+  std::optional<int> respawn_of;  // the rank a process --respawn started replaces
   Process process;
   bool stopping = false;  // a spare that ftrun stops at the end of the job: its exit does not count
-  int last_signal = 0;    // the last signal ftrun sent it, for the SIGKILL note
+  bool kill_target = false;  // --kill signalled it: its exit does not count
+  bool frozen = false;       // --kill SIGSTOPped it and it has not been continued since
+  bool continued = false;    // continued once every other process had exited
+  int last_signal = 0;       // the last signal ftrun sent it, for the SIGKILL note
   std::optional<LineRelay> out;
   std::optional<LineRelay> err;
 
-  std::string Name() const { return "rank " + std::to_string(rank) + (spare ? " (spare)" : ""); }
+  std::string Name() const {
+    if (respawn_of) {
+      return "rank " + std::to_string(rank) + " (spare, respawn of rank " +
+             std::to_string(*respawn_of) + ")";
+    }
+    return "rank " + std::to_string(rank) + (spare ? " (spare)" : "");
+  }
 };
 
 class Job {
@@ -108,13 +133,14 @@ class Job {
     }
     KeepInheritedEnvironment();
     const int total = options_.ranks + options_.spares;
-    children_.reserve(static_cast<size_t>(total));
+    children_.reserve(static_cast<size_t>(total + (options_.respawn ? options_.ranks : 0)));
     for (int rank = 0; rank < total; ++rank) {
       if (const int failure = Spawn(rank); failure != kExitOk) return failure;
     }
+    next_rank_ = total;
     start_ = Clock::now();
     ranks_running_ = options_.ranks;
-    if (options_.kill_rank) kill_at_ = start_ + Seconds(options_.kill_after_seconds);
+    if (!options_.kill_ranks.empty()) kill_at_ = start_ + Seconds(options_.kill_after_seconds);
     if (options_.timeout_seconds) timeout_at_ = start_ + Seconds(*options_.timeout_seconds);
     Supervise();
     if (timed_out_) return kExitTimeout;
@@ -158,8 +184,9 @@ class Job {
     }
   }
 
-  // Forks and execs one process; kExitOk, or ftrun's exit status after a note.
-  int Spawn(int rank) {
+  // Forks and execs one process (with respawn_of: the one replacing that rank); kExitOk, or
+  // ftrun's exit status after a note.
+  int Spawn(int rank, std::optional<int> respawn_of = std::nullopt) {
     const bool spare = rank >= options_.ranks;
     std::vector<std::string> environment = environment_;
     environment.push_back("FT_RANK=" + std::to_string(rank));
@@ -167,7 +194,8 @@ class Job {
     environment.push_back(std::string("FT_SPARE=") + (spare ? "1" : "0"));
     environment.push_back("FT_SPARES=" + std::to_string(options_.spares));
     environment.push_back("FT_COORDINATOR=" + coordinator_);
-    environment.push_back("FT_COORDINATOR_RANK=0");
+    environment.push_back("FT_COORDINATOR_RANK=" + std::to_string(kCoordinatorRank));
+    if (respawn_of) environment.push_back("FT_RESPAWN_OF=" + std::to_string(*respawn_of));
     std::vector<char*> envp;
     for (std::string& variable : environment) envp.push_back(variable.data());
     envp.push_back(nullptr);
@@ -221,6 +249,7 @@ class Job {
     Child& child = children_.emplace_back();
     child.rank = rank;
     child.spare = spare;
+    child.respawn_of = respawn_of;
     child.process = std::move(started.process);
     by_pid_[pid] = children_.size() - 1;
     if (options_.tag_output) {
@@ -241,9 +270,11 @@ class Job {
     std::vector<LineRelay*> relays;  // relays[i] is read through polled[i + 1]
     while (true) {
       Reap();
+      RespawnDeadRanks();
       const TimePoint now = Clock::now();
-      StopSparesWhenRanksAreDone();
       HandleDeadlines(now);
+      StopSparesWhenRanksAreDone();
+      ContinueFrozenWhenTheOthersAreDone(now);
       if (running_ == 0) {
         if (!drain_until) drain_until = now + kDrainAfterExit;
         if (!AnyRelayOpen()) return;
@@ -258,7 +289,7 @@ class Job {
 
       TimePoint wake = now + kMaxPollWait;
       for (const std::optional<TimePoint>& deadline :
-           {kill_at_, timeout_at_, sigkill_at_, give_up_at_, drain_until}) {
+           {kill_at_, timeout_at_, continued_term_at_, sigkill_at_, give_up_at_, drain_until}) {
         if (deadline) wake = std::min(wake, *deadline);
       }
       polled.assign(1, pollfd{signals_.fd(), POLLIN, 0});
@@ -290,66 +321,137 @@ class Job {
 
   // Sends `signal` to every running process; SIGKILL follows after --grace.
   void Forward(int signal) {
-    const int sent = SignalRunning(signal, /*stopping=*/false);
+    ending_ = true;
+    const int sent = SignalEveryone(signal);
     Note(err_sink_, "got " + SignalName(signal) + "; forwarded it to " + std::to_string(sent) +
                         (sent == 1 ? " process" : " processes"));
   }
 
-  // Sends `signal` to every running process (marking spares `stopping` when asked) and arms the
-  // SIGKILL deadline. Returns how many processes got it.
-  int SignalRunning(int signal, bool stopping) {
+  // Sends `signal` to every running process and arms the SIGKILL deadline. Returns how many
+  // processes got it.
+  int SignalEveryone(int signal) {
     int sent = 0;
     for (Child& child : children_) {
-      if (!child.process.running() || (stopping && !child.spare)) continue;
-      child.stopping = child.stopping || stopping;
-      if (child.process.Signal(signal)) {
-        child.last_signal = signal;
-        ++sent;
-      }
+      if (SignalChild(child, signal)) ++sent;
     }
-    if (sent > 0) {
-      const TimePoint kill_at = Clock::now() + Seconds(options_.grace_seconds);
-      sigkill_at_ = sigkill_at_ ? std::min(*sigkill_at_, kill_at) : kill_at;
-    }
+    if (sent > 0) ArmSigkill();
     return sent;
   }
 
-  // Spares idle until recovery needs them: once no rank is left, nothing will.
+  // Sends `signal` to `child`'s process group, then SIGCONT if --kill froze it (a stopped
+  // process acts on nothing but SIGKILL until continued). False when it was not running.
+  bool SignalChild(Child& child, int signal) {
+    if (!child.process.Signal(signal)) return false;
+    child.last_signal = signal;
+    if (child.frozen) Thaw(child);
+    return true;
+  }
+
+  void Thaw(Child& child) {
+    child.process.Signal(SIGCONT);
+    Unfreeze(child);
+  }
+
+  void Unfreeze(Child& child) {
+    if (!child.frozen) return;
+    child.frozen = false;
+    --frozen_;
+    if (!child.spare) --frozen_ranks_;
+  }
+
+  // SIGKILL to whoever is still running --grace from now (or earlier, when armed already).
+  void ArmSigkill() {
+    const TimePoint kill_at = Clock::now() + Seconds(options_.grace_seconds);
+    sigkill_at_ = sigkill_at_ ? std::min(*sigkill_at_, kill_at) : kill_at;
+  }
+
+  // Spares idle until recovery needs them: once no rank is left, nothing will. A rank --kill
+  // froze is left out: it does nothing until ContinueFrozenWhenTheOthersAreDone.
   void StopSparesWhenRanksAreDone() {
-    if (ranks_running_ > 0 || spares_stopped_) return;
+    if (ranks_running_ > frozen_ranks_ || spares_stopped_) return;
     spares_stopped_ = true;
-    SignalRunning(SIGTERM, /*stopping=*/true);
+    int sent = 0;
+    for (Child& child : children_) {
+      if (!child.process.running() || !child.spare || child.frozen) continue;
+      child.stopping = true;
+      if (SignalChild(child, SIGTERM)) ++sent;
+    }
+    if (sent > 0) ArmSigkill();
+  }
+
+  // The processes --kill froze find, once continued, that the job went on without them: only
+  // when every other process has exited, so that they cannot disturb it.
+  void ContinueFrozenWhenTheOthersAreDone(TimePoint now) {
+    if (frozen_ == 0 || running_ > frozen_) return;
+    for (Child& child : children_) {
+      if (!child.frozen) continue;
+      Thaw(child);
+      child.continued = true;
+      Note(err_sink_, "every other process has exited; sent SIGCONT to " + child.Name() +
+                          " (stopped by --kill)");
+    }
+    continued_term_at_ = now + Seconds(options_.grace_seconds);
   }
 
   void HandleDeadlines(TimePoint now) {
     if (kill_at_ && now >= *kill_at_) {
       kill_at_.reset();
-      Child& target = children_[static_cast<size_t>(*options_.kill_rank)];
-      if (target.process.Signal(SIGKILL)) {
-        Note(err_sink_, "killed rank " + std::to_string(target.rank) + " (SIGKILL) after " +
-                            FormatSeconds(options_.kill_after_seconds) + " s");
-      } else {
-        Note(err_sink_,
-             "--kill: rank " + std::to_string(target.rank) + " had already exited; killed nothing");
-      }
+      KillAsAsked();
     }
     if (timeout_at_ && now >= *timeout_at_) {
       timeout_at_.reset();
       timed_out_ = true;
-      const int sent = SignalRunning(SIGTERM, /*stopping=*/false);
+      ending_ = true;
+      const int sent = SignalEveryone(SIGTERM);
       Note(err_sink_, "the job reached --timeout " + FormatSeconds(*options_.timeout_seconds) +
                           " s; sent SIGTERM to " + std::to_string(sent) +
                           (sent == 1 ? " process" : " processes"));
+    }
+    if (continued_term_at_ && now >= *continued_term_at_) {
+      continued_term_at_.reset();
+      int sent = 0;
+      for (Child& child : children_) {
+        if (!child.continued || !child.process.running()) continue;
+        if (!SignalChild(child, SIGTERM)) continue;
+        ++sent;
+        Note(err_sink_, child.Name() + " still running " + FormatSeconds(options_.grace_seconds) +
+                            " s after SIGCONT; sent SIGTERM");
+      }
+      if (sent > 0) ArmSigkill();
     }
     if (sigkill_at_ && now >= *sigkill_at_) {
       sigkill_at_.reset();
       for (Child& child : children_) {
         if (!child.process.running()) continue;
         child.process.Signal(SIGKILL);
+        Unfreeze(child);
         Note(err_sink_, child.Name() + " still running " + FormatSeconds(options_.grace_seconds) +
                             " s after " + SignalName(child.last_signal) + "; sent SIGKILL");
       }
       give_up_at_ = now + kReapAfterKill;
+    }
+  }
+
+  // --kill RANKS at --after: SIGKILL or SIGSTOP (--signal) to each listed process's group.
+  void KillAsAsked() {
+    const bool stop = options_.kill_signal == SIGSTOP;
+    const std::string signal = SignalName(options_.kill_signal);
+    for (const int rank : options_.kill_ranks) {
+      Child& target = children_[static_cast<size_t>(rank)];
+      if (!target.process.Signal(options_.kill_signal)) {
+        Note(err_sink_, "--kill: rank " + std::to_string(rank) + " had already exited; " +
+                            (stop ? "stopped" : "killed") + " nothing");
+        continue;
+      }
+      target.kill_target = true;
+      if (stop && !target.frozen) {
+        target.frozen = true;
+        ++frozen_;
+        if (!target.spare) ++frozen_ranks_;
+      }
+      Note(err_sink_, std::string(stop ? "stopped" : "killed") + " rank " + std::to_string(rank) +
+                          " (" + signal + ") after " + FormatSeconds(options_.kill_after_seconds) +
+                          " s");
     }
   }
 
@@ -367,12 +469,12 @@ class Job {
 
   void OnExit(Child& child, int status) {
     child.process.Release();
+    Unfreeze(child);
     --running_;
     if (!child.spare) --ranks_running_;
     // What it wrote before exiting is in the pipes: relay it before saying how it ended.
     if (child.out) child.out->Drain();
     if (child.err) child.err->Drain();
-    if (child.stopping) return;  // a spare we stopped: neither reported nor counted
     int code = 0;
     std::string how;
     if (WIFSIGNALED(status)) {
@@ -383,9 +485,50 @@ class Job {
       code = WEXITSTATUS(status);
       how = "exited with status " + std::to_string(code);
     }
-    if (code == 0) return;
-    Note(err_sink_, child.Name() + " " + how);
-    if (!first_failure_) first_failure_ = code;
+    if (child.kill_target) {
+      // Signalled by --kill: as asked, whatever came of it; not the job's failure.
+      const bool stop = options_.kill_signal == SIGSTOP;
+      const std::string asked = std::string(stop ? "stopped" : "killed") + " by --kill (" +
+                                SignalName(options_.kill_signal) + ") as asked";
+      if (!stop && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+        Note(err_sink_, child.Name() + " was " + asked);
+      } else {
+        Note(err_sink_, child.Name() + " was " + asked + "; it " +
+                            (WIFSIGNALED(status) ? "was then " : "then ") + how);
+      }
+    } else if (child.stopping) {
+      return;  // a spare we stopped: neither reported nor counted
+    } else if (code != 0) {
+      Note(err_sink_, child.Name() + " " + how);
+      if (!first_failure_) first_failure_ = code;
+    }
+    if (code != 0 && options_.respawn && !child.spare) respawn_queue_.push_back(child.rank);
+  }
+
+  // --respawn: the ranks that died since the last turn, started again as spares while the job
+  // is not ending (see the top of this file).
+  void RespawnDeadRanks() {
+    for (const int dead : std::exchange(respawn_queue_, {})) {
+      if (ending_ || spares_stopped_ || ranks_running_ == frozen_ranks_) {
+        Note(err_sink_, "rank " + std::to_string(dead) + " is not respawned: the job is ending");
+        continue;
+      }
+      if (dead == kCoordinatorRank) {
+        Note(err_sink_, "rank " + std::to_string(dead) +
+                            " (the coordinator) is not respawned: coordinator failover is not "
+                            "supported yet");
+        continue;
+      }
+      const int rank = next_rank_++;
+      if (const int failure = Spawn(rank, dead); failure != kExitOk) {
+        Note(err_sink_, "could not respawn rank " + std::to_string(dead));
+        if (!first_failure_) first_failure_ = failure;
+        continue;
+      }
+      Note(err_sink_, "respawned rank " + std::to_string(dead) + " as rank " +
+                          std::to_string(rank) +
+                          " (FT_SPARE=1, FT_RESPAWN_OF=" + std::to_string(dead) + ")");
+    }
   }
 
   bool AnyRelayOpen() const {
@@ -417,7 +560,9 @@ class Job {
                           std::to_string(std::chrono::seconds(kReapAfterKill).count()) +
                           " s after SIGKILL; leaving it behind");
       child.process.Release();
-      if (!child.stopping && !first_failure_) first_failure_ = 128 + SIGKILL;
+      if (!child.stopping && !child.kill_target && !first_failure_) {
+        first_failure_ = 128 + SIGKILL;
+      }
     }
     for (Child& child : children_) {
       if (child.out && child.out->open()) child.out->Close();
@@ -432,17 +577,23 @@ class Job {
   UniqueFd dev_null_;
   std::string coordinator_;               // host:port
   std::vector<std::string> environment_;  // inherited, minus kOwnVariables
-  std::vector<Child> children_;           // index == rank
+  std::vector<Child> children_;           // index == rank (FT_RANK)
   std::unordered_map<pid_t, size_t> by_pid_;
-  int running_ = 0;        // processes not yet reaped
-  int ranks_running_ = 0;  // of them, ranks (not spares)
+  int next_rank_ = 0;               // FT_RANK of the next process --respawn starts
+  int running_ = 0;                 // processes not yet reaped
+  int ranks_running_ = 0;           // of them, ranks (not spares)
+  int frozen_ = 0;                  // of them, frozen by --kill (SIGSTOP) and not continued
+  int frozen_ranks_ = 0;            // of those, ranks
+  std::vector<int> respawn_queue_;  // ranks that died, for RespawnDeadRanks
   bool spares_stopped_ = false;
+  bool ending_ = false;  // --timeout expired or a signal was forwarded
   bool timed_out_ = false;
   std::optional<int> first_failure_;  // exit status or 128 + signal
   TimePoint start_;
   std::optional<TimePoint> kill_at_;
   std::optional<TimePoint> timeout_at_;
-  std::optional<TimePoint> sigkill_at_;  // SIGKILL whoever is still running
+  std::optional<TimePoint> continued_term_at_;  // SIGTERM the continued ones still running
+  std::optional<TimePoint> sigkill_at_;         // SIGKILL whoever is still running
   std::optional<TimePoint> give_up_at_;
 };
 
