@@ -1,15 +1,17 @@
 // ftrun, the local launcher, run as a program (FTRUN_PATH) on /bin/sh scripts: the environment
-// of each rank and spare, tagged output, the exit status, --kill, signal forwarding, the bounds
-// on the job and the refusal of bad flags. Every run is bounded by RunFtrun's deadline; the test
-// itself never sleeps (the scripts it launches may).
+// of each rank and spare, tagged output, the exit status, --kill (lists, --signal STOP),
+// --respawn, signal forwarding, the bounds on the job and the refusal of bad flags. Every run is
+// bounded by RunFtrun's deadline; the test itself never sleeps (the scripts it launches may).
 #include <signal.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -40,6 +42,16 @@ RunOptions FtrunOptions() {
 
 size_t Count(const std::vector<std::string>& lines, const std::string& line) {
   return static_cast<size_t>(std::count(lines.begin(), lines.end(), line));
+}
+
+// ftrun's own notes in its stderr, without what the processes wrote there (a shell may say
+// "Terminated" when the SIGTERM that ends a spare kills its `sleep`).
+std::string Notes(const std::string& err) {
+  std::string notes;
+  for (const std::string& line : Lines(err)) {
+    if (line.starts_with("ftrun: ")) notes += line + "\n";
+  }
+  return notes;
 }
 
 // Runs ftrun with `args` (test/run_program.h: its stdout and stderr, its status, the deadline).
@@ -243,17 +255,231 @@ TEST(FtrunTest, SignalDeathIs128PlusTheSignal) {
 }
 
 TEST(FtrunTest, KillSigkillsTheRankAfterTheDelayAndTheJobEndsQuickly) {
-  // Rank 1 and the spare would sleep 30 s; rank 0 is done at once.
+  // Rank 1 and the spare would sleep 30 s; rank 0 is done at once. The rank ftrun killed as
+  // asked is not the job's failure: every other rank exited 0.
   const RunResult run =
       RunFtrun(Concat({"-n", "2", "--spares", "1", "--kill", "1", "--after", "0.2", "--"},
                       Sh("if [ \"$FT_RANK\" != 0 ]; then sleep 30; fi")));
   ASSERT_FALSE(run.timed_out);
-  EXPECT_EQ(run.status, 128 + SIGKILL) << run.err;
+  EXPECT_EQ(run.status, 0) << run.err;
   EXPECT_LT(run.seconds, kQuickSeconds);
   EXPECT_GE(run.seconds, 0.2);
   EXPECT_EQ(run.err,
             "ftrun: killed rank 1 (SIGKILL) after 0.2 s\n"
-            "ftrun: rank 1 killed by signal 9 (SIGKILL)\n");
+            "ftrun: rank 1 was killed by --kill (SIGKILL) as asked\n");
+}
+
+TEST(FtrunTest, KillTakesACommaListAndTheJobExits0WhenTheOthersDo) {
+  // Ranks 1 and 3 would sleep 30 s; 0 and 2 exit 0 at once.
+  const RunResult run = RunFtrun(Concat({"-n", "4", "--kill", "3,1", "--after", "0.2", "--"},
+                                        Sh("case $FT_RANK in 1|3) sleep 30;; esac")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_GE(run.seconds, 0.2);
+  const std::vector<std::string> err = Lines(run.err);
+  EXPECT_EQ(err.size(), 4u) << run.err;
+  for (const std::string rank : {"1", "3"}) {
+    EXPECT_EQ(Count(err, "ftrun: killed rank " + rank + " (SIGKILL) after 0.2 s"), 1u) << run.err;
+    EXPECT_EQ(Count(err, "ftrun: rank " + rank + " was killed by --kill (SIGKILL) as asked"), 1u)
+        << run.err;
+  }
+}
+
+TEST(FtrunTest, AKilledRankDoesNotHideTheFailureOfAnother) {
+  // Rank 1 is killed at 0.1 s, first; rank 2 fails on its own later, and decides the status.
+  const RunResult run =
+      RunFtrun(Concat({"-n", "3", "--kill", "1", "--after", "0.1", "--"},
+                      Sh("case $FT_RANK in 1) sleep 30;; 2) sleep 0.5; exit 4;; esac")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 4) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_EQ(run.err,
+            "ftrun: killed rank 1 (SIGKILL) after 0.1 s\n"
+            "ftrun: rank 1 was killed by --kill (SIGKILL) as asked\n"
+            "ftrun: rank 2 exited with status 4\n");
+}
+
+TEST(FtrunTest, BadKillListsAndSignalsExit2NamingTheBadElement) {
+  const std::vector<std::string> launched = Sh("echo launched");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--kill", "1,x"}, "'x' is not a rank number"},
+      {{"--kill", "1,,2"}, "element 2 is empty"},
+      {{"--kill", ",1"}, "element 1 is empty"},
+      {{"--kill", "1,"}, "element 2 is empty"},
+      {{"--kill", "9"}, "no rank 9: ranks are 0..3"},
+      {{"--kill", "0,4"}, "no rank 4: ranks are 0..3"},
+      {{"--kill", "99999999999"}, "no rank 99999999999"},
+      {{"--kill", "2,1,2"}, "rank 2 is listed twice"},
+      {{"--kill", "+1"}, "'+1' is not a rank number"},
+      {{"--kill", "1", "--signal", "TERM"}, "not 'TERM'"},
+      {{"--kill", "1", "--signal", "stop"}, "not 'stop'"},
+  };
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> args = {"-n", "2", "--spares", "2"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args = Concat(Concat(args, {"--after", "0", "--"}), launched);
+    std::string joined;
+    for (const std::string& arg : args) joined += " " + arg;
+    const RunResult run = RunFtrun(args);
+    EXPECT_EQ(run.status, 2) << "ftrun" << joined << "\n" << run.err;
+    EXPECT_PRED2(Contains, run.err, message) << "ftrun" << joined;
+    EXPECT_TRUE(run.err.starts_with("ftrun: --")) << "ftrun" << joined << "\n" << run.err;
+    EXPECT_EQ(run.out, "") << "ftrun" << joined;
+  }
+}
+
+TEST(FtrunTest, SignalStopFreezesTheRankUntilEveryOtherProcessHasExited) {
+  ScratchDir dir("ftrun_test");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string d = dir.path();
+  // Rank 1 waits for a file rank 0 makes at 1 s, then checks that nobody else still runs. Frozen
+  // at 0.1 s, it sees the file only when ftrun continues it, after the others exited: rank 0
+  // and 2 linger 0.3 s after the file, the spare 0.3 s after its SIGTERM at the end of the ranks.
+  const std::string script =
+      "echo $$ > " + d +
+      "/pid.$FT_RANK\n"
+      "case $FT_RANK in\n"
+      "1) while [ ! -e " +
+      d +
+      "/others_done ]; do sleep 0.02; done\n"
+      "   for pid in $(cat " +
+      d + "/pid.0 " + d + "/pid.2 " + d +
+      "/pid.3); do\n"
+      "     if kill -0 $pid 2>/dev/null; then echo \"woke while $pid runs\"; exit 5; fi\n"
+      "   done\n"
+      "   touch " +
+      d +
+      "/woke; echo woke; exit 3;;\n"
+      "0) sleep 1; touch " +
+      d +
+      "/others_done; sleep 0.3;;\n"
+      "2) sleep 1.3;;\n"
+      "3) trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.05; done;;\n"
+      "esac\n";
+  const RunResult run = RunFtrun(Concat({"-n", "3", "--spares", "1", "--tag-output", "--kill", "1",
+                                         "--signal", "STOP", "--after", "0.1", "--"},
+                                        Sh(script)));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_GE(run.seconds, 1.3);
+  EXPECT_TRUE(std::filesystem::exists(d + "/woke")) << run.out << run.err;
+  EXPECT_EQ(run.out, "[1,1]<stdout>: woke\n");
+  EXPECT_EQ(Notes(run.err),
+            "ftrun: stopped rank 1 (SIGSTOP) after 0.1 s\n"
+            "ftrun: every other process has exited; sent SIGCONT to rank 1 (stopped by --kill)\n"
+            "ftrun: rank 1 was stopped by --kill (SIGSTOP) as asked; it then exited with status "
+            "3\n");
+}
+
+TEST(FtrunTest, SignalStopOnARankThatWouldHangStillEndsBoundedByTheGrace) {
+  // Once continued, rank 1 ignores SIGTERM and sleeps on: SIGTERM --grace after SIGCONT, then
+  // SIGKILL --grace after that.
+  const RunResult run = RunFtrun(Concat(
+      {"-n", "2", "--grace", "0.3", "--kill", "1", "--signal", "SIGSTOP", "--after", "0.1", "--"},
+      Sh("case $FT_RANK in 0) sleep 0.3;; 1) trap '' TERM; exec sleep 30;; esac")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_GE(run.seconds, 0.3 + 2 * 0.3);
+  EXPECT_EQ(run.err,
+            "ftrun: stopped rank 1 (SIGSTOP) after 0.1 s\n"
+            "ftrun: every other process has exited; sent SIGCONT to rank 1 (stopped by --kill)\n"
+            "ftrun: rank 1 still running 0.3 s after SIGCONT; sent SIGTERM\n"
+            "ftrun: rank 1 still running 0.3 s after SIGTERM; sent SIGKILL\n"
+            "ftrun: rank 1 was stopped by --kill (SIGSTOP) as asked; it was then killed by signal "
+            "9 (SIGKILL)\n");
+}
+
+// The script of the --respawn tests: every process prints its environment; rank 0 waits (at
+// most 4 s) for a respawned process to say it started, then 0.3 s more (for that one to run
+// `respawned`); rank 1 runs `rank_1`; spares idle until SIGTERM.
+std::string RespawnScript(const std::string& dir, const std::string& rank_1,
+                          const std::string& respawned) {
+  return "echo \"env $FT_RANK $FT_WORLD_SIZE $FT_SPARES $FT_SPARE ${FT_RESPAWN_OF-unset}\"\n"
+         "if [ -n \"$FT_RESPAWN_OF\" ]; then touch " +
+         dir + "/respawned; " + respawned +
+         "; fi\n"
+         "case $FT_RANK in\n"
+         "0) i=0; while [ ! -e " +
+         dir +
+         "/respawned ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i + 1)); done; sleep 0.3;;\n"
+         "1) " +
+         rank_1 +
+         ";;\n"
+         "*) trap 'exit 0' TERM; while :; do sleep 0.05; done;;\n"
+         "esac\n";
+}
+
+TEST(FtrunTest, RespawnStartsADeadRankAgainAsASpareOnce) {
+  ScratchDir dir("ftrun_test");
+  ASSERT_FALSE(dir.path().empty());
+  // Rank 1 exits 1; its respawn, rank 3 (N + S), exits 7: it is a spare, never respawned.
+  const RunResult run =
+      RunFtrun(Concat({"-n", "2", "--spares", "1", "--respawn", "--tag-output", "--"},
+                      Sh(RespawnScript(dir.path(), "exit 1", "exit 7"))));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 1) << "rank 1's failure still counts: " << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  const std::vector<std::string> out = Lines(run.out);
+  EXPECT_EQ(Count(out, "[1,0]<stdout>: env 0 2 1 0 unset"), 1u) << run.out;
+  EXPECT_EQ(Count(out, "[1,1]<stdout>: env 1 2 1 0 unset"), 1u) << run.out;
+  EXPECT_EQ(Count(out, "[1,2]<stdout>: env 2 2 1 1 unset"), 1u) << run.out;
+  EXPECT_EQ(Count(out, "[1,3]<stdout>: env 3 2 1 1 1"), 1u) << run.out;
+  EXPECT_EQ(out.size(), 4u) << run.out;
+  EXPECT_EQ(Notes(run.err),
+            "ftrun: rank 1 exited with status 1\n"
+            "ftrun: respawned rank 1 as rank 3 (FT_SPARE=1, FT_RESPAWN_OF=1)\n"
+            "ftrun: rank 3 (spare, respawn of rank 1) exited with status 7\n");
+}
+
+TEST(FtrunTest, RespawnOfAKilledRankAndTheJobExits0) {
+  ScratchDir dir("ftrun_test");
+  ASSERT_FALSE(dir.path().empty());
+  // Rank 1 is killed by --kill; its respawn, rank 2, runs until the spares' SIGTERM.
+  const RunResult run =
+      RunFtrun(Concat({"-n", "2", "--respawn", "--kill", "1", "--after", "0.1", "--"},
+                      Sh(RespawnScript(dir.path(), "sleep 30", "true"))));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  const std::vector<std::string> out = Lines(run.out);
+  EXPECT_EQ(std::set<std::string>(out.begin(), out.end()),
+            (std::set<std::string>{"env 0 2 0 0 unset", "env 1 2 0 0 unset", "env 2 2 0 1 1"}))
+      << run.out;
+  EXPECT_EQ(out.size(), 3u) << run.out;
+  EXPECT_EQ(Notes(run.err),
+            "ftrun: killed rank 1 (SIGKILL) after 0.1 s\n"
+            "ftrun: rank 1 was killed by --kill (SIGKILL) as asked\n"
+            "ftrun: respawned rank 1 as rank 2 (FT_SPARE=1, FT_RESPAWN_OF=1)\n");
+}
+
+TEST(FtrunTest, RespawnSkipsTheCoordinatorRanksThatExit0AndTheEndOfTheJob) {
+  // Rank 0 (the coordinator) fails and rank 1 exits 0 at once; rank 2 fails last, when the job
+  // is ending. Nobody is respawned.
+  const RunResult run = RunFtrun(
+      Concat({"-n", "3", "--respawn", "--"},
+             Sh("echo $FT_RANK; case $FT_RANK in 0) exit 2;; 2) sleep 0.5; exit 3;; esac")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 2) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  const std::vector<std::string> out = Lines(run.out);
+  EXPECT_EQ(std::set<std::string>(out.begin(), out.end()), (std::set<std::string>{"0", "1", "2"}))
+      << run.out;
+  EXPECT_EQ(run.err,
+            "ftrun: rank 0 exited with status 2\n"
+            "ftrun: rank 0 (the coordinator) is not respawned: coordinator failover is not "
+            "supported yet\n"
+            "ftrun: rank 2 exited with status 3\n"
+            "ftrun: rank 2 is not respawned: the job is ending\n");
+}
+
+TEST(FtrunTest, AnInheritedFtRespawnOfIsDropped) {
+  const RunResult run = RunFtrun(Concat({"-n", "1", "--"}, Sh("echo ${FT_RESPAWN_OF-unset}")),
+                                 WithEnvironment("FT_RESPAWN_OF=9"));
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "unset\n");
 }
 
 // Ranks that trap `signal`, say they are ready, and idle until it comes.
@@ -319,6 +545,34 @@ TEST(FtrunTest, RanksIgnoringAForwardedSignalGetSigkillAfterTheGrace) {
   EXPECT_PRED2(Contains, run.err, "ftrun: rank 0 still running 0.3 s after SIGTERM; sent SIGKILL");
 }
 
+TEST(FtrunTest, AForwardedSignalContinuesAFrozenRank) {
+  // Rank 1 is frozen at 0.1 s; rank 0 says it is ready at 0.5 s and the test sends SIGTERM to
+  // ftrun. Rank 1 must act on it at once, not when rank 0 (1 s later) has exited, nor at the
+  // SIGKILL 5 s (--grace) later.
+  const std::string script =
+      "if [ $FT_RANK = 0 ]; then\n"
+      "  trap 'sleep 1; echo got TERM 0; exit 5' TERM; sleep 0.5; echo ready 0\n"
+      "else\n"
+      "  trap 'echo got TERM 1; exit 6' TERM\n"
+      "fi\n"
+      "while :; do sleep 0.05; done\n";
+  const RunResult run = RunFtrun(
+      Concat({"-n", "2", "--grace", "5", "--kill", "1", "--signal", "STOP", "--after", "0.1", "--"},
+             Sh(script)),
+      SignalWhenReady(1, SIGTERM));
+  ASSERT_FALSE(run.timed_out);
+  ASSERT_TRUE(run.signal_sent) << run.out << run.err;
+  EXPECT_EQ(run.status, 5) << "rank 0's status; rank 1's does not count: " << run.err;
+  EXPECT_LT(run.seconds, 4) << run.err;
+  EXPECT_EQ(run.out, "ready 0\ngot TERM 1\ngot TERM 0\n");
+  EXPECT_EQ(Notes(run.err),
+            "ftrun: stopped rank 1 (SIGSTOP) after 0.1 s\n"
+            "ftrun: got SIGTERM; forwarded it to 2 processes\n"
+            "ftrun: rank 1 was stopped by --kill (SIGSTOP) as asked; it then exited with status "
+            "6\n"
+            "ftrun: rank 0 exited with status 5\n");
+}
+
 TEST(FtrunTest, TimeoutEndsTheJobWith124) {
   const RunResult run = RunFtrun({"-n", "2", "--timeout", "0.3", "--", "sleep", "30"});
   ASSERT_FALSE(run.timed_out);
@@ -340,6 +594,11 @@ TEST(FtrunTest, BadFlagsExit2WithAMessageAndLaunchNothing) {
       Concat({"-n", "2", "--kill", "1", "--"}, launched),            // --kill without --after
       Concat({"-n", "2", "--kill", "2", "--after", "1"}, launched),  // no rank 2
       Concat({"-n", "2", "--kill", "0", "--after", "-1"}, launched),
+      Concat({"-n", "2", "--kill", "1,x", "--after", "1", "--"}, launched),
+      Concat({"-n", "2", "--kill", "1,,0", "--after", "1", "--"}, launched),
+      Concat({"-n", "2", "--kill", "1,1", "--after", "1", "--"}, launched),
+      Concat({"-n", "2", "--signal", "STOP", "--"}, launched),  // --signal without --kill
+      Concat({"-n", "2", "--kill", "1", "--after", "1", "--signal", "INT", "--"}, launched),
       Concat({"-n", "2", "--port", "0", "--"}, launched),
       Concat({"-n", "2", "--port", "65536", "--"}, launched),
       Concat({"-n", "2", "--host", "10.0.0.1:7471", "--"}, launched),  // a port in --host
@@ -379,9 +638,27 @@ TEST(FtrunTest, MissingProgramExits127NamingIt) {
 TEST(FtrunTest, HelpListsEveryFlag) {
   const RunResult run = RunFtrun({"--help"});
   EXPECT_EQ(run.status, 0);
-  for (const char* flag : {"-n", "--spares", "--tag-output", "--kill", "--after", "--port",
-                           "--host", "--grace", "--timeout", "PROGRAM", "FT_RANK", "FT_WORLD_SIZE",
-                           "FT_COORDINATOR", "FT_SPARE", "RXE_VM_IP", "127"}) {
+  for (const char* flag : {"-n",
+                           "--spares",
+                           "--tag-output",
+                           "--kill",
+                           "RANK[,RANK...]",
+                           "--after",
+                           "--signal",
+                           "KILL|STOP",
+                           "--respawn",
+                           "--port",
+                           "--host",
+                           "--grace",
+                           "--timeout",
+                           "PROGRAM",
+                           "FT_RANK",
+                           "FT_WORLD_SIZE",
+                           "FT_COORDINATOR",
+                           "FT_SPARE",
+                           "FT_RESPAWN_OF",
+                           "RXE_VM_IP",
+                           "127"}) {
     EXPECT_PRED2(Contains, run.out, flag);
   }
 }

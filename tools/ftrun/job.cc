@@ -1,4 +1,5 @@
-// How ftrun runs a job.
+// How ftrun runs a job: the supervision of its processes. Starting one is process.cc's, relaying
+// their output under --tag-output is output.cc's.
 //
 // Process model. Every process (rank or spare) is forked, put in its own process group
 // (pgid == pid) and exec'd with execvpe; its stdin is /dev/null. Signals and kills go to the
@@ -10,11 +11,24 @@
 // Event loop. SIGINT, SIGTERM, SIGHUP (those not ignored when ftrun started) and SIGCHLD are
 // blocked and read from a signalfd; one poll() waits on it, on the output pipes (--tag-output)
 // and on the nearest deadline, never longer than kMaxPollWait. Deadlines: --kill, --timeout,
-// SIGKILL after --grace, giving up kReapAfterKill after a SIGKILL, and the output drain.
+// SIGTERM to the processes --kill froze, --grace after their SIGCONT; SIGKILL after --grace;
+// giving up kReapAfterKill after a SIGKILL; and the output drain.
+//
+// End of the job. Once every rank has exited (those --kill froze aside), the spares get SIGTERM.
+// Once every process has exited but those --kill froze (--signal STOP), these get SIGCONT, and
+// SIGTERM if they are still there --grace later. A frozen process that gets any other signal
+// (a forwarded one, --timeout's SIGTERM) gets SIGCONT right after it: stopped, it would act on
+// nothing but SIGKILL.
+//
+// Respawn (--respawn). A rank (not a spare, not rank 0) that dies while the job is not ending is
+// started again as a spare with the next unused FT_RANK and FT_RESPAWN_OF; it is a spare from
+// then on, so it is never respawned itself: each rank at most once. Ending: every rank (those
+// --kill froze aside) has exited, --timeout expired, or a signal was forwarded.
 //
 // Status. The first failure in time (reaping order) of a rank, or of a spare that failed on its
 // own, decides the exit status: its exit status, or 128 + signal. Spares that ftrun stops at the
-// end of the job (SIGTERM, then SIGKILL) do not count.
+// end of the job (SIGTERM, then SIGKILL) do not count, nor do the processes --kill signalled
+// (a note says how they ended).
 #include "tools/ftrun/job.h"
 
 #include <arpa/inet.h>
@@ -22,7 +36,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -31,7 +44,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -41,343 +53,21 @@
 #include <utility>
 #include <vector>
 
+#include "tools/ftrun/common.h"
+#include "tools/ftrun/output.h"
+#include "tools/ftrun/process.h"
+
 namespace ft::ftrun {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using TimePoint = Clock::time_point;
-
-constexpr size_t kReadChunk = 64 * 1024;  // one read() of a child's pipe
-constexpr size_t kMaxLine = 64 * 1024;    // a longer line is tagged in pieces of this size
-constexpr int kMaxDrainReads = 16;        // bound on reading a dead child's pipe at once
 constexpr auto kMaxPollWait = std::chrono::milliseconds(500);
-constexpr auto kReapAfterKill = std::chrono::seconds(5);    // SIGKILL to giving up on a process
-constexpr auto kExecReportWait = std::chrono::seconds(10);  // fork to exec (or its failure)
-constexpr auto kDrainAfterExit = std::chrono::seconds(1);   // last exit to closing the pipes
-constexpr auto kWriteStall = std::chrono::seconds(10);      // our stdout/stderr not draining
+constexpr auto kDrainAfterExit = std::chrono::seconds(1);  // last exit to closing the pipes
+constexpr int kCoordinatorRank = 0;                        // FT_COORDINATOR_RANK
 
 // The variables ftrun sets; inherited values of the same names are dropped.
-constexpr const char* kOwnVariables[] = {"FT_RANK",   "FT_WORLD_SIZE",  "FT_SPARE",
-                                         "FT_SPARES", "FT_COORDINATOR", "FT_COORDINATOR_RANK"};
-
-Clock::duration Seconds(double seconds) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-// Milliseconds for poll(): rounded up, so a wake-up is never before the deadline.
-int PollMillis(Clock::duration wait) {
-  if (wait <= Clock::duration::zero()) return 0;
-  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
-}
-
-std::string FormatSeconds(double seconds) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%g", seconds);
-  return text;
-}
-
-std::string SignalName(int signal) {
-  const char* abbreviation = sigabbrev_np(signal);
-  return abbreviation != nullptr ? std::string("SIG") + abbreviation
-                                 : "signal " + std::to_string(signal);
-}
-
-// An owned file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-struct Pipe {
-  UniqueFd read;
-  UniqueFd write;
-};
-
-// A close-on-exec pipe; nullopt with errno set on failure.
-std::optional<Pipe> MakePipe() {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return std::nullopt;
-  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
-
-// One of ftrun's own output streams (stdout or stderr). Each Write is whole lines and completes
-// before the next starts (ftrun is single-threaded), so lines from different ranks never mix.
-// After EPIPE, or kWriteStall without progress on a non-blocking descriptor, the rest is dropped.
-class Sink {
- public:
-  explicit Sink(int fd) : fd_(fd) {}
-
-  void Write(std::string_view data) {
-    const TimePoint deadline = Clock::now() + kWriteStall;
-    while (!data.empty() && !broken_) {
-      const ssize_t written = write(fd_, data.data(), data.size());
-      if (written > 0) {
-        data.remove_prefix(static_cast<size_t>(written));
-        continue;
-      }
-      if (written < 0 && errno == EINTR) continue;
-      if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && Clock::now() < deadline) {
-        pollfd ready{fd_, POLLOUT, 0};
-        poll(&ready, 1, PollMillis(deadline - Clock::now()));
-        continue;
-      }
-      broken_ = true;
-    }
-  }
-
- private:
-  int fd_;
-  bool broken_ = false;
-};
-
-// ftrun's notes on stderr: "ftrun: <text>\n" in one write.
-void Note(Sink& err, const std::string& text) { err.Write("ftrun: " + text + "\n"); }
-
-// Reads one child stream (a non-blocking pipe) and writes each of its lines to `sink` as
-// `prefix` + line + "\n". A partial last line is completed at EOF or Close().
-class LineRelay {
- public:
-  LineRelay(UniqueFd fd, std::string prefix, Sink* sink)
-      : fd_(std::move(fd)), prefix_(std::move(prefix)), sink_(sink) {}
-
-  int fd() const { return fd_.get(); }
-  bool open() const { return fd_.valid(); }
-
-  // One read of what the pipe holds. False when nothing was read (empty, EOF or error; the last
-  // two close the relay).
-  bool ReadOnce() {
-    if (!fd_.valid()) return false;
-    std::string& buffer = ReadBuffer();
-    ssize_t got;
-    do {
-      got = read(fd_.get(), buffer.data(), buffer.size());
-    } while (got < 0 && errno == EINTR);
-    if (got > 0) {
-      pending_.append(buffer.data(), static_cast<size_t>(got));
-      Emit(/*flush_partial=*/false);
-      return true;
-    }
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
-    Close();
-    return false;
-  }
-
-  // Reads what is already in the pipe (bounded: kMaxDrainReads reads).
-  void Drain() {
-    for (int i = 0; i < kMaxDrainReads && ReadOnce(); ++i) {
-    }
-  }
-
-  // Writes a partial last line and stops reading.
-  void Close() {
-    Emit(/*flush_partial=*/true);
-    fd_.Reset();
-  }
-
- private:
-  static std::string& ReadBuffer() {
-    static std::string buffer(kReadChunk, '\0');
-    return buffer;
-  }
-
-  void Emit(bool flush_partial) {
-    std::string out;
-    size_t start = 0;
-    while (start < pending_.size()) {
-      const size_t newline = pending_.find('\n', start);
-      size_t end;
-      size_t next;
-      if (newline != std::string::npos && newline - start <= kMaxLine) {
-        end = newline;
-        next = newline + 1;
-      } else if (pending_.size() - start >= kMaxLine) {
-        end = start + kMaxLine;
-        next = end;
-      } else if (flush_partial) {
-        end = pending_.size();
-        next = end;
-      } else {
-        break;
-      }
-      out += prefix_;
-      out.append(pending_, start, end - start);
-      out += '\n';
-      start = next;
-    }
-    pending_.erase(0, start);
-    if (!out.empty()) sink_->Write(out);
-  }
-
-  UniqueFd fd_;
-  std::string prefix_;
-  Sink* sink_;
-  std::string pending_;  // bytes after the last complete line
-};
-
-// A forked child, leader of its own process group. Owning: destroying one that was not reaped
-// SIGKILLs its group and reaps it (bounded by kReapAfterKill), so an early return leaves nothing
-// running.
-class Process {
- public:
-  Process() = default;
-  explicit Process(pid_t pid) : pid_(pid) {}
-  Process(Process&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
-  Process& operator=(Process&& other) noexcept {
-    if (this != &other) {
-      KillAndReap();
-      pid_ = std::exchange(other.pid_, -1);
-    }
-    return *this;
-  }
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-  ~Process() { KillAndReap(); }
-
-  pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0; }
-
-  // Sends `signal` to the process group; false when there was no one to send it to.
-  bool Signal(int signal) const { return pid_ > 0 && kill(-pid_, signal) == 0; }
-
-  // The process was reaped (waitpid), or is given up on: forget it.
-  void Release() { pid_ = -1; }
-
- private:
-  void KillAndReap() {
-    if (pid_ <= 0) return;
-    kill(-pid_, SIGKILL);
-    const TimePoint deadline = Clock::now() + kReapAfterKill;
-    while (waitpid(pid_, nullptr, WNOHANG) == 0 && Clock::now() < deadline) {
-      const timespec pause{0, 10'000'000};
-      nanosleep(&pause, nullptr);
-    }
-    pid_ = -1;
-  }
-
-  pid_t pid_ = -1;
-};
-
-// While alive: SIGCHLD and the forwarded signals are blocked and readable from fd(), SIGCHLD has
-// its default disposition (waitpid works) and SIGPIPE is ignored (a closed stdout is an EPIPE,
-// not our death). The destructor restores all of it; children restore it before exec.
-class SignalRouting {
- public:
-  SignalRouting() = default;
-  SignalRouting(const SignalRouting&) = delete;
-  SignalRouting& operator=(const SignalRouting&) = delete;
-  ~SignalRouting() {
-    if (!installed_) return;
-    fd_.Reset();
-    sigaction(SIGPIPE, &original_sigpipe_, nullptr);
-    sigaction(SIGCHLD, &original_sigchld_, nullptr);
-    sigprocmask(SIG_SETMASK, &original_mask_, nullptr);
-  }
-
-  // False with errno set on failure.
-  bool Install() {
-    sigset_t handled;
-    sigemptyset(&handled);
-    sigaddset(&handled, SIGCHLD);
-    // A signal ignored when we started (nohup, a background job of a non-interactive shell)
-    // stays ignored: we neither act on it nor forward it, and the children inherit SIG_IGN.
-    for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
-      struct sigaction current {};
-      if (sigaction(signal, nullptr, &current) != 0) return false;
-      if (current.sa_handler != SIG_IGN) sigaddset(&handled, signal);
-    }
-    struct sigaction default_action {};
-    default_action.sa_handler = SIG_DFL;
-    sigemptyset(&default_action.sa_mask);
-    struct sigaction ignore_action = default_action;
-    ignore_action.sa_handler = SIG_IGN;
-    if (sigaction(SIGCHLD, &default_action, &original_sigchld_) != 0) return false;
-    if (sigaction(SIGPIPE, &ignore_action, &original_sigpipe_) != 0) {
-      sigaction(SIGCHLD, &original_sigchld_, nullptr);
-      return false;
-    }
-    sigprocmask(SIG_BLOCK, &handled, &original_mask_);
-    installed_ = true;  // from here on the destructor undoes it all
-    fd_ = UniqueFd(signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK));
-    return fd_.valid();
-  }
-
-  int fd() const { return fd_.get(); }
-  const sigset_t& original_mask() const { return original_mask_; }
-  const struct sigaction& original_sigpipe() const { return original_sigpipe_; }
-  const struct sigaction& original_sigchld() const { return original_sigchld_; }
-
- private:
-  bool installed_ = false;
-  sigset_t original_mask_{};
-  struct sigaction original_sigpipe_ {};
-  struct sigaction original_sigchld_ {};
-  UniqueFd fd_;
-};
-
-// Everything a child needs between fork and exec, prepared before fork, so that the child
-// allocates nothing and makes only system calls (and execvpe, which searches PATH on the stack).
-struct ChildSetup {
-  pid_t parent;
-  int stdin_fd;
-  int stdout_fd;  // -1: inherit ftrun's
-  int stderr_fd;  // -1: inherit ftrun's
-  int report_fd;  // close-on-exec pipe: the exec errno is written here when exec fails
-  const SignalRouting* signals;
-  char* const* argv;
-  char* const* envp;
-};
-
-[[noreturn]] void RunChild(const ChildSetup& setup) {
-  setpgid(0, 0);
-  // SIGKILL when ftrun dies; if it already died, the parent is no longer ours.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != setup.parent) _exit(kExitLaunchFailed);
-  // Every source descriptor is >= 3 (EnsureStandardDescriptors), so dup2 clobbers none of them.
-  if (dup2(setup.stdin_fd, STDIN_FILENO) < 0) _exit(kExitLaunchFailed);
-  if (setup.stdout_fd >= 0 && dup2(setup.stdout_fd, STDOUT_FILENO) < 0) _exit(kExitLaunchFailed);
-  if (setup.stderr_fd >= 0 && dup2(setup.stderr_fd, STDERR_FILENO) < 0) _exit(kExitLaunchFailed);
-  sigaction(SIGPIPE, &setup.signals->original_sigpipe(), nullptr);
-  sigaction(SIGCHLD, &setup.signals->original_sigchld(), nullptr);
-  sigprocmask(SIG_SETMASK, &setup.signals->original_mask(), nullptr);
-  execvpe(setup.argv[0], setup.argv, setup.envp);
-  const int error = errno;
-  ssize_t ignored = write(setup.report_fd, &error, sizeof(error));
-  (void)ignored;
-  _exit(error == ENOENT || error == ENOTDIR ? kExitNotFound : kExitCannotExecute);
-}
-
-// Opens /dev/null on any of descriptors 0, 1 and 2 that is closed, so that no descriptor ftrun
-// opens later is one of them.
-void EnsureStandardDescriptors() {
-  for (int fd = 0; fd <= 2; ++fd) {
-    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-      // Takes the lowest free number, `fd`, and stays open for the life of ftrun on purpose.
-      open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
-    }
-  }
-}
+constexpr const char* kOwnVariables[] = {"FT_RANK",      "FT_WORLD_SIZE",  "FT_SPARE",
+                                         "FT_SPARES",    "FT_COORDINATOR", "FT_COORDINATOR_RANK",
+                                         "FT_RESPAWN_OF"};
 
 // A TCP port free on `host` right now (bind port 0, read it back, close), or 0.
 uint16_t FreePort(const std::string& host) {
@@ -403,14 +93,24 @@ uint16_t FreePort(const std::string& host) {
 
 struct Child {
   int rank = 0;
-  bool spare = false;
+  bool spare = false;             // FT_SPARE=1: a spare, or a process --respawn started
+  std::optional<int> respawn_of;  // the rank a process --respawn started replaces
   Process process;
   bool stopping = false;  // a spare that ftrun stops at the end of the job: its exit does not count
-  int last_signal = 0;    // the last signal ftrun sent it, for the SIGKILL note
+  bool kill_target = false;  // --kill signalled it: its exit does not count
+  bool frozen = false;       // --kill SIGSTOPped it and it has not been continued since
+  bool continued = false;    // continued once every other process had exited
+  int last_signal = 0;       // the last signal ftrun sent it, for the SIGKILL note
   std::optional<LineRelay> out;
   std::optional<LineRelay> err;
 
-  std::string Name() const { return "rank " + std::to_string(rank) + (spare ? " (spare)" : ""); }
+  std::string Name() const {
+    if (respawn_of) {
+      return "rank " + std::to_string(rank) + " (spare, respawn of rank " +
+             std::to_string(*respawn_of) + ")";
+    }
+    return "rank " + std::to_string(rank) + (spare ? " (spare)" : "");
+  }
 };
 
 class Job {
@@ -433,13 +133,14 @@ class Job {
     }
     KeepInheritedEnvironment();
     const int total = options_.ranks + options_.spares;
-    children_.reserve(static_cast<size_t>(total));
+    children_.reserve(static_cast<size_t>(total + (options_.respawn ? options_.ranks : 0)));
     for (int rank = 0; rank < total; ++rank) {
       if (const int failure = Spawn(rank); failure != kExitOk) return failure;
     }
+    next_rank_ = total;
     start_ = Clock::now();
     ranks_running_ = options_.ranks;
-    if (options_.kill_rank) kill_at_ = start_ + Seconds(options_.kill_after_seconds);
+    if (!options_.kill_ranks.empty()) kill_at_ = start_ + Seconds(options_.kill_after_seconds);
     if (options_.timeout_seconds) timeout_at_ = start_ + Seconds(*options_.timeout_seconds);
     Supervise();
     if (timed_out_) return kExitTimeout;
@@ -467,6 +168,11 @@ class Job {
     return true;
   }
 
+  static std::string CannotMakePipe(int rank, int error) {
+    return "cannot create a pipe for rank " + std::to_string(rank) + ": " + std::strerror(error) +
+           (error == EMFILE ? " (see ulimit -n)" : "");
+  }
+
   void KeepInheritedEnvironment() {
     for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
       const std::string_view variable(*entry);
@@ -478,8 +184,9 @@ class Job {
     }
   }
 
-  // Forks and execs one process; kExitOk, or ftrun's exit status after a note.
-  int Spawn(int rank) {
+  // Forks and execs one process (with respawn_of: the one replacing that rank); kExitOk, or
+  // ftrun's exit status after a note.
+  int Spawn(int rank, std::optional<int> respawn_of = std::nullopt) {
     const bool spare = rank >= options_.ranks;
     std::vector<std::string> environment = environment_;
     environment.push_back("FT_RANK=" + std::to_string(rank));
@@ -487,7 +194,8 @@ class Job {
     environment.push_back(std::string("FT_SPARE=") + (spare ? "1" : "0"));
     environment.push_back("FT_SPARES=" + std::to_string(options_.spares));
     environment.push_back("FT_COORDINATOR=" + coordinator_);
-    environment.push_back("FT_COORDINATOR_RANK=0");
+    environment.push_back("FT_COORDINATOR_RANK=" + std::to_string(kCoordinatorRank));
+    if (respawn_of) environment.push_back("FT_RESPAWN_OF=" + std::to_string(*respawn_of));
     std::vector<char*> envp;
     for (std::string& variable : environment) envp.push_back(variable.data());
     envp.push_back(nullptr);
@@ -496,64 +204,53 @@ class Job {
     for (std::string& argument : command) argv.push_back(argument.data());
     argv.push_back(nullptr);
 
-    std::optional<Pipe> report = MakePipe();
     std::optional<Pipe> out;
     std::optional<Pipe> err;
-    if (report && options_.tag_output) {
+    if (options_.tag_output) {
       out = MakePipe();
       if (out) err = MakePipe();
     }
-    if (!report || (options_.tag_output && (!out || !err))) {
-      Note(err_sink_, "cannot create a pipe for rank " + std::to_string(rank) + ": " +
-                          std::strerror(errno) + (errno == EMFILE ? " (see ulimit -n)" : ""));
+    if (options_.tag_output && (!out || !err)) {
+      Note(err_sink_, CannotMakePipe(rank, errno));
       return kExitLaunchFailed;
     }
-    const ChildSetup setup{.parent = getpid(),
-                           .stdin_fd = dev_null_.get(),
-                           .stdout_fd = out ? out->write.get() : -1,
-                           .stderr_fd = err ? err->write.get() : -1,
-                           .report_fd = report->write.get(),
-                           .signals = &signals_,
-                           .argv = argv.data(),
-                           .envp = envp.data()};
-    const pid_t pid = fork();
-    if (pid < 0) {
-      Note(err_sink_, "cannot fork rank " + std::to_string(rank) + ": " + std::strerror(errno));
-      return kExitLaunchFailed;
-    }
-    if (pid == 0) RunChild(setup);
-    setpgid(pid, pid);  // the child does it too: whichever runs first, signals find the group
-    Process process(pid);
-    report->write.Reset();
+    Started started = StartProcess(argv.data(), envp.data(),
+                                   ChildStdio{.in = dev_null_.get(),
+                                              .out = out ? out->write.get() : -1,
+                                              .err = err ? err->write.get() : -1},
+                                   signals_);
     if (out) out->write.Reset();
     if (err) err->write.Reset();
-
-    // EOF: exec succeeded (the close-on-exec pipe closed). An int: exec's errno.
-    pollfd ready{report->read.get(), POLLIN, 0};
-    int error = 0;
-    ssize_t got = -1;
-    if (poll(&ready, 1, PollMillis(kExecReportWait)) == 1) {
-      do {
-        got = read(report->read.get(), &error, sizeof(error));
-      } while (got < 0 && errno == EINTR);
-    }
-    if (got != 0) {
-      const std::string& program = options_.command.front();
-      if (got == static_cast<ssize_t>(sizeof(error))) {
-        const bool not_found = error == ENOENT || error == ENOTDIR;
+    const std::string& program = options_.command.front();
+    switch (started.failure) {
+      case Started::Failure::kNone:
+        break;
+      case Started::Failure::kPipe:
+        Note(err_sink_, CannotMakePipe(rank, started.error));
+        return kExitLaunchFailed;
+      case Started::Failure::kFork:
+        Note(err_sink_,
+             "cannot fork rank " + std::to_string(rank) + ": " + std::strerror(started.error));
+        return kExitLaunchFailed;
+      case Started::Failure::kExec: {
+        const bool not_found = started.error == ENOENT || started.error == ENOTDIR;
         const bool searched = program.find('/') == std::string::npos;
         Note(err_sink_,
-             program + ": " + (not_found && searched ? "command not found" : std::strerror(error)));
+             program + ": " +
+                 (not_found && searched ? "command not found" : std::strerror(started.error)));
         return not_found ? kExitNotFound : kExitCannotExecute;
       }
-      Note(err_sink_, "rank " + std::to_string(rank) + " did not start " + program);
-      return kExitLaunchFailed;
+      case Started::Failure::kNoReport:
+        Note(err_sink_, "rank " + std::to_string(rank) + " did not start " + program);
+        return kExitLaunchFailed;
     }
+    const pid_t pid = started.process.pid();
 
     Child& child = children_.emplace_back();
     child.rank = rank;
     child.spare = spare;
-    child.process = std::move(process);
+    child.respawn_of = respawn_of;
+    child.process = std::move(started.process);
     by_pid_[pid] = children_.size() - 1;
     if (options_.tag_output) {
       for (Pipe* pipe : {&*out, &*err}) {
@@ -573,9 +270,11 @@ class Job {
     std::vector<LineRelay*> relays;  // relays[i] is read through polled[i + 1]
     while (true) {
       Reap();
+      RespawnDeadRanks();
       const TimePoint now = Clock::now();
-      StopSparesWhenRanksAreDone();
       HandleDeadlines(now);
+      StopSparesWhenRanksAreDone();
+      ContinueFrozenWhenTheOthersAreDone(now);
       if (running_ == 0) {
         if (!drain_until) drain_until = now + kDrainAfterExit;
         if (!AnyRelayOpen()) return;
@@ -590,7 +289,7 @@ class Job {
 
       TimePoint wake = now + kMaxPollWait;
       for (const std::optional<TimePoint>& deadline :
-           {kill_at_, timeout_at_, sigkill_at_, give_up_at_, drain_until}) {
+           {kill_at_, timeout_at_, continued_term_at_, sigkill_at_, give_up_at_, drain_until}) {
         if (deadline) wake = std::min(wake, *deadline);
       }
       polled.assign(1, pollfd{signals_.fd(), POLLIN, 0});
@@ -622,66 +321,137 @@ class Job {
 
   // Sends `signal` to every running process; SIGKILL follows after --grace.
   void Forward(int signal) {
-    const int sent = SignalRunning(signal, /*stopping=*/false);
+    ending_ = true;
+    const int sent = SignalEveryone(signal);
     Note(err_sink_, "got " + SignalName(signal) + "; forwarded it to " + std::to_string(sent) +
                         (sent == 1 ? " process" : " processes"));
   }
 
-  // Sends `signal` to every running process (marking spares `stopping` when asked) and arms the
-  // SIGKILL deadline. Returns how many processes got it.
-  int SignalRunning(int signal, bool stopping) {
+  // Sends `signal` to every running process and arms the SIGKILL deadline. Returns how many
+  // processes got it.
+  int SignalEveryone(int signal) {
     int sent = 0;
     for (Child& child : children_) {
-      if (!child.process.running() || (stopping && !child.spare)) continue;
-      child.stopping = child.stopping || stopping;
-      if (child.process.Signal(signal)) {
-        child.last_signal = signal;
-        ++sent;
-      }
+      if (SignalChild(child, signal)) ++sent;
     }
-    if (sent > 0) {
-      const TimePoint kill_at = Clock::now() + Seconds(options_.grace_seconds);
-      sigkill_at_ = sigkill_at_ ? std::min(*sigkill_at_, kill_at) : kill_at;
-    }
+    if (sent > 0) ArmSigkill();
     return sent;
   }
 
-  // Spares idle until recovery needs them: once no rank is left, nothing will.
+  // Sends `signal` to `child`'s process group, then SIGCONT if --kill froze it (a stopped
+  // process acts on nothing but SIGKILL until continued). False when it was not running.
+  bool SignalChild(Child& child, int signal) {
+    if (!child.process.Signal(signal)) return false;
+    child.last_signal = signal;
+    if (child.frozen) Thaw(child);
+    return true;
+  }
+
+  void Thaw(Child& child) {
+    child.process.Signal(SIGCONT);
+    Unfreeze(child);
+  }
+
+  void Unfreeze(Child& child) {
+    if (!child.frozen) return;
+    child.frozen = false;
+    --frozen_;
+    if (!child.spare) --frozen_ranks_;
+  }
+
+  // SIGKILL to whoever is still running --grace from now (or earlier, when armed already).
+  void ArmSigkill() {
+    const TimePoint kill_at = Clock::now() + Seconds(options_.grace_seconds);
+    sigkill_at_ = sigkill_at_ ? std::min(*sigkill_at_, kill_at) : kill_at;
+  }
+
+  // Spares idle until recovery needs them: once no rank is left, nothing will. A rank --kill
+  // froze is left out: it does nothing until ContinueFrozenWhenTheOthersAreDone.
   void StopSparesWhenRanksAreDone() {
-    if (ranks_running_ > 0 || spares_stopped_) return;
+    if (ranks_running_ > frozen_ranks_ || spares_stopped_) return;
     spares_stopped_ = true;
-    SignalRunning(SIGTERM, /*stopping=*/true);
+    int sent = 0;
+    for (Child& child : children_) {
+      if (!child.process.running() || !child.spare || child.frozen) continue;
+      child.stopping = true;
+      if (SignalChild(child, SIGTERM)) ++sent;
+    }
+    if (sent > 0) ArmSigkill();
+  }
+
+  // The processes --kill froze find, once continued, that the job went on without them: only
+  // when every other process has exited, so that they cannot disturb it.
+  void ContinueFrozenWhenTheOthersAreDone(TimePoint now) {
+    if (frozen_ == 0 || running_ > frozen_) return;
+    for (Child& child : children_) {
+      if (!child.frozen) continue;
+      Thaw(child);
+      child.continued = true;
+      Note(err_sink_, "every other process has exited; sent SIGCONT to " + child.Name() +
+                          " (stopped by --kill)");
+    }
+    continued_term_at_ = now + Seconds(options_.grace_seconds);
   }
 
   void HandleDeadlines(TimePoint now) {
     if (kill_at_ && now >= *kill_at_) {
       kill_at_.reset();
-      Child& target = children_[static_cast<size_t>(*options_.kill_rank)];
-      if (target.process.Signal(SIGKILL)) {
-        Note(err_sink_, "killed rank " + std::to_string(target.rank) + " (SIGKILL) after " +
-                            FormatSeconds(options_.kill_after_seconds) + " s");
-      } else {
-        Note(err_sink_,
-             "--kill: rank " + std::to_string(target.rank) + " had already exited; killed nothing");
-      }
+      KillAsAsked();
     }
     if (timeout_at_ && now >= *timeout_at_) {
       timeout_at_.reset();
       timed_out_ = true;
-      const int sent = SignalRunning(SIGTERM, /*stopping=*/false);
+      ending_ = true;
+      const int sent = SignalEveryone(SIGTERM);
       Note(err_sink_, "the job reached --timeout " + FormatSeconds(*options_.timeout_seconds) +
                           " s; sent SIGTERM to " + std::to_string(sent) +
                           (sent == 1 ? " process" : " processes"));
+    }
+    if (continued_term_at_ && now >= *continued_term_at_) {
+      continued_term_at_.reset();
+      int sent = 0;
+      for (Child& child : children_) {
+        if (!child.continued || !child.process.running()) continue;
+        if (!SignalChild(child, SIGTERM)) continue;
+        ++sent;
+        Note(err_sink_, child.Name() + " still running " + FormatSeconds(options_.grace_seconds) +
+                            " s after SIGCONT; sent SIGTERM");
+      }
+      if (sent > 0) ArmSigkill();
     }
     if (sigkill_at_ && now >= *sigkill_at_) {
       sigkill_at_.reset();
       for (Child& child : children_) {
         if (!child.process.running()) continue;
         child.process.Signal(SIGKILL);
+        Unfreeze(child);
         Note(err_sink_, child.Name() + " still running " + FormatSeconds(options_.grace_seconds) +
                             " s after " + SignalName(child.last_signal) + "; sent SIGKILL");
       }
       give_up_at_ = now + kReapAfterKill;
+    }
+  }
+
+  // --kill RANKS at --after: SIGKILL or SIGSTOP (--signal) to each listed process's group.
+  void KillAsAsked() {
+    const bool stop = options_.kill_signal == SIGSTOP;
+    const std::string signal = SignalName(options_.kill_signal);
+    for (const int rank : options_.kill_ranks) {
+      Child& target = children_[static_cast<size_t>(rank)];
+      if (!target.process.Signal(options_.kill_signal)) {
+        Note(err_sink_, "--kill: rank " + std::to_string(rank) + " had already exited; " +
+                            (stop ? "stopped" : "killed") + " nothing");
+        continue;
+      }
+      target.kill_target = true;
+      if (stop && !target.frozen) {
+        target.frozen = true;
+        ++frozen_;
+        if (!target.spare) ++frozen_ranks_;
+      }
+      Note(err_sink_, std::string(stop ? "stopped" : "killed") + " rank " + std::to_string(rank) +
+                          " (" + signal + ") after " + FormatSeconds(options_.kill_after_seconds) +
+                          " s");
     }
   }
 
@@ -699,12 +469,12 @@ class Job {
 
   void OnExit(Child& child, int status) {
     child.process.Release();
+    Unfreeze(child);
     --running_;
     if (!child.spare) --ranks_running_;
     // What it wrote before exiting is in the pipes: relay it before saying how it ended.
     if (child.out) child.out->Drain();
     if (child.err) child.err->Drain();
-    if (child.stopping) return;  // a spare we stopped: neither reported nor counted
     int code = 0;
     std::string how;
     if (WIFSIGNALED(status)) {
@@ -715,9 +485,50 @@ class Job {
       code = WEXITSTATUS(status);
       how = "exited with status " + std::to_string(code);
     }
-    if (code == 0) return;
-    Note(err_sink_, child.Name() + " " + how);
-    if (!first_failure_) first_failure_ = code;
+    if (child.kill_target) {
+      // Signalled by --kill: as asked, whatever came of it; not the job's failure.
+      const bool stop = options_.kill_signal == SIGSTOP;
+      const std::string asked = std::string(stop ? "stopped" : "killed") + " by --kill (" +
+                                SignalName(options_.kill_signal) + ") as asked";
+      if (!stop && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+        Note(err_sink_, child.Name() + " was " + asked);
+      } else {
+        Note(err_sink_, child.Name() + " was " + asked + "; it " +
+                            (WIFSIGNALED(status) ? "was then " : "then ") + how);
+      }
+    } else if (child.stopping) {
+      return;  // a spare we stopped: neither reported nor counted
+    } else if (code != 0) {
+      Note(err_sink_, child.Name() + " " + how);
+      if (!first_failure_) first_failure_ = code;
+    }
+    if (code != 0 && options_.respawn && !child.spare) respawn_queue_.push_back(child.rank);
+  }
+
+  // --respawn: the ranks that died since the last turn, started again as spares while the job
+  // is not ending (see the top of this file).
+  void RespawnDeadRanks() {
+    for (const int dead : std::exchange(respawn_queue_, {})) {
+      if (ending_ || spares_stopped_ || ranks_running_ == frozen_ranks_) {
+        Note(err_sink_, "rank " + std::to_string(dead) + " is not respawned: the job is ending");
+        continue;
+      }
+      if (dead == kCoordinatorRank) {
+        Note(err_sink_, "rank " + std::to_string(dead) +
+                            " (the coordinator) is not respawned: coordinator failover is not "
+                            "supported yet");
+        continue;
+      }
+      const int rank = next_rank_++;
+      if (const int failure = Spawn(rank, dead); failure != kExitOk) {
+        Note(err_sink_, "could not respawn rank " + std::to_string(dead));
+        if (!first_failure_) first_failure_ = failure;
+        continue;
+      }
+      Note(err_sink_, "respawned rank " + std::to_string(dead) + " as rank " +
+                          std::to_string(rank) +
+                          " (FT_SPARE=1, FT_RESPAWN_OF=" + std::to_string(dead) + ")");
+    }
   }
 
   bool AnyRelayOpen() const {
@@ -749,7 +560,9 @@ class Job {
                           std::to_string(std::chrono::seconds(kReapAfterKill).count()) +
                           " s after SIGKILL; leaving it behind");
       child.process.Release();
-      if (!child.stopping && !first_failure_) first_failure_ = 128 + SIGKILL;
+      if (!child.stopping && !child.kill_target && !first_failure_) {
+        first_failure_ = 128 + SIGKILL;
+      }
     }
     for (Child& child : children_) {
       if (child.out && child.out->open()) child.out->Close();
@@ -764,17 +577,23 @@ class Job {
   UniqueFd dev_null_;
   std::string coordinator_;               // host:port
   std::vector<std::string> environment_;  // inherited, minus kOwnVariables
-  std::vector<Child> children_;           // index == rank
+  std::vector<Child> children_;           // index == rank (FT_RANK)
   std::unordered_map<pid_t, size_t> by_pid_;
-  int running_ = 0;        // processes not yet reaped
-  int ranks_running_ = 0;  // of them, ranks (not spares)
+  int next_rank_ = 0;               // FT_RANK of the next process --respawn starts
+  int running_ = 0;                 // processes not yet reaped
+  int ranks_running_ = 0;           // of them, ranks (not spares)
+  int frozen_ = 0;                  // of them, frozen by --kill (SIGSTOP) and not continued
+  int frozen_ranks_ = 0;            // of those, ranks
+  std::vector<int> respawn_queue_;  // ranks that died, for RespawnDeadRanks
   bool spares_stopped_ = false;
+  bool ending_ = false;  // --timeout expired or a signal was forwarded
   bool timed_out_ = false;
   std::optional<int> first_failure_;  // exit status or 128 + signal
   TimePoint start_;
   std::optional<TimePoint> kill_at_;
   std::optional<TimePoint> timeout_at_;
-  std::optional<TimePoint> sigkill_at_;  // SIGKILL whoever is still running
+  std::optional<TimePoint> continued_term_at_;  // SIGTERM the continued ones still running
+  std::optional<TimePoint> sigkill_at_;         // SIGKILL whoever is still running
   std::optional<TimePoint> give_up_at_;
 };
 

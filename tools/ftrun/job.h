@@ -3,6 +3,8 @@
 #ifndef FT_TOOLS_FTRUN_JOB_H_
 #define FT_TOOLS_FTRUN_JOB_H_
 
+#include <signal.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -11,7 +13,8 @@
 namespace ft::ftrun {
 
 // ftrun's own exit statuses. Any other status is the job's: the first failure of a process (its
-// exit status, or 128 + the signal that killed it).
+// exit status, or 128 + the signal that killed it), not counting the processes ftrun signalled
+// itself (--kill, and the spares it stops at the end).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 2;            // bad flags; nothing was launched
 inline constexpr int kExitTimeout = 124;        // --timeout expired (as timeout(1))
@@ -28,8 +31,11 @@ struct JobOptions {
   int ranks = 0;   // N >= 1: FT_RANK 0..N-1
   int spares = 0;  // S >= 0: FT_RANK N..N+S-1, FT_SPARE=1
   bool tag_output = false;
-  std::optional<int> kill_rank;           // in [0, N+S): SIGKILLed kill_after_seconds after launch
+  std::vector<int> kill_ranks;            // each in [0, N+S), no two alike: signalled with
+                                          // kill_signal kill_after_seconds after launch
+  int kill_signal = SIGKILL;              // SIGKILL or SIGSTOP
   double kill_after_seconds = 0;          // in [0, kMaxSeconds]
+  bool respawn = false;                   // start a rank that dies again, as a spare
   std::optional<uint16_t> port;           // coordinator port; a free one when unset
   std::string host;                       // coordinator address; empty: $RXE_VM_IP or 127.0.0.1
   double grace_seconds = 5;               // SIGTERM (or a forwarded signal) to SIGKILL
