@@ -50,7 +50,11 @@ class Engine::Impl {
   ~Impl() { Stop(); }
 
   Status Start() { return worker_->Start(); }
-  void set_replacement(bool replacement) { node_.replacement = replacement; }
+  void set_replacement(bool replacement) {
+    node_.replacement = replacement;
+    shared_.spare.store(replacement, std::memory_order_release);
+  }
+  bool IsSpare() const { return shared_.spare.load(std::memory_order_acquire); }
   void Stop();
 
   Status Protect(uint64_t id, void* ptr, size_t bytes);
@@ -359,6 +363,7 @@ Status Engine::RestoreLocalCopy() { return impl_->RestoreLocalCopy(); }
 Result<RecoveryReport> Engine::Recover() { return impl_->Recover(); }
 uint64_t Engine::image_bytes() const { return impl_->image_bytes(); }
 bool Engine::FailureDetected() const { return impl_->FailureDetected(); }
+bool Engine::IsSpare() const { return impl_->IsSpare(); }
 EngineMetrics Engine::Metrics() const { return impl_->Metrics(); }
 const WorldInfo& Engine::world() const { return impl_->world(); }
 const EngineOptions& Engine::options() const { return impl_->options(); }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "common/log.h"
 #include "erasure/fragment.h"
@@ -54,6 +55,11 @@ void RecoveryMember::Take(RecoverRequest* request) {
   deadline_ = called_ + 2 * node_.options.timeout;
   report_ = RecoveryReport{};
   report_.replacement = replacement_;
+  if (unclaimed_failure_) {
+    // The recovery failed before the application called (DataLoss found from the reports, no
+    // replacement): this call hears it.
+    Finish(*std::exchange(unclaimed_failure_, std::nullopt));
+  }
 }
 
 bool RecoveryMember::IsReplaced(NodeId node) const {
@@ -108,6 +114,7 @@ void RecoveryMember::OnView(const recovery::ViewMessage& view) {
   }
   view_ = view;
   restore_.reset();
+  unclaimed_failure_.reset();
   phase_ = Phase::kViewed;
   FT_LOG(kInfo) << "node " << node_.rank() << ": in epoch " << view.epoch << " ("
                 << view.replaced.size() << " rank(s) replaced), committed version " << view.version;
@@ -357,6 +364,7 @@ void RecoveryMember::Finish(Status status) {
   std::lock_guard lock(shared_.mutex);
   if (status.ok()) {
     shared_.lost_nodes.clear();
+    shared_.spare.store(false, std::memory_order_release);
     shared_.failure_detected.store(!shared_.removed.ok(), std::memory_order_release);
     shared_.metrics.committed_version = restore_ ? restore_->version : 0;
     if (restore_ && shared_.local_copy_version != restore_->version) {
@@ -364,7 +372,11 @@ void RecoveryMember::Finish(Status status) {
       shared_.local_copy_version = 0;
     }
   }
-  if (request_ != nullptr) {
+  if (request_ == nullptr) {
+    if (!status.ok()) unclaimed_failure_ = std::move(status);
+    return;
+  }
+  {
     request_->result = std::move(status);
     request_->report = report_;
     request_->done = true;

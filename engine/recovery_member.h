@@ -92,6 +92,8 @@ class RecoveryMember {
   std::optional<recovery::RestoreMessage> restore_;
   std::optional<CommittedVersion> restoring_;
   std::optional<Status> read_status_;
+  // A recovery that failed while the application was not in Recover(): its next call hears it.
+  std::optional<Status> unclaimed_failure_;
   AlignedBuffer scratch_;  // a multi-region image read whole, then scattered
   std::vector<RegionRef> regions_;
   std::shared_ptr<CheckpointHandle::State> reprotect_;

@@ -95,6 +95,8 @@ struct SharedState {
   std::vector<std::pair<uint32_t, std::string>> lost_nodes;
   Status removed;
   std::atomic<bool> failure_detected{false};
+  // A replacement process that has not recovered yet (Engine::IsSpare).
+  std::atomic<bool> spare{false};
 };
 
 // What a failure this node knows of means for its next checkpoint (the caller holds the mutex):

@@ -388,16 +388,15 @@ bool Worker::CoordinatorRecoveryTurn() {
   }
   const std::vector<NodeId> awaiting = coordinator_->AwaitingReplacement();
   if (awaiting.empty() || peers_.connecting()) return false;
+  // One rank per Connect (a batch succeeds only whole, and replacements come one by one), in
+  // turn, each briefly: a replacement may come at any time until the deadline.
+  const NodeId rank = awaiting[next_awaited_++ % awaiting.size()];
+  const int link = static_cast<int>(rank) - (rank > node_.rank() ? 1 : 0);
   std::vector<verbs::ConnectRequest> requests;
-  for (NodeId rank : awaiting) {
-    // The receive buffers of the rank's control link are the ones it had at start.
-    const int link = static_cast<int>(rank) - (rank > node_.rank() ? 1 : 0);
-    requests.push_back(
-        {rank,
-         recovery::EncodeControlConnect(node_.rank(), node_.epoch() + 1, node_.fabric->endpoint()),
-         channel_.ReceivesFor(link, rank)});
-  }
-  // Short Connects, again and again: a replacement may come at any time until the deadline.
+  requests.push_back(
+      {rank,
+       recovery::EncodeControlConnect(node_.rank(), node_.epoch() + 1, node_.fabric->endpoint()),
+       channel_.ReceivesFor(link, rank)});
   return peers_.ConnectControl(std::move(requests), std::chrono::milliseconds(200), 0);
 }
 

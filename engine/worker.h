@@ -104,6 +104,7 @@ class Worker {
   Heartbeat heartbeat_;
   Nanos published_gap_{0};  // the longest heartbeat gap the metrics show
   std::vector<verbs::Completion> deferred_;
+  size_t next_awaited_ = 0;  // the lost rank whose replacement the coordinator dials next
   std::thread thread_;
 };
 

@@ -125,6 +125,7 @@ class EngineRecovery : public ::testing::Test {
           return Status();
         }
         member = *replaced;
+        if (!member->IsSpare()) reports[rank] = Status::Internal("a replacement is a spare");
         for (auto& region : states_[rank].regions) {
           region.resize(region.size() - shrink_replacement);
           std::fill(region.begin(), region.end(), std::byte{0x5a});
@@ -155,6 +156,7 @@ class EngineRecovery : public ::testing::Test {
       EXPECT_EQ(reports[rank]->replacement, IsVictim(rank)) << "rank " << rank;
       EXPECT_EQ(reports[rank]->lost, victims_) << "rank " << rank;
       EXPECT_FALSE(world_->engine(rank).FailureDetected()) << "rank " << rank;
+      EXPECT_FALSE(world_->engine(rank).IsSpare()) << "rank " << rank;
     }
     ExpectImages(version);
     ExpectFullRedundancy(*world_, states_, options_.engine.k, options_.engine.m);

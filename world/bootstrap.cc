@@ -110,6 +110,19 @@ Result<Bootstrap> BootstrapFromEnvironment(
         "no rank in the environment: set FT_RANK and FT_WORLD_SIZE, or launch with ftrun, srun "
         "(SLURM_PROCID), a PMI launcher (PMI_RANK) or mpirun (OMPI_COMM_WORLD_RANK)");
   }
+  if (const char* respawn_of = get("FT_RESPAWN_OF")) {
+    FT_ASSIGN_OR_RETURN(const uint64_t rank,
+                        ParseUnsigned("FT_RESPAWN_OF", respawn_of, UINT32_MAX));
+    if (rank >= bootstrap.size) {
+      return Status::InvalidArgument("FT_RESPAWN_OF=", rank, " is outside the world of ",
+                                     bootstrap.size);
+    }
+    if (!bootstrap.spare) {
+      return Status::InvalidArgument("FT_RESPAWN_OF=", rank,
+                                     " is for a process started as a spare (FT_SPARE=1)");
+    }
+    bootstrap.replaces = static_cast<uint32_t>(rank);
+  }
   const char* coordinator = get("FT_COORDINATOR");
   if (coordinator == nullptr) {
     return Status::InvalidArgument(

@@ -15,6 +15,7 @@
 #include <optional>
 #include <utility>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "engine/engine_factory.h"
 
@@ -119,9 +120,11 @@ verbs::AddressBook ProcessAddressBook(const Bootstrap& bootstrap, std::string li
 
 Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                           const verbs::RdmaOptions& rdma, const Getenv& getenv) {
-  if (bootstrap.spare) {
-    return Status::FailedPrecondition("rank ", bootstrap.rank,
-                                      " is a spare (FT_SPARE=1): spares join the job at recovery");
+  if (bootstrap.spare && !bootstrap.replaces) {
+    return Status::FailedPrecondition(
+        "rank ", bootstrap.rank,
+        " is a spare (FT_SPARE=1) without a rank to replace: idle spares are not supported yet; "
+        "start replacements with ftrun --respawn (FT_RESPAWN_OF)");
   }
   if (bootstrap.coordinator_rank != 0) {
     return Status::InvalidArgument("FT_COORDINATOR_RANK=", bootstrap.coordinator_rank,
@@ -129,16 +132,24 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                    "dials lower ranks, and only the coordinator's address is "
                                    "known to all)");
   }
-  FT_ASSIGN_OR_RETURN(std::string listen, ListenAddress(bootstrap, getenv));
+  if (bootstrap.replaces && *bootstrap.replaces == bootstrap.coordinator_rank) {
+    return Status::FailedPrecondition("FT_RESPAWN_OF=", *bootstrap.replaces,
+                                      ": the coordinator cannot be replaced yet");
+  }
+  // A replacement is the rank it replaces, listening where it runs (its peers learn the address
+  // from the coordinator).
+  Bootstrap as = bootstrap;
+  if (bootstrap.replaces) as.rank = *bootstrap.replaces;
+  FT_ASSIGN_OR_RETURN(std::string listen, ListenAddress(as, getenv));
   // No CQ sizing here: the rdma Fabric grows its CQ as QPs connect (verbs/rdma/queue.h), so the
   // coordinator's QP to every node cannot overrun it.
   ProcessFabric out;
   out.bootstrap = bootstrap;
-  out.world = WorldInfo{bootstrap.rank, bootstrap.size, bootstrap.coordinator_rank};
+  out.world = WorldInfo{as.rank, as.size, as.coordinator_rank};
   Result<std::unique_ptr<verbs::Fabric>> fabric =
-      verbs::CreateRdmaFabric(bootstrap.rank, rdma, ProcessAddressBook(bootstrap, listen));
+      verbs::CreateRdmaFabric(as.rank, rdma, ProcessAddressBook(as, listen));
   if (!fabric.ok()) {
-    return fabric.status().WithContext(StrCat("rank ", bootstrap.rank, " of ", bootstrap.size, " (",
+    return fabric.status().WithContext(StrCat("rank ", as.rank, " of ", as.size, " (",
                                               bootstrap.source, ") listening on ", listen));
   }
   out.fabric = std::move(fabric).value();
@@ -155,7 +166,10 @@ Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
   FT_ASSIGN_OR_RETURN(const EngineOptions options, OptionsFromEnvironment(program_options));
   const Bootstrap& boot = process.bootstrap;
   Result<std::unique_ptr<Engine>> engine =
-      internal::EngineFactory::Create(options, process.world, std::move(process.fabric));
+      boot.replaces
+          ? internal::EngineFactory::CreateReplacement(
+                options, process.world, std::move(process.fabric), SteadyClock::Default())
+          : internal::EngineFactory::Create(options, process.world, std::move(process.fabric));
   if (!engine.ok() && boot.rank != boot.coordinator_rank &&
       (engine.status().code() == StatusCode::kDeadlineExceeded ||
        engine.status().code() == StatusCode::kUnavailable)) {

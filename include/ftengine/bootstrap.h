@@ -5,6 +5,7 @@
 //   SLURM_PROCID, SLURM_NTASKS                   (srun)
 //   PMI_RANK, PMI_SIZE                           (PMI launchers: MPICH hydra, ...)
 //   OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE   (Open MPI's mpirun)
+// FT_SPARE=1 marks a spare; with FT_RESPAWN_OF=R, one started to replace rank R.
 // The coordinator's address is FT_COORDINATOR=host:port (an IPv4 address, a host name, or
 // [IPv6]:port). The engine never depends on MPI: these are only variables a launcher sets.
 //
@@ -15,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "ftengine/export.h"
@@ -29,7 +31,10 @@ struct Bootstrap {
   uint16_t coordinator_port = 0;
   uint32_t coordinator_rank = 0;  // FT_COORDINATOR_RANK, default 0
   bool spare = false;             // FT_SPARE=1: an idle process waiting to replace a lost rank
-  std::string source;             // which launcher's variables gave rank and size
+  // FT_RESPAWN_OF=R (with FT_SPARE=1): this process was started to replace rank R, which died
+  // (ftrun --respawn). It joins the job as rank R at the next recovery.
+  std::optional<uint32_t> replaces;
+  std::string source;  // which launcher's variables gave rank and size
 };
 
 // Reads the environment through `getenv` (std::getenv when empty; tests pass a fake).

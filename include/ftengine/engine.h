@@ -196,6 +196,11 @@ class FT_EXPORT Engine {
   // gets no replacement within options.timeout; Aborted on a node that was itself removed.
   Result<RecoveryReport> Recover();
 
+  // True for a process started to replace a lost rank (ftrun --respawn: FT_SPARE=1 with
+  // FT_RESPAWN_OF; LoopbackWorld::Replace) until its first Recover() succeeds: it Protects
+  // regions of the lost rank's committed sizes and calls Recover() before anything else.
+  bool IsSpare() const;
+
   // Bytes of the image as protected now.
   uint64_t image_bytes() const;
   // True once this node knows of a lost node (a missed heartbeat, a broken link, the
