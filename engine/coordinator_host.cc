@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <string>
 
 #include "common/log.h"
@@ -166,10 +167,15 @@ void CoordinatorHost::OnNodeLost(NodeId node, std::string_view why) {
   }
   if (node < announced_lost_.size() && !announced_lost_[node]) {
     announced_lost_[node] = 1;
+    // LOST first: a member whose round the ABORTs below end then knows of the loss
+    // (FailureDetected) by the time its Checkpoint() returns.
+    recovery::Coordinator::Outbox lost;
     for (NodeId member = 0; member < node_.world.size; ++member) {
       if (member == node || member == node_.rank()) continue;
-      outbox.emplace_back(member, recovery::LostMessage{node_.epoch(), node, std::string(why)});
+      lost.emplace_back(member, recovery::LostMessage{node_.epoch(), node, std::string(why)});
     }
+    outbox.insert(outbox.begin(), std::make_move_iterator(lost.begin()),
+                  std::make_move_iterator(lost.end()));
   }
   SendAll(outbox);
   AfterRecoveryMessage();

@@ -64,9 +64,18 @@ Status Worker::Start() {
   }
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();
+    // A rank whose first process died before it connected may be here already replaced
+    // (ftrun --respawn): at start the new process is simply that rank's.
+    const bool joining = is_coordinator &&
+                         recovery::ConnectEpoch(qp->peer_private_data()) == recovery::kJoiningEpoch;
+    if (joining) {
+      FT_LOG(kInfo) << "node " << node_.rank() << ": rank " << peer
+                    << " connected as a replacement at start: it is that rank's process";
+    }
     FT_ASSIGN_OR_RETURN(
         std::span<const std::byte> endpoint,
-        recovery::ParseControlConnect(qp->peer_private_data(), peer, node_.epoch()));
+        recovery::ParseControlConnect(qp->peer_private_data(), peer,
+                                      joining ? recovery::kJoiningEpoch : node_.epoch()));
     if (coordinator_) coordinator_->SetEndpoint(peer, endpoint);
     const uint32_t id = qp->id();
     peers_.Add(peer, LinkRole::kControl, std::move(qp));
@@ -369,6 +378,14 @@ Result<std::vector<std::unique_ptr<verbs::QueuePair>>> Worker::JoinAsReplacement
       return Status::Internal("the coordinator answered a replacement without an epoch");
     }
     node_.view.epoch = epoch;
+  }
+  if (node_.epoch() == recovery::View::Initial(node_.world.size, node_.coordinator()).epoch) {
+    // The coordinator was still starting the job: this process is simply the rank's, with
+    // nothing to recover.
+    FT_LOG(kInfo) << "node " << node_.rank() << ": replaced a process that died at start-up";
+    node_.replacement = false;
+    shared_.spare.store(false, std::memory_order_release);
+    return connected;
   }
   FT_LOG(kInfo) << "node " << node_.rank() << ": joined as a replacement in epoch "
                 << node_.epoch();

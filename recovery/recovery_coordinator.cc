@@ -76,9 +76,10 @@ void RecoveryCoordinator::OnReport(const ReportMessage& report, Outbox* outbox) 
 
 void RecoveryCoordinator::Select(Outbox* outbox) {
   if (input_.version == 0) {
-    // Nothing was ever committed: there is nothing to restore or re-protect.
+    // Nothing was ever committed: every member hears RESTORE(0) (nothing to restore, each starts
+    // over) and answers, and nothing is re-protected.
     version_ = 0;
-    Finish(outbox);
+    SendRestores(outbox);
     return;
   }
   std::vector<uint8_t> has_image(size());
@@ -125,6 +126,10 @@ void RecoveryCoordinator::SendRestores(Outbox* outbox) {
     restore.epoch = input_.epoch;
     restore.version = version_;
     restore.written_epoch = written_epoch_;
+    if (version_ == 0) {
+      outbox->emplace_back(node, std::move(restore));
+      continue;
+    }
     restore.image_bytes = input_.prepares[node].image_bytes;
     restore.slot_bytes = input_.placement.footprint_bytes(node) / 2;
     restore.holders = HoldersOf(node);
@@ -161,6 +166,10 @@ void RecoveryCoordinator::OnRestored(const RestoredMessage& restored, Outbox* ou
 
 void RecoveryCoordinator::Reprotect(Outbox* outbox) {
   phase_ = Phase::kReprotecting;
+  if (version_ == 0) {
+    Finish(outbox);  // no fragments anywhere
+    return;
+  }
   for (NodeId owner = 0; owner < size(); ++owner) {
     std::span<const FragmentSlot> slots = input_.placement.HoldersOf(owner);
     uint64_t columns = 0;

@@ -255,6 +255,18 @@ TEST_F(EngineRecovery, AHungRankSeenOnlyByTheHeartbeatIsReplaced) {
   ASSERT_OK(Commit(3, 3));
 }
 
+TEST_F(EngineRecovery, ALossBeforeAnyCommitRecoversToNothingAndTheJobStartsOver) {
+  Start();
+  KillAndWait({2});
+  std::vector<Result<RecoveryReport>> reports = RecoverAll({2});
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    ASSERT_TRUE(reports[rank].ok()) << "rank " << rank << ": " << reports[rank].status();
+    EXPECT_EQ(reports[rank]->version, 0u);
+  }
+  ASSERT_OK(Commit(1, 1));
+  ExpectFullRedundancy(*world_, states_, 4, 2);
+}
+
 TEST_F(EngineRecovery, MoreLossesThanParityIsDataLossNamingTheOwnersOnEveryMember) {
   Start();
   ASSERT_OK(Commit(1, 1));

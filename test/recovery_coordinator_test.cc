@@ -192,6 +192,30 @@ TEST(RecoveryCoordinatorTest, ALossDuringRecoveryFailsItAndStaleMessagesAreIgnor
   EXPECT_NE(aborts[0].second.reason.find("node 6 was lost during recovery"), std::string::npos);
 }
 
+TEST(RecoveryCoordinatorTest, NothingCommittedYetRestoresVersionZeroEverywhere) {
+  RecoveryCoordinator::Input input = SampleInput();
+  input.version = 0;
+  input.placement = Placement();
+  RecoveryCoordinator::Outbox outbox;
+  auto started = RecoveryCoordinator::Start(input, &outbox);
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto views = Take<ViewMessage>(outbox);
+  ASSERT_EQ(views.size(), kNodes);
+  for (const auto& [node, view] : views) {
+    EXPECT_TRUE(view.checks.empty());
+    (*started)->OnReport({2, node, 0, {}}, &outbox);
+  }
+  auto restores = Take<RestoreMessage>(outbox);
+  ASSERT_EQ(restores.size(), kNodes);  // every member must hear it: its Recover() waits
+  for (const auto& [node, restore] : restores) {
+    EXPECT_EQ(restore.version, 0u);
+    EXPECT_TRUE(restore.holders.empty());
+    (*started)->OnRestored({2, node, 0, StatusCode::kOk, 0, 0}, &outbox);
+  }
+  EXPECT_EQ(Take<CommitMessage>(outbox).size(), kNodes);
+  EXPECT_EQ((*started)->phase(), RecoveryCoordinator::Phase::kRecovered);
+}
+
 TEST(RecoveryCoordinatorTest, BadInputIsInvalidArgument) {
   RecoveryCoordinator::Outbox outbox;
   RecoveryCoordinator::Input input = SampleInput();
