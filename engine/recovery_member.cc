@@ -54,6 +54,12 @@ void RecoveryMember::Take(RecoverRequest* request) {
   deadline_ = called_ + 2 * node_.options.timeout;
   report_ = RecoveryReport{};
   report_.replacement = replacement_;
+  if (unclaimed_) {
+    // The recovery this node took part in failed before the application called Recover().
+    Status why = std::move(*unclaimed_);
+    unclaimed_.reset();
+    Finish(std::move(why));
+  }
 }
 
 bool RecoveryMember::IsReplaced(NodeId node) const {
@@ -90,7 +96,11 @@ bool RecoveryMember::OnControlMessage(NodeId from, const recovery::Message& mess
     if (abort->version != recovery::kRecoveryVersion || abort->epoch < node_.epoch() - 1) {
       return false;
     }
-    Finish(Status(abort->code, StrCat("recovery failed: ", abort->reason)));
+    Status why(abort->code, StrCat("recovery failed: ", abort->reason));
+    // The members report and the coordinator decides without the applications: a DataLoss, or
+    // a loss during recovery, may end it before this node's Recover() call, which gets it then.
+    if (request_ == nullptr && phase_ != Phase::kIdle) unclaimed_ = why;
+    Finish(std::move(why));
     return true;
   }
   return false;
@@ -108,6 +118,7 @@ void RecoveryMember::OnView(const recovery::ViewMessage& view) {
   }
   view_ = view;
   restore_.reset();
+  unclaimed_.reset();
   phase_ = Phase::kViewed;
   FT_LOG(kInfo) << "node " << node_.rank() << ": in epoch " << view.epoch << " ("
                 << view.replaced.size() << " rank(s) replaced), committed version " << view.version;

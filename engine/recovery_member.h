@@ -92,6 +92,9 @@ class RecoveryMember {
   std::optional<recovery::RestoreMessage> restore_;
   std::optional<CommittedVersion> restoring_;
   std::optional<Status> read_status_;
+  // How the recovery this node was in (in its view) ended before the application called
+  // Recover(): the next call returns it at once.
+  std::optional<Status> unclaimed_;
   AlignedBuffer scratch_;  // a multi-region image read whole, then scattered
   std::vector<RegionRef> regions_;
   std::shared_ptr<CheckpointHandle::State> reprotect_;
