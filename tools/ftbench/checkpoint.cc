@@ -25,6 +25,7 @@
 #include "ftengine/engine.h"
 #include "ftengine/loopback_world.h"
 #include "tools/ftbench/checkpoint_common.h"
+#include "tools/ftbench/recovery_run.h"
 #include "verbs/rdma/rdma.h"
 #include "world/process.h"
 
@@ -84,10 +85,14 @@ Command RegisterCheckpoint(CLI::App& app) {
                   "launched by ftrun, srun or mpirun")
       ->check(CLI::IsMember({"loopback", "rdma"}))
       ->capture_default_str();
-  sub->add_option("--timeout", options->timeout_seconds,
-                  "rdma: seconds to wait for the coordinator and for each checkpoint")
-      ->check(CLI::Range(0.1, 86400.0))
-      ->capture_default_str();
+  CLI::Option* timeout =
+      sub->add_option("--timeout", options->timeout_seconds,
+                      "rdma: seconds to wait for the coordinator and for each checkpoint; "
+                      "loopback with --kill/--freeze: the engines' timeout, which bounds every "
+                      "wait (default 60 s; 5 s when --spares leaves a victim without a "
+                      "replacement, whose recovery fails after it)")
+          ->check(CLI::Range(0.1, 86400.0))
+          ->capture_default_str();
   sub->add_option("--hb-interval-ms", options->hb_interval_ms,
                   "Failure detection: every node WRITEs a heartbeat each interval (ms)")
       ->check(CLI::Range(int64_t{1}, int64_t{60'000}))
@@ -100,8 +105,11 @@ Command RegisterCheckpoint(CLI::App& app) {
   AddDeviceOptions(*sub, &options->device);
   sub->add_flag("--json", options->json, "Print one JSON object instead of the table");
   sub->add_flag("-v,--verbose", options->verbose, "Per-phase times and memory use on stderr");
-  return {sub, [options, nodes] {
+  AddFailureOptions(*sub, options.get());
+  return {sub, [options, nodes, timeout] {
             options->nodes_given = nodes->count() > 0;
+            options->timeout_given = timeout->count() > 0;
+            if (FailureRequested(*options)) return RunRecovery(*options);
             return options->fabric == "rdma" ? RunCheckpointRdma(*options)
                                              : RunCheckpoint(*options);
           }};
