@@ -42,6 +42,10 @@ std::vector<NodeState> States() {
   return states;
 }
 
+bool IsVictimOf(const std::vector<uint32_t>& victims, uint32_t rank) {
+  return std::find(victims.begin(), victims.end(), rank) != victims.end();
+}
+
 bool WaitForFailure(LoopbackWorld& world, uint32_t rank) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!world.engine(rank).FailureDetected()) {
@@ -277,6 +281,42 @@ TEST_F(EngineRecovery, MoreLossesThanParityIsDataLossNamingTheOwnersOnEveryMembe
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     EXPECT_TRUE(test::HasError(reports[rank].status(), StatusCode::kDataLoss, "owner"))
         << "rank " << rank << ": " << reports[rank].status();
+  }
+}
+
+// The members report and the coordinator decides without the applications: a recovery may fail
+// (here DataLoss) before a member's application calls Recover(). That call gets the outcome at
+// once; it used to wait for its deadline (twice the timeout) and then name no recovery at all.
+TEST_F(EngineRecovery, RecoverCalledAfterTheRecoveryFailedReturnsItsOutcomeAtOnce) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.engine.timeout = std::chrono::seconds(5);
+  Start(options);
+  ASSERT_OK(Commit(1, 1));
+  const std::vector<uint32_t> victims = {2, 3, 4};
+  KillAndWait(victims);
+  // The replacements join together (their views and reports need no application call) ...
+  std::vector<Engine*> replacements(kNodes, nullptr);
+  ASSERT_OK(world_->RunOn(victims, [&](uint32_t rank, Engine&) -> Status {
+    FT_ASSIGN_OR_RETURN(replacements[rank], world_->Replace(rank));
+    return states_[rank].ProtectAll(*replacements[rank]);
+  }));
+  // ... the survivors' Recover() fails, the replacements' applications call it only then.
+  std::vector<uint32_t> survivors;
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    if (!IsVictimOf(victims, rank)) survivors.push_back(rank);
+  }
+  ASSERT_OK(world_->RunOn(survivors, [&](uint32_t rank, Engine& engine) -> Status {
+    EXPECT_TRUE(test::HasError(engine.Recover().status(), StatusCode::kDataLoss, "owner"))
+        << "rank " << rank;
+    return Status();
+  }));
+  for (uint32_t rank : victims) {
+    const auto started = std::chrono::steady_clock::now();
+    const Result<RecoveryReport> late = replacements[rank]->Recover();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2))
+        << "rank " << rank;
+    EXPECT_TRUE(test::HasError(late.status(), StatusCode::kDataLoss, "owner"))
+        << "rank " << rank << ": " << late.status();
   }
 }
 

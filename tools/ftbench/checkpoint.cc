@@ -24,6 +24,8 @@
 #include "ftengine/bootstrap.h"
 #include "ftengine/engine.h"
 #include "ftengine/loopback_world.h"
+#include "tools/ftbench/checkpoint_common.h"
+#include "tools/ftbench/recovery_run.h"
 #include "verbs/rdma/rdma.h"
 #include "world/process.h"
 
@@ -31,11 +33,6 @@ namespace ft::ftbench {
 namespace {
 
 using Clock = SteadyClock;
-
-// The image of (rank, version): 64-bit words of a splitmix sequence, cheap to fill at GB/s.
-void FillImage(std::span<uint8_t> image, uint32_t rank, uint64_t version) {
-  FillPattern(image, (static_cast<uint64_t>(rank) << 32) ^ (version * 0x9e3779b97f4a7c15ull));
-}
 
 double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
@@ -52,78 +49,6 @@ double ProcessCpuSeconds() {
   return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
          (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
-
-uint64_t PeakRssBytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
-}
-
-// The raw work of one node's checkpoint without the engine, on the same image: per stripe, ISA-L
-// encode, CRC64 of the k + m cells and memcpy of them to where holders would keep them; the last
-// partial stripe is gathered into zero-padded cells first, as the engine's bounce cells are.
-struct RawWork {
-  int k = 0;
-  int m = 0;
-  uint64_t cell = 0;
-  uint64_t stripes = 0;
-  uint64_t image_bytes = 0;
-  std::vector<uint8_t> tables;
-  AlignedBuffer tail;         // k cells: the last stripe, zero-padded
-  AlignedBuffer parity;       // m cells
-  AlignedBuffer destination;  // (k + m) x stripes cells: the "stores"
-
-  uint64_t BufferBytes() const { return tail.size() + parity.size() + destination.size(); }
-
-  uint64_t Run(const uint8_t* image) {
-    uint64_t crc_sum = 0;
-    uint8_t* data[erasure::kMaxCells];
-    uint8_t* parity_cells[erasure::kMaxCells];
-    for (int j = 0; j < m; ++j) parity_cells[j] = parity.data() + j * cell;
-    const uint64_t stripe_bytes = cell * k;
-    for (uint64_t s = 0; s < stripes; ++s) {
-      const uint8_t* stripe = image + s * stripe_bytes;
-      if ((s + 1) * stripe_bytes > image_bytes) {
-        const uint64_t left = image_bytes - s * stripe_bytes;
-        std::memcpy(tail.data(), stripe, left);
-        std::memset(tail.data() + left, 0, stripe_bytes - left);
-        stripe = tail.data();
-      }
-      for (int c = 0; c < k; ++c) data[c] = const_cast<uint8_t*>(stripe) + c * cell;
-      ec_encode_data(static_cast<int>(cell), k, m, tables.data(), data, parity_cells);
-      for (int c = 0; c < k + m; ++c) {
-        const uint8_t* source = c < k ? data[c] : parity_cells[c - k];
-        crc_sum += crc64_ecma_refl(0, source, cell);
-        std::memcpy(destination.data() + (static_cast<uint64_t>(c) * stripes + s) * cell, source,
-                    cell);
-      }
-    }
-    ClobberMemory();
-    return crc_sum;
-  }
-};
-
-// Seconds per version, one entry per version.
-struct VersionSeconds {
-  // The untimed first checkpoint: it also sizes and registers every store (the coordinator's
-  // GROW), a one-time cost kept out of the versions' figures.
-  double first_checkpoint = 0;
-  std::vector<double> checkpoint;
-  std::vector<double> raw;     // the raw-work reference on the image just checkpointed
-  std::vector<double> memcpy;  // memcpy of that image
-};
-
-struct Report {
-  VersionSeconds
-      seconds;  // loopback: the slowest node's of each version; rdma: rank 0's (the job's)
-  bool verified = false;
-  std::string verify_error;
-  uint64_t peak_rss_after_checkpoints = 0;
-  EngineMetrics metrics0;
-  // The longest time a worker went without a heartbeat (loopback: over every node; rdma: rank
-  // 0's): how close the run came to the failure detector's bound.
-  double longest_heartbeat_gap_seconds = 0;
-};
 
 }  // namespace
 
@@ -160,10 +85,14 @@ Command RegisterCheckpoint(CLI::App& app) {
                   "launched by ftrun, srun or mpirun")
       ->check(CLI::IsMember({"loopback", "rdma"}))
       ->capture_default_str();
-  sub->add_option("--timeout", options->timeout_seconds,
-                  "rdma: seconds to wait for the coordinator and for each checkpoint")
-      ->check(CLI::Range(0.1, 86400.0))
-      ->capture_default_str();
+  CLI::Option* timeout =
+      sub->add_option("--timeout", options->timeout_seconds,
+                      "rdma: seconds to wait for the coordinator and for each checkpoint; "
+                      "loopback with --kill/--freeze: the engines' timeout, which bounds every "
+                      "wait (default 60 s; 5 s when --spares leaves a victim without a "
+                      "replacement, whose recovery fails after it)")
+          ->check(CLI::Range(0.1, 86400.0))
+          ->capture_default_str();
   sub->add_option("--hb-interval-ms", options->hb_interval_ms,
                   "Failure detection: every node WRITEs a heartbeat each interval (ms)")
       ->check(CLI::Range(int64_t{1}, int64_t{60'000}))
@@ -176,8 +105,11 @@ Command RegisterCheckpoint(CLI::App& app) {
   AddDeviceOptions(*sub, &options->device);
   sub->add_flag("--json", options->json, "Print one JSON object instead of the table");
   sub->add_flag("-v,--verbose", options->verbose, "Per-phase times and memory use on stderr");
-  return {sub, [options, nodes] {
+  AddFailureOptions(*sub, options.get());
+  return {sub, [options, nodes, timeout] {
             options->nodes_given = nodes->count() > 0;
+            options->timeout_given = timeout->count() > 0;
+            if (FailureRequested(*options)) return RunRecovery(*options);
             return options->fabric == "rdma" ? RunCheckpointRdma(*options)
                                              : RunCheckpoint(*options);
           }};
@@ -189,12 +121,49 @@ int HeartbeatMissesFor(const CheckpointOptions& o) {
   return static_cast<int>(std::max<int64_t>(3, (1000 + o.hb_interval_ms - 1) / o.hb_interval_ms));
 }
 
-namespace {
+void FillImage(std::span<uint8_t> image, uint32_t rank, uint64_t version) {
+  FillPattern(image, (static_cast<uint64_t>(rank) << 32) ^ (version * 0x9e3779b97f4a7c15ull));
+}
+
+uint64_t RawWork::Run(const uint8_t* image) {
+  uint64_t crc_sum = 0;
+  uint8_t* data[erasure::kMaxCells];
+  uint8_t* parity_cells[erasure::kMaxCells];
+  for (int j = 0; j < m; ++j) parity_cells[j] = parity.data() + j * cell;
+  const uint64_t stripe_bytes = cell * k;
+  for (uint64_t s = 0; s < stripes; ++s) {
+    const uint8_t* stripe = image + s * stripe_bytes;
+    if ((s + 1) * stripe_bytes > image_bytes) {
+      const uint64_t left = image_bytes - s * stripe_bytes;
+      std::memcpy(tail.data(), stripe, left);
+      std::memset(tail.data() + left, 0, stripe_bytes - left);
+      stripe = tail.data();
+    }
+    for (int c = 0; c < k; ++c) data[c] = const_cast<uint8_t*>(stripe) + c * cell;
+    ec_encode_data(static_cast<int>(cell), k, m, tables.data(), data, parity_cells);
+    for (int c = 0; c < k + m; ++c) {
+      const uint8_t* source = c < k ? data[c] : parity_cells[c - k];
+      crc_sum += crc64_ecma_refl(0, source, cell);
+      std::memcpy(destination.data() + (static_cast<uint64_t>(c) * stripes + s) * cell, source,
+                  cell);
+    }
+  }
+  ClobberMemory();
+  return crc_sum;
+}
+
+uint64_t PeakRssBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+}
 
 int Usage(const std::string& message) {
   std::cerr << StrCat("ftbench checkpoint: ", message, "\n");
   return kExitUsage;
 }
+
+namespace {
 
 // The flag checks both fabrics share; an empty string when the flags are fine.
 std::string CheckFlags(const CheckpointOptions& o, uint32_t nodes, const char* nodes_name,
@@ -246,7 +215,34 @@ std::string CheckFlags(const CheckpointOptions& o, uint32_t nodes, const char* n
   return "";
 }
 
-// The reference's buffers for one node, allocated (and touched) before any timing.
+}  // namespace
+
+std::string CheckLoopbackFlags(const CheckpointOptions& o) {
+  if (std::string bad = CheckFlags(o, o.nodes, "--nodes", true); !bad.empty()) return bad;
+  if (!o.device.device.empty() || o.device.gid_index >= 0) {
+    return "--device and --gid-index choose the RDMA device: they need --fabric rdma";
+  }
+  return "";
+}
+
+LoopbackWorldOptions LoopbackOptionsFor(const CheckpointOptions& o,
+                                        std::chrono::milliseconds timeout) {
+  LoopbackWorldOptions world_options;
+  world_options.nodes = o.nodes;
+  world_options.engine.k = o.k;
+  world_options.engine.m = o.m;
+  world_options.engine.cell_bytes = o.cell_bytes;
+  world_options.engine.pipeline_depth = o.pipeline_depth;
+  world_options.engine.timeout = timeout;
+  world_options.engine.heartbeat_interval = std::chrono::milliseconds(o.hb_interval_ms);
+  world_options.engine.heartbeat_misses = HeartbeatMissesFor(o);
+  if (o.domains > 0) {
+    const uint32_t domains = o.domains;
+    world_options.domain_of = [domains](uint32_t rank) { return rank % domains; };
+  }
+  return world_options;
+}
+
 Result<RawWork> MakeRawWork(const CheckpointOptions& o, const erasure::StripeGeometry& g) {
   RawWork w;
   w.k = o.k;
@@ -264,13 +260,62 @@ Result<RawWork> MakeRawWork(const CheckpointOptions& o, const erasure::StripeGeo
   return w;
 }
 
+Status TimeVersion(const CheckpointOptions& o, uint32_t rank, AlignedBuffer& image, RawWork& raw,
+                   uint64_t pattern, const std::function<Status()>& checkpoint,
+                   const std::function<void()>& step, std::atomic<uint64_t>& sink,
+                   VersionSeconds* out) {
+  FillImage(image.span(), rank, pattern);
+  step();
+  Status status;
+  out->checkpoint.push_back(TimeSeconds([&] { status = checkpoint(); }));
+  if (!status.ok()) return status;
+  step();
+  out->raw.push_back(TimeSeconds([&] { sink += raw.Run(image.data()); }));
+  step();
+  out->memcpy.push_back(TimeSeconds([&] {
+    std::memcpy(raw.destination.data(), image.data(), o.size);
+    ClobberMemory();
+  }));
+  return Status();
+}
+
+Status TimeFirstCheckpoint(uint32_t rank, Engine& engine, AlignedBuffer& image, uint64_t pattern,
+                           const std::function<void()>& step, VersionSeconds* out) {
+  FillImage(image.span(), rank, pattern);
+  step();
+  Status first;
+  out->first_checkpoint = TimeSeconds([&] { first = engine.Checkpoint().status(); });
+  return first;
+}
+
+void ShowProgress(uint64_t version, uint64_t of, double seconds) {
+  std::cerr << "\rftbench checkpoint: version " << version << "/" << of << " "
+            << FormatFixed(seconds, 3) << " s" << std::flush;
+}
+
+void AppendSlowest(const std::vector<VersionSeconds>& nodes, VersionSeconds* out) {
+  for (const VersionSeconds& node : nodes) {
+    out->first_checkpoint = std::max(out->first_checkpoint, node.first_checkpoint);
+  }
+  const size_t versions = nodes.empty() ? 0 : nodes.front().checkpoint.size();
+  for (size_t v = 0; v < versions; ++v) {
+    double slowest = 0, slowest_raw = 0, slowest_memcpy = 0;
+    for (const VersionSeconds& node : nodes) {
+      slowest = std::max(slowest, node.checkpoint[v]);
+      slowest_raw = std::max(slowest_raw, node.raw[v]);
+      slowest_memcpy = std::max(slowest_memcpy, node.memcpy[v]);
+    }
+    out->checkpoint.push_back(slowest);
+    out->raw.push_back(slowest_raw);
+    out->memcpy.push_back(slowest_memcpy);
+  }
+}
+
+namespace {
+
 // The versions of one node, as both fabrics run them: first an untimed checkpoint that sizes the
-// stores (its time is kept apart), then o.versions timed ones: fill the image with the pattern of
-// (rank, v), time engine.Checkpoint(), then, on the image just checkpointed, the raw work and
-// memcpy of the image. Interleaving puts each checkpoint and its reference under the same machine
-// conditions. `step` runs before each of the three timed steps (loopback: a barrier of every
-// node's thread, so that all nodes start each step together; rdma: nothing, a checkpoint is
-// collective). With `progress`, rank 0 shows each version's time on stderr. Stops at the first
+// stores (its time is kept apart), then o.versions timed ones (TimeVersion with the pattern of
+// (rank, v)). With `progress`, rank 0 shows each version's time on stderr. Stops at the first
 // failed checkpoint and returns its status; `out` then holds the versions before it.
 Status RunVersions(const CheckpointOptions& o, uint32_t rank, Engine& engine, AlignedBuffer& image,
                    RawWork& raw, bool progress, const std::function<void()>& step,
@@ -278,36 +323,21 @@ Status RunVersions(const CheckpointOptions& o, uint32_t rank, Engine& engine, Al
   out->checkpoint.reserve(static_cast<size_t>(o.versions));
   out->raw.reserve(static_cast<size_t>(o.versions));
   out->memcpy.reserve(static_cast<size_t>(o.versions));
-  FillImage(image.span(), rank, 0);
-  step();
-  Status first;
-  out->first_checkpoint = TimeSeconds([&] { first = engine.Checkpoint().status(); });
-  if (!first.ok()) return first;
+  FT_RETURN_IF_ERROR(TimeFirstCheckpoint(rank, engine, image, 0, step, out));
+  const std::function<Status()> checkpoint = [&engine] { return engine.Checkpoint().status(); };
   for (int v = 1; v <= o.versions; ++v) {
-    FillImage(image.span(), rank, static_cast<uint64_t>(v));
-    step();
-    Status status;
-    out->checkpoint.push_back(TimeSeconds([&] { status = engine.Checkpoint().status(); }));
-    if (!status.ok()) return status;
-    step();
-    out->raw.push_back(TimeSeconds([&] { sink += raw.Run(image.data()); }));
-    step();
-    out->memcpy.push_back(TimeSeconds([&] {
-      std::memcpy(raw.destination.data(), image.data(), o.size);
-      ClobberMemory();
-    }));
+    FT_RETURN_IF_ERROR(
+        TimeVersion(o, rank, image, raw, static_cast<uint64_t>(v), checkpoint, step, sink, out));
     if (progress && rank == 0) {
-      std::cerr << "\rftbench checkpoint: version " << v << "/" << o.versions << " "
-                << FormatFixed(out->checkpoint.back(), 3) << " s" << std::flush;
+      ShowProgress(static_cast<uint64_t>(v), static_cast<uint64_t>(o.versions),
+                   out->checkpoint.back());
     }
   }
   return Status();
 }
 
-// Verification of one node's last committed version: reads it back from its holders into `back`
-// (o.size bytes), CRCs checked, with the data fragments of one holder (column rank % k) treated
-// as lost so that decoding runs, and compares every byte with `image`. The read's error, or
-// whether the bytes match.
+}  // namespace
+
 Result<bool> ReadBackMatches(const CheckpointOptions& o, uint32_t rank, Engine& engine,
                              AlignedBuffer& back, const AlignedBuffer& image) {
   const int lost[] = {static_cast<int>(rank % static_cast<uint32_t>(o.k))};
@@ -316,9 +346,8 @@ Result<bool> ReadBackMatches(const CheckpointOptions& o, uint32_t rank, Engine& 
   return std::memcmp(back.data(), image.data(), o.size) == 0;
 }
 
-// Prints the table or the JSON object; the exit code.
 int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
-            const std::string& verbose_lines) {
+            const std::string& verbose_lines, const PublishExtra& extra) {
   const double image = static_cast<double>(o.size);
   const double median = Median(report.seconds.checkpoint);
   const double p99 = Percentile(report.seconds.checkpoint, 0.99);
@@ -350,6 +379,7 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
     out["heartbeat_interval_ms"] = o.hb_interval_ms;
     out["heartbeat_misses"] = HeartbeatMissesFor(o);
     out["longest_heartbeat_gap_ms"] = report.longest_heartbeat_gap_seconds * 1e3;
+    if (extra.add_json) extra.add_json(out);
     std::cout << out.dump() << "\n";
   } else {
     Table table({"fabric", "nodes", "k", "m", "cell", "image/node", "versions", "median s", "p99 s",
@@ -375,6 +405,7 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
     std::cout << "heartbeat: every " << o.hb_interval_ms << " ms, lost after "
               << HeartbeatMissesFor(o) << " missed; longest gap "
               << FormatFixed(report.longest_heartbeat_gap_seconds * 1e3, 1) << " ms\n";
+    std::cout << extra.text;
   }
   if (o.verbose) {
     const EngineMetrics& m = report.metrics0;
@@ -398,65 +429,91 @@ int Publish(const CheckpointOptions& o, uint32_t n, const Report& report,
   return kExitOk;
 }
 
-}  // namespace
+Result<std::vector<AlignedBuffer>> AllocateImages(const CheckpointOptions& o, uint32_t n) {
+  std::vector<AlignedBuffer> images(n);
+  for (uint32_t rank = 0; rank < n; ++rank) {
+    FT_ASSIGN_OR_RETURN(images[rank], AlignedBuffer::Create(o.size));
+  }
+  return images;
+}
+
+Result<std::vector<RawWork>> AllocateRawWork(const CheckpointOptions& o,
+                                             const erasure::StripeGeometry& g, uint32_t n) {
+  std::vector<RawWork> raw(n);
+  for (uint32_t rank = 0; rank < n; ++rank) {
+    Result<RawWork> w = MakeRawWork(o, g);
+    if (!w.ok()) return w.status().WithContext("cannot allocate the reference buffers");
+    raw[rank] = std::move(w).value();
+  }
+  return raw;
+}
+
+Status RunTogether(LoopbackWorld& world, const TogetherBody& body) {
+  std::barrier sync(static_cast<std::ptrdiff_t>(world.size()));
+  const std::function<void()> step = [&sync] { sync.arrive_and_wait(); };
+  return world.Run([&](uint32_t rank, Engine& engine) -> Status {
+    Status result = body(rank, engine, step);
+    // Keep the barrier's count whole when a node stops early: the others must not wait for it.
+    if (!result.ok()) sync.arrive_and_drop();
+    return result;
+  });
+}
+
+void CollectEngineFigures(LoopbackWorld& world, Report* report) {
+  report->peak_rss_after_checkpoints = PeakRssBytes();
+  report->metrics0 = world.engine(0).Metrics();
+  for (uint32_t rank = 0; rank < world.size(); ++rank) {
+    report->longest_heartbeat_gap_seconds =
+        std::max(report->longest_heartbeat_gap_seconds,
+                 world.engine(rank).Metrics().longest_heartbeat_gap_seconds);
+  }
+}
+
+void VerifyReadBack(const CheckpointOptions& o, LoopbackWorld& world,
+                    const std::vector<AlignedBuffer>& images, Report* report) {
+  std::atomic<int> mismatches{0};
+  std::mutex error_mutex;
+  const Status status = world.Run([&](uint32_t rank, Engine& engine) -> Status {
+    auto back = AlignedBuffer::Create(o.size);
+    if (!back.ok()) return back.status();
+    FT_ASSIGN_OR_RETURN(const bool same, ReadBackMatches(o, rank, engine, *back, images[rank]));
+    if (!same) {
+      ++mismatches;
+      std::lock_guard lock(error_mutex);
+      report->verify_error = StrCat("node ", rank, ": read-back differs from the image");
+    }
+    return Status();
+  });
+  report->verified = status.ok() && mismatches == 0;
+  if (!status.ok()) report->verify_error = status.ToString();
+}
 
 int RunCheckpoint(const CheckpointOptions& o) {
-  auto usage = [](const std::string& message) { return Usage(message); };
-  if (std::string bad = CheckFlags(o, o.nodes, "--nodes", true); !bad.empty()) return usage(bad);
-  if (!o.device.device.empty() || o.device.gid_index >= 0) {
-    return usage("--device and --gid-index choose the RDMA device: they need --fabric rdma");
-  }
+  if (std::string bad = CheckLoopbackFlags(o); !bad.empty()) return Usage(bad);
   auto geometry = erasure::StripeGeometry::Create(o.size, o.cell_bytes, o.k, o.m);
-  if (!geometry.ok()) return usage(std::string(geometry.status().message()));
+  if (!geometry.ok()) return Usage(std::string(geometry.status().message()));
 
-  LoopbackWorldOptions world_options;
-  world_options.nodes = o.nodes;
-  world_options.engine.k = o.k;
-  world_options.engine.m = o.m;
-  world_options.engine.cell_bytes = o.cell_bytes;
-  world_options.engine.pipeline_depth = o.pipeline_depth;
-  world_options.engine.timeout = std::chrono::minutes(10);
-  world_options.engine.heartbeat_interval = std::chrono::milliseconds(o.hb_interval_ms);
-  world_options.engine.heartbeat_misses = HeartbeatMissesFor(o);
-  if (o.domains > 0) {
-    const uint32_t domains = o.domains;
-    world_options.domain_of = [domains](uint32_t rank) { return rank % domains; };
-  }
-  auto world = LoopbackWorld::Create(world_options);
+  auto world = LoopbackWorld::Create(LoopbackOptionsFor(o, std::chrono::minutes(10)));
   if (!world.ok()) {
     std::cerr << "ftbench checkpoint: " << world.status() << "\n";
     return world.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
 
   const uint32_t n = o.nodes;
-  std::vector<AlignedBuffer> images(n);
-  for (uint32_t rank = 0; rank < n; ++rank) {
-    auto image = AlignedBuffer::Create(o.size);
-    if (!image.ok()) {
-      std::cerr << "ftbench checkpoint: " << image.status() << "\n";
-      return kExitFailure;
-    }
-    images[rank] = std::move(image).value();
-  }
-
+  Result<std::vector<AlignedBuffer>> images = AllocateImages(o, n);
   // The reference's buffers, allocated (and touched) before any timing.
-  const erasure::StripeGeometry& g = *geometry;
-  std::vector<RawWork> raw(n);
-  uint64_t reference_bytes = 0;
-  for (uint32_t rank = 0; rank < n; ++rank) {
-    Result<RawWork> w = MakeRawWork(o, g);
-    if (!w.ok()) {
-      std::cerr << "ftbench checkpoint: cannot allocate the reference buffers: " << w.status()
-                << "\n";
+  Result<std::vector<RawWork>> raw = AllocateRawWork(o, *geometry, n);
+  for (const Status& status : {images.status(), raw.status()}) {
+    if (!status.ok()) {
+      std::cerr << "ftbench checkpoint: " << status << "\n";
       return kExitFailure;
     }
-    raw[rank] = std::move(w).value();
-    reference_bytes += raw[rank].BufferBytes();
   }
+  uint64_t reference_bytes = 0;
+  for (const RawWork& w : *raw) reference_bytes += w.BufferBytes();
 
   Report report;
   std::vector<VersionSeconds> node_seconds(n);
-  std::barrier sync(static_cast<std::ptrdiff_t>(n));
   const bool progress = !o.json && isatty(STDERR_FILENO);
   std::atomic<uint64_t> sink{0};
 
@@ -464,17 +521,12 @@ int RunCheckpoint(const CheckpointOptions& o) {
   // raw work, then memcpy, on the image it just checkpointed, all nodes at once.
   const double cpu_start = ProcessCpuSeconds();
   const Nanos wall_start = Clock::Default().Now();
-  Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    Status result = engine.Protect(0, images[rank].data(), o.size);
-    if (result.ok()) {
-      result = RunVersions(
-          o, rank, engine, images[rank], raw[rank], progress, [&] { sync.arrive_and_wait(); }, sink,
-          &node_seconds[rank]);
-    }
-    // Keep the barrier's count whole when a node stops early: the others must not wait for it.
-    if (!result.ok()) sync.arrive_and_drop();
-    return result;
-  });
+  Status status = RunTogether(
+      **world, [&](uint32_t rank, Engine& engine, const std::function<void()>& step) -> Status {
+        FT_RETURN_IF_ERROR(engine.Protect(0, (*images)[rank].data(), o.size));
+        return RunVersions(o, rank, engine, (*images)[rank], (*raw)[rank], progress, step, sink,
+                           &node_seconds[rank]);
+      });
   if (progress) std::cerr << "\r" << std::string(60, ' ') << "\r";
   if (!status.ok()) {
     std::cerr << "ftbench checkpoint: " << status << "\n";
@@ -482,46 +534,12 @@ int RunCheckpoint(const CheckpointOptions& o) {
   }
   const double busy_cores =
       (ProcessCpuSeconds() - cpu_start) / SecondsBetween(wall_start, Clock::Default().Now());
-  report.peak_rss_after_checkpoints = PeakRssBytes();
-  report.metrics0 = (*world)->engine(0).Metrics();
-  for (uint32_t rank = 0; rank < n; ++rank) {
-    report.longest_heartbeat_gap_seconds =
-        std::max(report.longest_heartbeat_gap_seconds,
-                 (*world)->engine(rank).Metrics().longest_heartbeat_gap_seconds);
-  }
-  for (const VersionSeconds& node : node_seconds) {
-    report.seconds.first_checkpoint =
-        std::max(report.seconds.first_checkpoint, node.first_checkpoint);
-  }
-  for (size_t v = 0; v < static_cast<size_t>(o.versions); ++v) {
-    double slowest = 0, slowest_raw = 0, slowest_memcpy = 0;
-    for (const VersionSeconds& node : node_seconds) {
-      slowest = std::max(slowest, node.checkpoint[v]);
-      slowest_raw = std::max(slowest_raw, node.raw[v]);
-      slowest_memcpy = std::max(slowest_memcpy, node.memcpy[v]);
-    }
-    report.seconds.checkpoint.push_back(slowest);
-    report.seconds.raw.push_back(slowest_raw);
-    report.seconds.memcpy.push_back(slowest_memcpy);
-  }
-  raw.clear();
+  CollectEngineFigures(**world, &report);
+  AppendSlowest(node_seconds, &report.seconds);
+  raw->clear();
 
   // 2. Verification: read back, CRC-check, decode with one holder's data fragments lost.
-  std::atomic<int> mismatches{0};
-  std::mutex error_mutex;
-  status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-    auto back = AlignedBuffer::Create(o.size);
-    if (!back.ok()) return back.status();
-    FT_ASSIGN_OR_RETURN(const bool same, ReadBackMatches(o, rank, engine, *back, images[rank]));
-    if (!same) {
-      ++mismatches;
-      std::lock_guard lock(error_mutex);
-      report.verify_error = StrCat("node ", rank, ": read-back differs from the image");
-    }
-    return Status();
-  });
-  report.verified = status.ok() && mismatches == 0;
-  if (!status.ok()) report.verify_error = status.ToString();
+  VerifyReadBack(o, **world, *images, &report);
 
   std::ostringstream verbose;
   verbose << "cores busy on average while checkpointing (with fills and references): "

@@ -17,6 +17,9 @@
 // the commit, after the slowest node), so rank 0's times are the job's. Every rank verifies its
 // own image and exits 1 if it differs; rank 0 alone prints the table or --json. A lost rank ends
 // every survivor's checkpoint with an error naming it, and ftbench exits 1.
+//
+// --kill/--freeze RANKS: a loss at a chosen point, recovered onto replacement processes
+// (loopback only): tools/ftbench/recovery_run.h.
 #ifndef FT_TOOLS_FTBENCH_CHECKPOINT_H_
 #define FT_TOOLS_FTBENCH_CHECKPOINT_H_
 
@@ -46,6 +49,14 @@ struct CheckpointOptions {
   int64_t hb_interval_ms = 10;  // failure detection: a heartbeat each interval
   int hb_misses = 0;            // 0: the fabric's default (HeartbeatMissesFor)
   DeviceFlags device;           // rdma
+  bool timeout_given = false;   // --timeout was on the command line
+  // A failure-injection run (tools/ftbench/recovery_run.h, loopback only): the ranks, each
+  // list as given ("3" or "2,5"); the point of the failure ("" is idle); replacements
+  // available (-1: one per victim).
+  std::string kill;
+  std::string freeze;
+  std::string kill_at;
+  int spares = -1;
 };
 
 // The heartbeat misses a run uses: --hb-misses, or by default 3 over rdma (a process per node)

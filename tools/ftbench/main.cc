@@ -1,7 +1,8 @@
 // ftbench: ftengine's performance tool. One subcommand per measurement; each lives in its own
 // file (encode.cc, ...) and registers itself here.
 //
-// Exit codes: 0 success or --help, 1 the measurement failed, 2 bad flags or values.
+// Exit codes: 0 success or --help, 1 the measurement failed, 2 bad flags or values, 3 (checkpoint
+// --kill/--freeze) more nodes lost than the code survives.
 #include <CLI/CLI.hpp>
 
 #include <vector>

@@ -23,6 +23,9 @@ namespace ft::ftbench {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the measurement ran but something was wrong
 inline constexpr int kExitUsage = 2;    // bad flags or values; nothing was measured
+// `checkpoint --kill/--freeze`: more nodes were lost than the code's m for some owner, whose
+// image is gone (Recover() returned DataLoss naming the owners).
+inline constexpr int kExitDataLoss = 3;
 
 // A registered subcommand. main() parses the command line, then calls run() of the one whose
 // app->parsed() is true; run() returns the exit code.
