@@ -183,6 +183,11 @@ int main(void) {
   /* No node was lost: no failure to report (and none for a null engine). */
   EXPECT(ft_failure_detected(runs[0].engine) == 0);
   EXPECT(ft_failure_detected(NULL) == 0);
+  /* Not a replacement process; recovery refuses a null engine, naming it. */
+  EXPECT(ft_engine_is_spare(runs[0].engine) == 0);
+  EXPECT(ft_engine_is_spare(NULL) == 0);
+  EXPECT(ft_recover(NULL, NULL) == FT_INVALID_ARGUMENT);
+  EXPECT(strstr(ft_last_error(), "engine") != NULL);
 
   /* ft_loopback_world_run: every rank once, on its own thread (a collective checkpoint from a
    * single thread would wait until the timeout). */

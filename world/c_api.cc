@@ -195,6 +195,35 @@ int ft_failure_detected(const ft_engine* engine) {
   return engine != nullptr && engine->engine->FailureDetected() ? 1 : 0;
 }
 
+int ft_recover(ft_engine* engine, ft_recovery_report* report) {
+  if (engine == nullptr) return NullArgument("ft_recover", "engine");
+  return Guard([&] {
+    ft::Result<ft::RecoveryReport> recovered = engine->engine->Recover();
+    if (!recovered.ok()) return Report(recovered.status());
+    if (report != nullptr) {
+      const ft::RecoveryReport& r = *recovered;
+      *report = ft_recovery_report{};
+      report->version = r.version;
+      report->epoch = r.epoch;
+      report->lost_count = static_cast<uint32_t>(r.lost.size());
+      for (size_t i = 0; i < r.lost.size() && i < 16; ++i) report->lost[i] = r.lost[i];
+      report->replacement = r.replacement ? 1 : 0;
+      report->from_local_copy = r.from_local_copy ? 1 : 0;
+      report->restored_bytes = r.restored_bytes;
+      report->wait_seconds = r.wait_seconds;
+      report->restore_seconds = r.restore_seconds;
+      report->reprotect_seconds = r.reprotect_seconds;
+      report->total_seconds = r.total_seconds;
+      report->reduced_redundancy_seconds = r.reduced_redundancy_seconds;
+    }
+    return Report(ft::Status());
+  });
+}
+
+int ft_engine_is_spare(const ft_engine* engine) {
+  return engine != nullptr && engine->engine->IsSpare() ? 1 : 0;
+}
+
 int ft_engine_world(const ft_engine* engine, uint32_t* rank, uint32_t* size) {
   if (engine == nullptr) return NullArgument("ft_engine_world", "engine");
   if (rank == nullptr) return NullArgument("ft_engine_world", "rank");

@@ -59,6 +59,23 @@ typedef struct ft_metrics {
   double last_total_seconds;
 } ft_metrics;
 
+/* What ft_recover did (ft::RecoveryReport). `lost` holds the first min(lost_count, 16) lost
+ * ranks. Times in seconds, measured on this node. */
+typedef struct ft_recovery_report {
+  uint64_t version; /* the version every member's protected regions hold now (0: none yet) */
+  uint64_t epoch;   /* the view the job runs in from now on */
+  uint32_t lost_count;
+  uint32_t lost[16];
+  int32_t replacement;     /* 1: this process replaced a lost rank (its image was rebuilt) */
+  int32_t from_local_copy; /* 1: rolled back from the local copy */
+  uint64_t restored_bytes;
+  double wait_seconds;
+  double restore_seconds;
+  double reprotect_seconds;
+  double total_seconds;
+  double reduced_redundancy_seconds;
+} ft_recovery_report;
+
 typedef struct ft_engine ft_engine;                       /* one node's engine */
 typedef struct ft_checkpoint_handle ft_checkpoint_handle; /* an asynchronous checkpoint */
 typedef struct ft_loopback_world ft_loopback_world;       /* N engines in this process */
@@ -126,6 +143,16 @@ FT_EXPORT int ft_metrics_get(const ft_engine* engine, ft_metrics* metrics);
  * Cheap: for polling inside a compute loop. From then on ft_checkpoint fails (FT_UNAVAILABLE
  * naming the lost nodes; FT_ABORTED on a removed node). */
 FT_EXPORT int ft_failure_detected(const ft_engine* engine);
+/* Collective after a loss (the survivors and the processes replacing the lost ranks): every
+ * member's protected regions get the newest version all of them can restore, and full
+ * redundancy is back when it returns (ft::Engine::Recover). `report` may be NULL. FT_DATA_LOSS
+ * naming the owners when more than m fragments of an image are gone; FT_FAILED_PRECONDITION
+ * naming the rank when a lost rank gets no replacement in time. */
+FT_EXPORT int ft_recover(ft_engine* engine, ft_recovery_report* report);
+/* 1 for a process started to replace a lost rank (ftrun --respawn) until its first successful
+ * ft_recover: it protects regions of the rank's committed sizes and calls ft_recover first;
+ * 0 otherwise and for NULL. */
+FT_EXPORT int ft_engine_is_spare(const ft_engine* engine);
 
 #ifdef __cplusplus
 }
