@@ -110,14 +110,24 @@ void CoordinatorHost::StartRecovery() {
     return;
   }
   recovery_ = std::move(started).value();
+  recovery_started_at_ = node_.Now();
   FT_LOG(kInfo) << "coordinator: recovery of " << lost_.size() << " rank(s) in epoch " << view.epoch
                 << ", committed version " << coordinator_->committed_version();
   SendAll(outbox);
   AfterRecoveryMessage();
 }
 
-void CoordinatorHost::CheckReplacementDeadline(Nanos now) {
-  if (recovery_ || lost_.empty() || now - first_loss_at_ <= node_.options.timeout) return;
+void CoordinatorHost::CheckRecoveryDeadlines(Nanos now) {
+  if (recovery_) {
+    if (now - recovery_started_at_ > 2 * node_.options.timeout) {
+      recovery::Coordinator::Outbox outbox;
+      recovery_->OnDeadline(&outbox);
+      SendAll(outbox);
+      AfterRecoveryMessage();
+    }
+    return;
+  }
+  if (lost_.empty() || now - first_loss_at_ <= node_.options.timeout) return;
   const std::vector<NodeId> awaiting = AwaitingReplacement();
   if (awaiting.empty()) return;
   std::string ranks;

@@ -46,8 +46,9 @@ class CoordinatorHost {
   // re-keys its links), then calls StartRecovery.
   bool ReadyToRecover() const;
   void StartRecovery();
-  // Fails a recovery whose lost ranks got no replacement within the timeout from the loss.
-  void CheckReplacementDeadline(Nanos now);
+  // Fails a recovery whose lost ranks got no replacement within the timeout from the loss, or
+  // that did not end within twice the timeout from its start.
+  void CheckRecoveryDeadlines(Nanos now);
   bool recovering() const { return recovery_ != nullptr; }
 
   const recovery::Coordinator& coordinator() const { return *coordinator_; }
@@ -72,6 +73,7 @@ class CoordinatorHost {
   std::vector<NodeId> lost_;
   std::vector<NodeId> replaced_;
   Nanos first_loss_at_{0};
+  Nanos recovery_started_at_{0};
   std::unique_ptr<recovery::RecoveryCoordinator> recovery_;
 };
 

@@ -115,6 +115,20 @@ void RecoveryMember::OnView(const recovery::ViewMessage& view) {
   view_ = view;
   restore_.reset();
   unclaimed_failure_.reset();
+  {
+    // A member that had not heard of the loss yet hears of it now: its next Checkpoint() is
+    // refused ("recovery is needed") until it recovers with the others.
+    std::lock_guard lock(shared_.mutex);
+    for (NodeId rank : view.replaced) {
+      const bool known = std::any_of(shared_.lost_nodes.begin(), shared_.lost_nodes.end(),
+                                     [&](const auto& lost) { return lost.first == rank; });
+      if (!known && rank != node_.rank()) {
+        shared_.lost_nodes.emplace_back(rank, StrCat("replaced in epoch ", view.epoch));
+      }
+    }
+    if (!shared_.lost_nodes.empty())
+      shared_.failure_detected.store(true, std::memory_order_release);
+  }
   phase_ = Phase::kViewed;
   FT_LOG(kInfo) << "node " << node_.rank() << ": in epoch " << view.epoch << " ("
                 << view.replaced.size() << " rank(s) replaced), committed version " << view.version;

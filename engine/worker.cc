@@ -394,7 +394,7 @@ Result<std::vector<std::unique_ptr<verbs::QueuePair>>> Worker::JoinAsReplacement
 
 bool Worker::CoordinatorRecoveryTurn() {
   const Nanos now = node_.Now();
-  coordinator_->CheckReplacementDeadline(now);
+  coordinator_->CheckRecoveryDeadlines(now);
   if (coordinator_->ReadyToRecover()) {
     // Every lost rank has a process again: the next view, with every survivor's links kept.
     const uint64_t old_epoch = node_.epoch();

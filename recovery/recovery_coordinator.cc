@@ -205,6 +205,34 @@ void RecoveryCoordinator::OnNodeLost(NodeId node, std::string_view why, Outbox* 
   Fail(Status::Unavailable("node ", node, " was lost during recovery (", why, ")"), outbox);
 }
 
+void RecoveryCoordinator::OnDeadline(Outbox* outbox) {
+  if (finished()) return;
+  std::string silent;
+  const char* awaited = "REPORT";
+  for (NodeId node = 0; node < size(); ++node) {
+    bool waiting = false;
+    switch (phase_) {
+      case Phase::kReports:
+      case Phase::kRestoring:
+        waiting = !answered_[node];
+        awaited = phase_ == Phase::kReports ? "REPORT" : "RESTORED (did it call Recover()?)";
+        break;
+      case Phase::kReprotecting:
+        waiting = reprotecting_[node] != 0;
+        awaited = "DONE of its re-protection";
+        break;
+      case Phase::kRecovered:
+      case Phase::kFailed:
+        break;
+    }
+    if (waiting) silent += StrCat(silent.empty() ? "" : ", ", node);
+  }
+  Fail(Status::DeadlineExceeded("recovery in epoch ", input_.epoch, " ran out of time: node",
+                                silent.find(',') != std::string::npos ? "s " : " ", silent,
+                                " sent no ", awaited),
+       outbox);
+}
+
 void RecoveryCoordinator::Finish(Outbox* outbox) {
   phase_ = Phase::kRecovered;
   for (NodeId node = 0; node < size(); ++node) {

@@ -54,6 +54,9 @@ class RecoveryCoordinator {
   void OnDone(const DoneMessage& done, Outbox* outbox);
   // A member was lost meanwhile: the recovery fails (Unavailable), every member hears ABORT.
   void OnNodeLost(NodeId node, std::string_view why, Outbox* outbox);
+  // The recovery's time ran out: it fails (DeadlineExceeded) naming the members that have not
+  // answered the phase it is in (an application that never called Recover(), a hung member).
+  void OnDeadline(Outbox* outbox);
 
   enum class Phase { kReports, kRestoring, kReprotecting, kRecovered, kFailed };
   Phase phase() const { return phase_; }

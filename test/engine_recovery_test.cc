@@ -344,6 +344,33 @@ TEST_F(EngineRecovery, WithoutAReplacementRecoverFailsNamingTheRank) {
   }
 }
 
+TEST_F(EngineRecovery, AMemberThatNeverCallsRecoverFailsItWithinTwiceTheTimeout) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.engine.timeout = std::chrono::seconds(2);
+  Start(options);
+  ASSERT_OK(Commit(1, 1));
+  KillAndWait({4});
+  std::vector<Status> results(kNodes);
+  const auto started = std::chrono::steady_clock::now();
+  // Rank 5's application never calls Recover().
+  ASSERT_OK(world_->RunOn({0, 1, 2, 3, 4, 6, 7}, [&](uint32_t rank, Engine& engine) -> Status {
+    Engine* member = &engine;
+    if (rank == 4) {
+      FT_ASSIGN_OR_RETURN(member, world_->Replace(rank));
+      FT_RETURN_IF_ERROR(states_[rank].ProtectAll(*member));
+    }
+    results[rank] = member->Recover().status();
+    return Status();
+  }));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
+  for (uint32_t rank : {0u, 1u, 2u, 3u, 4u, 6u, 7u}) {
+    EXPECT_EQ(results[rank].code(), StatusCode::kDeadlineExceeded)
+        << "rank " << rank << ": " << results[rank];
+  }
+  // Rank 5 heard of the loss from the view, though no LOST told it: no checkpoint for it either.
+  EXPECT_TRUE(world_->engine(5).FailureDetected());
+}
+
 TEST_F(EngineRecovery, AReplacementWithTheWrongImageSizeFailsTheRecovery) {
   Start();
   ASSERT_OK(Commit(1, 1));

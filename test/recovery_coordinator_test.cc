@@ -216,6 +216,25 @@ TEST(RecoveryCoordinatorTest, NothingCommittedYetRestoresVersionZeroEverywhere) 
   EXPECT_EQ((*started)->phase(), RecoveryCoordinator::Phase::kRecovered);
 }
 
+TEST(RecoveryCoordinatorTest, TheDeadlineNamesTheMembersThatDidNotAnswer) {
+  Recovery run;
+  run.Report([](NodeId, uint32_t) { return kNewestIntact; });
+  Take<RestoreMessage>(run.outbox);
+  for (NodeId node = 0; node < kNodes; ++node) {
+    if (node == 2 || node == 6) continue;  // their applications never called Recover()
+    run.recovery->OnRestored({2, node, 5, StatusCode::kOk, 0x10000000ull * (node + 1), 100 + node},
+                             &run.outbox);
+  }
+  EXPECT_TRUE(run.outbox.empty());
+  run.recovery->OnDeadline(&run.outbox);
+  auto aborts = Take<AbortMessage>(run.outbox);
+  ASSERT_EQ(aborts.size(), kNodes);
+  EXPECT_EQ(aborts[0].second.code, StatusCode::kDeadlineExceeded);
+  EXPECT_NE(aborts[0].second.reason.find("nodes 2, 6 sent no RESTORED"), std::string::npos)
+      << aborts[0].second.reason;
+  EXPECT_EQ(run.recovery->phase(), RecoveryCoordinator::Phase::kFailed);
+}
+
 TEST(RecoveryCoordinatorTest, BadInputIsInvalidArgument) {
   RecoveryCoordinator::Outbox outbox;
   RecoveryCoordinator::Input input = SampleInput();
