@@ -52,6 +52,48 @@ void CoordinatorHost::OnMessage(const recovery::Message& message) {
   AfterRecoveryMessage();
 }
 
+std::vector<NodeId> CoordinatorHost::UnconnectedSpares() const {
+  std::vector<NodeId> out;
+  for (NodeId spare = node_.world.size; spare < node_.world.size + node_.world.spares; ++spare) {
+    const bool known =
+        std::find(spares_.begin(), spares_.end(), spare) != spares_.end() ||
+        std::find(spares_gone_.begin(), spares_gone_.end(), spare) != spares_gone_.end();
+    if (!known) out.push_back(spare);
+  }
+  return out;
+}
+
+void CoordinatorHost::OnSpareConnected(NodeId spare) {
+  spares_.push_back(spare);
+  std::sort(spares_.begin(), spares_.end());
+  FT_LOG(kInfo) << "coordinator: spare " << spare << " is ready";
+  recovery::Coordinator::Outbox outbox;
+  AssignSpares(&outbox);  // a loss may be waiting for it
+  SendAll(outbox);
+}
+
+void CoordinatorHost::OnSpareLost(NodeId spare) {
+  spares_.erase(std::remove(spares_.begin(), spares_.end(), spare), spares_.end());
+  if (std::find(spares_gone_.begin(), spares_gone_.end(), spare) == spares_gone_.end()) {
+    spares_gone_.push_back(spare);
+  }
+}
+
+void CoordinatorHost::AssignSpares(recovery::Coordinator::Outbox* outbox) {
+  for (NodeId rank : AwaitingReplacement()) {
+    if (spares_.empty()) return;
+    if (std::find(assigned_ranks_.begin(), assigned_ranks_.end(), rank) != assigned_ranks_.end()) {
+      continue;
+    }
+    const NodeId spare = spares_.front();
+    spares_.erase(spares_.begin());
+    spares_gone_.push_back(spare);
+    assigned_ranks_.push_back(rank);
+    FT_LOG(kInfo) << "coordinator: spare " << spare << " takes rank " << rank;
+    outbox->emplace_back(spare, recovery::AssignMessage{node_.epoch() + 1, rank});
+  }
+}
+
 std::vector<NodeId> CoordinatorHost::AwaitingReplacement() const {
   std::vector<NodeId> awaiting;
   if (recovery_) return awaiting;
@@ -160,6 +202,7 @@ void CoordinatorHost::AfterRecoveryMessage() {
   }
   lost_.clear();
   replaced_.clear();
+  assigned_ranks_.clear();
   recovery_.reset();
 }
 
@@ -175,6 +218,7 @@ void CoordinatorHost::OnNodeLost(NodeId node, std::string_view why) {
     lost_.push_back(node);
     std::sort(lost_.begin(), lost_.end());
   }
+  AssignSpares(&outbox);
   if (node < announced_lost_.size() && !announced_lost_[node]) {
     announced_lost_[node] = 1;
     // LOST first: a member whose round the ABORTs below end then knows of the loss

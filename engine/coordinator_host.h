@@ -50,6 +50,10 @@ class CoordinatorHost {
   // that did not end within twice the timeout from its start.
   void CheckRecoveryDeadlines(Nanos now);
   bool recovering() const { return recovery_ != nullptr; }
+  // Idle spares (numbers world.size ..): which are not connected yet, one connected, one lost.
+  std::vector<NodeId> UnconnectedSpares() const;
+  void OnSpareConnected(NodeId spare);
+  void OnSpareLost(NodeId spare);
 
   const recovery::Coordinator& coordinator() const { return *coordinator_; }
 
@@ -63,6 +67,8 @@ class CoordinatorHost {
   void AddEndpoints(std::vector<NodeId> partners, std::vector<recovery::PeerEndpoint>* out) const;
   // The recovery ended (recovered or failed): its outcome becomes the coordinator's.
   void AfterRecoveryMessage();
+  // Gives each lost rank without a process the best connected spare (ASSIGN).
+  void AssignSpares(recovery::Coordinator::Outbox* outbox);
 
   NodeContext& node_;
   ControlChannel& channel_;
@@ -75,6 +81,9 @@ class CoordinatorHost {
   Nanos first_loss_at_{0};
   Nanos recovery_started_at_{0};
   std::unique_ptr<recovery::RecoveryCoordinator> recovery_;
+  std::vector<NodeId> spares_;          // connected idle spares, best first (lowest number)
+  std::vector<NodeId> spares_gone_;     // assigned or lost: never dialled again
+  std::vector<NodeId> assigned_ranks_;  // lost ranks a spare was assigned to
 };
 
 }  // namespace ft::internal

@@ -11,6 +11,7 @@
 #include "engine/node_context.h"
 #include "engine/node_memory.h"
 #include "engine/shared_state.h"
+#include "engine/spare_link.h"
 #include "engine/worker.h"
 #include "erasure/codec.h"
 #include "erasure/fragment.h"
@@ -57,6 +58,22 @@ class Engine::Impl {
   bool IsSpare() const { return shared_.spare.load(std::memory_order_acquire); }
   void Stop();
 
+  // An idle spare: connected to the coordinator by its spare link only (no worker runs).
+  Status StartSpare(Engine::FabricFor fabric_for) {
+    fabric_for_ = std::move(fabric_for);
+    shared_.spare.store(true, std::memory_order_release);
+    FT_ASSIGN_OR_RETURN(
+        spare_link_, internal::SpareLink::Connect(*node_.fabric, node_.rank(),
+                                                  node_.world.coordinator, node_.options.timeout));
+    return Status();
+  }
+  bool idle_spare() const { return spare_link_ != nullptr; }
+  Result<recovery::AssignMessage> WaitAssigned(std::chrono::milliseconds timeout) {
+    return spare_link_->WaitForAssignment(timeout, node_.clock);
+  }
+  const Engine::FabricFor& fabric_for() const { return fabric_for_; }
+  Clock& clock() const { return node_.clock; }
+
   Status Protect(uint64_t id, void* ptr, size_t bytes);
   Status Unprotect(uint64_t id);
   Result<CheckpointHandle> CheckpointAsync();
@@ -77,6 +94,8 @@ class Engine::Impl {
   internal::NodeContext node_;
   internal::SharedState shared_;
   std::unique_ptr<internal::Worker> worker_;
+  std::unique_ptr<internal::SpareLink> spare_link_;  // before the fabric in node_ goes
+  Engine::FabricFor fabric_for_;
 };
 
 void Engine::Impl::Stop() {
@@ -272,11 +291,32 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
 Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, const WorldInfo& world,
                                                std::unique_ptr<verbs::Fabric> fabric, Clock& clock,
                                                bool replacement) {
+  return CreateAs(options, world, std::move(fabric), clock, replacement, /*spare=*/false, {});
+}
+
+Result<std::unique_ptr<Engine>> Engine::CreateSpare(const EngineOptions& options,
+                                                    const WorldInfo& world,
+                                                    std::unique_ptr<verbs::Fabric> fabric,
+                                                    Clock& clock, FabricFor fabric_for) {
+  if (world.rank < world.size || world.rank - world.size >= std::max(world.spares, 1u)) {
+    return Status::InvalidArgument("spare number ", world.rank, " is not in [", world.size, ", ",
+                                   world.size + world.spares, ")");
+  }
+  if (!fabric_for) return Status::InvalidArgument("Engine::CreateSpare: fabric_for is empty");
+  return CreateAs(options, world, std::move(fabric), clock, false, /*spare=*/true,
+                  std::move(fabric_for));
+}
+
+Result<std::unique_ptr<Engine>> Engine::CreateAs(const EngineOptions& options,
+                                                 const WorldInfo& world,
+                                                 std::unique_ptr<verbs::Fabric> fabric,
+                                                 Clock& clock, bool replacement, bool spare,
+                                                 FabricFor fabric_for) {
   if (fabric == nullptr) return Status::InvalidArgument("Engine::Create: fabric is null");
   if (world.size < 2) {
     return Status::InvalidArgument("world size = ", world.size, ": checkpoints need >= 2 nodes");
   }
-  if (world.rank >= world.size) {
+  if (world.rank >= world.size && !spare) {
     return Status::InvalidArgument("rank = ", world.rank, " is outside the world of ", world.size);
   }
   if (world.coordinator >= world.size) {
@@ -339,6 +379,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
         "rank ", world.rank, " is the coordinator: a lost coordinator cannot be replaced yet");
   }
   auto impl = std::make_unique<Impl>(options, world, clock, std::move(fabric), std::move(codec));
+  if (spare) {
+    FT_RETURN_IF_ERROR(impl->StartSpare(std::move(fabric_for)));
+    return std::make_unique<Engine>(PrivateTag{}, std::move(impl));
+  }
   impl->set_replacement(replacement);
   FT_RETURN_IF_ERROR(impl->Start());
   return std::make_unique<Engine>(PrivateTag{}, std::move(impl));
@@ -347,20 +391,64 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options, con
 Engine::Engine(PrivateTag, std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
+namespace {
+
+Status IdleSpare(const char* call, uint32_t spare) {
+  return Status::FailedPrecondition(call, " on spare ", spare,
+                                    ", which has no rank yet: call WaitForAssignment() first");
+}
+
+}  // namespace
+
 Status Engine::Protect(uint64_t id, void* ptr, size_t bytes) {
+  if (impl_->idle_spare()) return IdleSpare("Protect", world().rank);
   return impl_->Protect(id, ptr, bytes);
 }
-Status Engine::Unprotect(uint64_t id) { return impl_->Unprotect(id); }
+Status Engine::Unprotect(uint64_t id) {
+  if (impl_->idle_spare()) return IdleSpare("Unprotect", world().rank);
+  return impl_->Unprotect(id);
+}
 Result<uint64_t> Engine::Checkpoint() {
-  FT_ASSIGN_OR_RETURN(CheckpointHandle handle, impl_->CheckpointAsync());
+  FT_ASSIGN_OR_RETURN(CheckpointHandle handle, CheckpointAsync());
   return handle.Wait();
 }
-Result<CheckpointHandle> Engine::CheckpointAsync() { return impl_->CheckpointAsync(); }
+Result<CheckpointHandle> Engine::CheckpointAsync() {
+  if (impl_->idle_spare()) return IdleSpare("Checkpoint", world().rank);
+  return impl_->CheckpointAsync();
+}
 Status Engine::ReadCommitted(std::span<std::byte> out, std::span<const int> skip_columns) {
+  if (impl_->idle_spare()) return IdleSpare("ReadCommitted", world().rank);
   return impl_->ReadCommitted(out, skip_columns);
 }
-Status Engine::RestoreLocalCopy() { return impl_->RestoreLocalCopy(); }
-Result<RecoveryReport> Engine::Recover() { return impl_->Recover(); }
+Status Engine::RestoreLocalCopy() {
+  if (impl_->idle_spare()) return IdleSpare("RestoreLocalCopy", world().rank);
+  return impl_->RestoreLocalCopy();
+}
+Result<RecoveryReport> Engine::Recover() {
+  if (impl_->idle_spare()) return IdleSpare("Recover", world().rank);
+  return impl_->Recover();
+}
+
+Result<uint32_t> Engine::WaitForAssignment(std::chrono::milliseconds timeout) {
+  if (!impl_->idle_spare()) {
+    if (IsSpare()) return world().rank;  // started for this rank
+    return Status::FailedPrecondition("WaitForAssignment on rank ", world().rank,
+                                      ", which is not a spare");
+  }
+  FT_ASSIGN_OR_RETURN(recovery::AssignMessage assigned, impl_->WaitAssigned(timeout));
+  const uint32_t rank = assigned.rank;
+  const WorldInfo& spare = world();
+  if (rank >= spare.size) {
+    return Status::Internal("the coordinator assigned rank ", rank, " outside the world of ",
+                            spare.size);
+  }
+  FT_ASSIGN_OR_RETURN(std::unique_ptr<verbs::Fabric> fabric, impl_->fabric_for()(rank));
+  WorldInfo as{rank, spare.size, spare.coordinator, spare.spares};
+  FT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> replacement,
+                      Create(options(), as, std::move(fabric), impl_->clock(), true));
+  impl_ = std::move(replacement->impl_);  // the spare's link and fabric go with the old one
+  return rank;
+}
 uint64_t Engine::image_bytes() const { return impl_->image_bytes(); }
 bool Engine::FailureDetected() const { return impl_->FailureDetected(); }
 bool Engine::IsSpare() const { return impl_->IsSpare(); }

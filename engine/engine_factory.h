@@ -39,6 +39,14 @@ struct EngineFactory {
                                                            Clock& clock) {
     return Engine::Create(options, world, std::move(fabric), clock, /*replacement=*/true);
   }
+  // An idle spare (world.rank: its spare number, >= world.size) connected to the coordinator over
+  // `fabric`; once assigned a rank it rebuilds itself over fabric_for(rank).
+  static Result<std::unique_ptr<Engine>> CreateSpare(const EngineOptions& options,
+                                                     const WorldInfo& world,
+                                                     std::unique_ptr<verbs::Fabric> fabric,
+                                                     Clock& clock, Engine::FabricFor fabric_for) {
+    return Engine::CreateSpare(options, world, std::move(fabric), clock, std::move(fabric_for));
+  }
 };
 
 }  // namespace ft::internal

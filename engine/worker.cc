@@ -299,6 +299,11 @@ void Worker::OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why)
   // A node that stalled past the bound acts on nothing it finds when it wakes, even when the
   // stall ended in the middle of a turn of the loop (the check at its top came before it).
   if (StalledAndRemoved()) return;
+  if (link.role == LinkRole::kControl && link.rank >= node_.world.size) {
+    // An idle spare went away (or took a rank: it now dials as that rank).
+    if (coordinator_) coordinator_->OnSpareLost(link.rank);
+    return;
+  }
   if (link.role == LinkRole::kControl) {
     FT_LOG(kInfo) << "node " << node_.rank() << ": lost node " << link.rank << " (" << why << ")";
     if (coordinator_) {
@@ -403,22 +408,43 @@ bool Worker::CoordinatorRecoveryTurn() {
     coordinator_->StartRecovery();
     return true;
   }
+  // Replacements of lost ranks first, idle spares when none is awaited. One peer per Connect
+  // (a batch succeeds only whole, and they come one by one), in turn, each briefly: they may come
+  // at any time. A peer that is not there at all (dead) fails at once: not again for 100 ms.
+  if (peers_.connecting() || now < next_control_dial_) return false;
   const std::vector<NodeId> awaiting = coordinator_->AwaitingReplacement();
-  if (awaiting.empty() || peers_.connecting()) return false;
-  // One rank per Connect (a batch succeeds only whole, and replacements come one by one), in
-  // turn, each briefly: a replacement may come at any time until the deadline.
-  const NodeId rank = awaiting[next_awaited_++ % awaiting.size()];
-  const int link = static_cast<int>(rank) - (rank > node_.rank() ? 1 : 0);
+  const std::vector<NodeId> spares =
+      awaiting.empty() ? coordinator_->UnconnectedSpares() : std::vector<NodeId>();
+  const std::vector<NodeId>& candidates = awaiting.empty() ? spares : awaiting;
+  if (candidates.empty()) return false;
+  const NodeId peer = candidates[next_awaited_++ % candidates.size()];
+  next_control_dial_ = now + std::chrono::milliseconds(100);
+  verbs::ConnectRequest request{
+      peer,
+      recovery::EncodeControlConnect(node_.rank(), node_.epoch() + 1, node_.fabric->endpoint()),
+      {}};
+  if (peer < node_.world.size) {
+    // The receive buffers of the rank's control link are the ones it had at start. A spare
+    // never sends: its link needs none.
+    const int link = static_cast<int>(peer) - (peer > node_.rank() ? 1 : 0);
+    request.receives = channel_.ReceivesFor(link, peer);
+  }
   std::vector<verbs::ConnectRequest> requests;
-  requests.push_back(
-      {rank,
-       recovery::EncodeControlConnect(node_.rank(), node_.epoch() + 1, node_.fabric->endpoint()),
-       channel_.ReceivesFor(link, rank)});
-  return peers_.ConnectControl(std::move(requests), std::chrono::milliseconds(200), 0);
+  requests.push_back(std::move(request));
+  peers_.ConnectControl(std::move(requests), std::chrono::milliseconds(200), 0);
+  return false;
 }
 
 Status Worker::AcceptReplacement(NodeId rank, std::span<const std::byte> private_data,
                                  std::unique_ptr<verbs::QueuePair>* qp) {
+  if (rank >= node_.world.size) {
+    // An idle spare: a control link to send it ASSIGN on, nothing else.
+    FT_RETURN_IF_ERROR(
+        recovery::ParseControlConnect(private_data, rank, recovery::kJoiningEpoch).status());
+    peers_.Add(rank, LinkRole::kControl, std::move(*qp));
+    coordinator_->OnSpareConnected(rank);
+    return Status();
+  }
   const std::vector<NodeId> awaiting = coordinator_->AwaitingReplacement();
   if (std::find(awaiting.begin(), awaiting.end(), rank) == awaiting.end()) {
     return Status::FailedPrecondition("rank ", rank, " is not waiting for a replacement");

@@ -104,7 +104,8 @@ class Worker {
   Heartbeat heartbeat_;
   Nanos published_gap_{0};  // the longest heartbeat gap the metrics show
   std::vector<verbs::Completion> deferred_;
-  size_t next_awaited_ = 0;  // the lost rank whose replacement the coordinator dials next
+  size_t next_awaited_ = 0;  // the lost rank (or spare) the coordinator dials next
+  Nanos next_control_dial_{0};
   std::thread thread_;
 };
 

@@ -220,6 +220,11 @@ void Write(Writer& w, const ReprotectMessage& m) {
   PutHolders(w, m.holders);
 }
 
+void Write(Writer& w, const AssignMessage& m) {
+  PutHeader(w, MessageType::kAssign, m.epoch);
+  w.Put(m.rank);
+}
+
 bool ValidCode(int32_t code) {
   return code >= static_cast<int32_t>(StatusCode::kOk) &&
          code <= static_cast<int32_t>(StatusCode::kInternal);
@@ -334,6 +339,12 @@ Result<Message> DecodeRecoveryMessage(MessageType type, uint64_t epoch, Reader& 
         return Truncated("REPROTECT");
       }
       return Message(std::move(m));
+    }
+    case MessageType::kAssign: {
+      AssignMessage m;
+      m.epoch = epoch;
+      if (!r.Get(&m.rank)) return Truncated("ASSIGN");
+      return Message(m);
     }
     default:
       break;
@@ -486,6 +497,7 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
     case MessageType::kRestore:
     case MessageType::kRestored:
     case MessageType::kReprotect:
+    case MessageType::kAssign:
       return DecodeRecoveryMessage(static_cast<MessageType>(type), epoch, r);
   }
   return Status::InvalidArgument("control message type ", static_cast<int>(type), " is unknown");

@@ -29,6 +29,7 @@
 //   coordinator -> owner  REPROTECT(e', v, epoch v was written in, holders, columns to rewrite)
 //   owner -> coordinator  DONE(e', v, node, status)    its columns on the replacements are back
 //   coordinator -> member COMMIT(e', v): recovered, full redundancy    ABORT(e', v): it failed
+//   coordinator -> spare  ASSIGN(e', rank)     an idle spare becomes the lost rank's process
 #ifndef FT_RECOVERY_PROTOCOL_H_
 #define FT_RECOVERY_PROTOCOL_H_
 
@@ -74,6 +75,7 @@ enum class MessageType : uint8_t {
   kRestore = 11,
   kRestored = 12,
   kReprotect = 13,
+  kAssign = 14,
 };
 
 struct PrepareMessage {
@@ -252,9 +254,18 @@ struct ReprotectMessage {
   bool operator==(const ReprotectMessage&) const = default;
 };
 
-using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage,
-                             GrowMessage, BeatTargetMessage, LostMessage, ViewMessage,
-                             ReportMessage, RestoreMessage, RestoredMessage, ReprotectMessage>;
+// coordinator -> spare: "take rank `rank`": an idle spare (connected to the coordinator before
+// any loss) becomes the replacement of that lost rank and joins the view being installed.
+struct AssignMessage {
+  uint64_t epoch = 0;  // the view the spare joins
+  NodeId rank = 0;
+  bool operator==(const AssignMessage&) const = default;
+};
+
+using Message =
+    std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage, GrowMessage,
+                 BeatTargetMessage, LostMessage, ViewMessage, ReportMessage, RestoreMessage,
+                 RestoredMessage, ReprotectMessage, AssignMessage>;
 
 // Writes `message` into `out`; returns the bytes used, or ResourceExhausted when it does not fit.
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out);

@@ -111,14 +111,43 @@ TEST(Bootstrap, Ipv6AndSpares) {
   auto b = From({{"FT_RANK", "9"},
                  {"FT_WORLD_SIZE", "8"},
                  {"FT_SPARE", "1"},
+                 {"FT_SPARES", "2"},
                  {"FT_COORDINATOR", "[fe80::1]:7000"},
                  {"FT_COORDINATOR_RANK", "7"}});
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_TRUE(b->spare);
   EXPECT_EQ(b->rank, 9u);  // a spare's number lies past the world
+  EXPECT_EQ(b->spares, 2u);
+  EXPECT_FALSE(b->replaces.has_value());
   EXPECT_EQ(b->coordinator_host, "fe80::1");
   EXPECT_EQ(b->coordinator_port, 7000);
   EXPECT_EQ(b->coordinator_rank, 7u);
+}
+
+// A spare's number must be one the coordinator dials (FT_SPARES of them); a process started for a
+// dead rank names a rank of the world, and only as a spare.
+TEST(Bootstrap, SpareNumbersAndRespawnsAreChecked) {
+  const Env base = {{"FT_WORLD_SIZE", "8"}, {"FT_SPARE", "1"}, {"FT_COORDINATOR", "h:1"}};
+  Env env = base;
+  env["FT_RANK"] = "9";
+  EXPECT_TRUE(test::HasError(From(env).status(), StatusCode::kInvalidArgument,
+                             "spare number 9 is not in [8, 8) (FT_SPARES=0)"));
+  env["FT_SPARES"] = "x";
+  EXPECT_TRUE(test::HasError(From(env).status(), StatusCode::kInvalidArgument, "FT_SPARES"));
+  env = base;
+  env["FT_RANK"] = "10";
+  env["FT_RESPAWN_OF"] = "3";
+  auto respawned = From(env);
+  ASSERT_TRUE(respawned.ok()) << respawned.status();
+  EXPECT_EQ(respawned->replaces, std::optional<uint32_t>(3));
+  env["FT_RESPAWN_OF"] = "8";
+  EXPECT_TRUE(test::HasError(From(env).status(), StatusCode::kInvalidArgument,
+                             "FT_RESPAWN_OF=8 is outside the world of 8"));
+  env["FT_RESPAWN_OF"] = "3";
+  env["FT_SPARE"] = "0";
+  env["FT_RANK"] = "2";
+  EXPECT_TRUE(test::HasError(From(env).status(), StatusCode::kInvalidArgument,
+                             "FT_RESPAWN_OF=3 is for a process started as a spare"));
 }
 
 // The launcher can tune the failure detector without a rebuild: FT_HEARTBEAT_INTERVAL_MS and

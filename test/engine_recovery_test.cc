@@ -187,6 +187,42 @@ TEST_F(EngineRecovery, AKilledRankIsRebuiltOnAReplacementAndEveryoneRollsBack) {
   ExpectFullRedundancy(*world_, states_, 4, 2);
 }
 
+TEST_F(EngineRecovery, AnIdleSpareTakesTheLostRank) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.spares = 2;
+  Start(options);
+  EXPECT_TRUE(world_->spare(0).IsSpare());
+  EXPECT_TRUE(test::HasError(world_->spare(0).Checkpoint().status(),
+                             StatusCode::kFailedPrecondition, "WaitForAssignment"));
+  ASSERT_OK(Commit(1, 2));
+  for (uint32_t rank = 0; rank < kNodes; ++rank) states_[rank].Fill(rank, 3);
+  KillAndWait({5});
+  victims_ = {5};
+  std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
+  std::vector<uint32_t> everyone(kNodes);
+  for (uint32_t rank = 0; rank < kNodes; ++rank) everyone[rank] = rank;
+  ASSERT_OK(world_->RunOn(everyone, [&](uint32_t rank, Engine& engine) -> Status {
+    if (rank != 5) {
+      reports[rank] = engine.Recover();
+      return Status();
+    }
+    // Rank 5's thread plays the first spare's process (the best: the lowest number).
+    Engine& spare = world_->spare(0);
+    FT_ASSIGN_OR_RETURN(uint32_t assigned, spare.WaitForAssignment(std::chrono::seconds(10)));
+    if (assigned != 5) return Status::Internal("spare 0 was assigned rank ", assigned);
+    if (spare.world().rank != 5) return Status::Internal("the spare's engine is not rank 5's");
+    for (auto& region : states_[5].regions) std::fill(region.begin(), region.end(), std::byte{1});
+    FT_RETURN_IF_ERROR(states_[5].ProtectAll(spare));
+    reports[5] = spare.Recover();
+    return Status();
+  }));
+  ExpectRecovered(reports, 2);
+  EXPECT_EQ(&world_->engine(5), &world_->spare(0));  // the world's rank 5 is the spare now
+  EXPECT_TRUE(world_->spare(1).IsSpare());           // the other one still waits
+  ASSERT_OK(Commit(3, 3));
+  ExpectFullRedundancy(*world_, states_, 4, 2);
+}
+
 TEST_F(EngineRecovery, TheCoordinatorsPartnersAndTwoLossesAtOnce) {
   Start();
   ASSERT_OK(Commit(1, 1));

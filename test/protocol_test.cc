@@ -182,6 +182,7 @@ std::vector<Message> SampleRecoveryMessages() {
   messages.emplace_back(RestoredMessage{5, 2, 12, StatusCode::kOk, 0x7f0000010000, 77});
   messages.emplace_back(RestoredMessage{5, 2, 12, StatusCode::kDataLoss, 0, 0});
   messages.emplace_back(ReprotectMessage{5, 12, 4, 0b100100, SampleGo(6, 0).holders});
+  messages.emplace_back(AssignMessage{5, 3});
   return messages;
 }
 
@@ -464,7 +465,7 @@ TEST(ProtocolTest, EveryTruncationIsInvalidArgument) {
 }
 
 TEST(ProtocolTest, UnknownTypeIsInvalidArgument) {
-  for (const int type : {0, 14, 15, 127, 255}) {
+  for (const int type : {0, 15, 16, 127, 255}) {
     std::vector<std::byte> bytes = Encode(SamplePrepare());
     bytes[0] = static_cast<std::byte>(type);
     Result<Message> decoded = DecodeExact(bytes);

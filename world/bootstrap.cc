@@ -110,6 +110,16 @@ Result<Bootstrap> BootstrapFromEnvironment(
         "no rank in the environment: set FT_RANK and FT_WORLD_SIZE, or launch with ftrun, srun "
         "(SLURM_PROCID), a PMI launcher (PMI_RANK) or mpirun (OMPI_COMM_WORLD_RANK)");
   }
+  if (const char* spares = get("FT_SPARES")) {
+    FT_ASSIGN_OR_RETURN(const uint64_t count, ParseUnsigned("FT_SPARES", spares, 65536));
+    bootstrap.spares = static_cast<uint32_t>(count);
+  }
+  if (bootstrap.spare && !bootstrap.replaces &&
+      bootstrap.rank >= bootstrap.size + bootstrap.spares && get("FT_RESPAWN_OF") == nullptr) {
+    return Status::InvalidArgument("spare number ", bootstrap.rank, " is not in [", bootstrap.size,
+                                   ", ", bootstrap.size + bootstrap.spares,
+                                   ") (FT_SPARES=", bootstrap.spares, ")");
+  }
   if (const char* respawn_of = get("FT_RESPAWN_OF")) {
     FT_ASSIGN_OR_RETURN(const uint64_t rank,
                         ParseUnsigned("FT_RESPAWN_OF", respawn_of, UINT32_MAX));

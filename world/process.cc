@@ -106,13 +106,15 @@ Result<std::string> ListenAddress(const Bootstrap& bootstrap, const Getenv& gete
 verbs::AddressBook ProcessAddressBook(const Bootstrap& bootstrap, std::string listen) {
   return
       [self = bootstrap.rank, coordinator = bootstrap.coordinator_rank, size = bootstrap.size,
-       listen = std::move(listen),
+       spares = bootstrap.spares, listen = std::move(listen),
        coordinator_address = JoinHostPort(bootstrap.coordinator_host, bootstrap.coordinator_port)](
           verbs::NodeId id) -> Result<std::string> {
         if (id == self) return listen;
         if (id == coordinator) return coordinator_address;
-        if (id >= size)
-          return Status::InvalidArgument("node ", id, " is outside the world of ", size);
+        if (id >= size + spares) {
+          return Status::InvalidArgument("node ", id, " is outside the world of ", size, " and ",
+                                         spares, " spares");
+        }
         return Status::NotFound("node ", id,
                                 "'s address is not known yet (the coordinator's GO gives it)");
       };
@@ -120,12 +122,6 @@ verbs::AddressBook ProcessAddressBook(const Bootstrap& bootstrap, std::string li
 
 Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                           const verbs::RdmaOptions& rdma, const Getenv& getenv) {
-  if (bootstrap.spare && !bootstrap.replaces) {
-    return Status::FailedPrecondition(
-        "rank ", bootstrap.rank,
-        " is a spare (FT_SPARE=1) without a rank to replace: idle spares are not supported yet; "
-        "start replacements with ftrun --respawn (FT_RESPAWN_OF)");
-  }
   if (bootstrap.coordinator_rank != 0) {
     return Status::InvalidArgument("FT_COORDINATOR_RANK=", bootstrap.coordinator_rank,
                                    ": over rdma the coordinator must be rank 0 (every process "
@@ -145,7 +141,8 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
   // coordinator's QP to every node cannot overrun it.
   ProcessFabric out;
   out.bootstrap = bootstrap;
-  out.world = WorldInfo{as.rank, as.size, as.coordinator_rank};
+  out.rdma = rdma;
+  out.world = WorldInfo{as.rank, as.size, as.coordinator_rank, as.spares};
   Result<std::unique_ptr<verbs::Fabric>> fabric =
       verbs::CreateRdmaFabric(as.rank, rdma, ProcessAddressBook(as, listen));
   if (!fabric.ok()) {
@@ -165,11 +162,24 @@ Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
                                                     const EngineOptions& program_options) {
   FT_ASSIGN_OR_RETURN(const EngineOptions options, OptionsFromEnvironment(program_options));
   const Bootstrap& boot = process.bootstrap;
-  Result<std::unique_ptr<Engine>> engine =
-      boot.replaces
-          ? internal::EngineFactory::CreateReplacement(
-                options, process.world, std::move(process.fabric), SteadyClock::Default())
-          : internal::EngineFactory::Create(options, process.world, std::move(process.fabric));
+  Result<std::unique_ptr<Engine>> engine = Status::Internal("unset");
+  if (boot.spare && !boot.replaces) {
+    // An idle spare: once assigned rank r, it becomes r's process over a fabric of node r.
+    Engine::FabricFor fabric_for =
+        [boot, rdma = process.rdma](uint32_t rank) -> Result<std::unique_ptr<verbs::Fabric>> {
+      Bootstrap as = boot;
+      as.replaces = rank;
+      FT_ASSIGN_OR_RETURN(ProcessFabric assigned, CreateProcessFabric(as, rdma));
+      return std::move(assigned.fabric);
+    };
+    engine = internal::EngineFactory::CreateSpare(options, process.world, std::move(process.fabric),
+                                                  SteadyClock::Default(), std::move(fabric_for));
+  } else if (boot.replaces) {
+    engine = internal::EngineFactory::CreateReplacement(
+        options, process.world, std::move(process.fabric), SteadyClock::Default());
+  } else {
+    engine = internal::EngineFactory::Create(options, process.world, std::move(process.fabric));
+  }
   if (!engine.ok() && boot.rank != boot.coordinator_rank &&
       (engine.status().code() == StatusCode::kDeadlineExceeded ||
        engine.status().code() == StatusCode::kUnavailable)) {

@@ -38,6 +38,7 @@ struct ProcessFabric {
   Bootstrap bootstrap;
   WorldInfo world;
   std::unique_ptr<verbs::Fabric> fabric;
+  verbs::RdmaOptions rdma;  // what it was made with (an idle spare makes its rank's fabric so)
 };
 
 // Bootstraps from the environment and creates this process's rdma Fabric. Errors name the

@@ -4,9 +4,11 @@
 // failure-free run's. Public API only.
 //
 //   resilient_loop                  8 ranks in this process (loopback); rank 3 dies at step 60
-//   ftrun -n 8 --respawn --kill 3 --after 2 -- resilient_loop --rdma
-//                                   one process per rank over RDMA; ftrun kills rank 3 after
-//                                   2 s and starts a new process for it (FT_RESPAWN_OF=3)
+//   ftrun -n 8 --spares 1 --kill 3 --after 8 -- resilient_loop --rdma
+//                                   one process per rank over RDMA and an idle spare; ftrun
+//                                   kills rank 3 after 8 s and the spare takes its place
+//   ftrun -n 8 --respawn --kill 3 --after 8 -- resilient_loop --rdma
+//                                   the same with a new process for rank 3 (FT_RESPAWN_OF=3)
 //
 // Exits 0 when the final state matches, 1 otherwise (saying why).
 #include <chrono>
@@ -132,7 +134,17 @@ int main(int argc, char** argv) {
       std::cerr << engine.status() << "\n";
       return 1;
     }
-    const uint32_t rank = (*engine)->world().rank;
+    uint32_t rank = (*engine)->world().rank;
+    if ((*engine)->IsSpare()) {
+      // An idle spare (ftrun --spares) waits for a lost rank to take; a process started for a
+      // dead rank (ftrun --respawn) has its rank at once.
+      ft::Result<uint32_t> assigned = (*engine)->WaitForAssignment(std::chrono::minutes(10));
+      if (!assigned.ok()) {
+        std::cout << ft::StrCat("spare ", rank, " was not needed (", assigned.status(), ")\n");
+        return 0;
+      }
+      rank = *assigned;
+    }
     ft::Status s = RunRank(rank, engine->get(), 0, nullptr, step_us);
     if (!s.ok())
       std::cerr << ft::StrCat("rank ", rank, ": ", s, "\n");  // one write: ranks share stderr

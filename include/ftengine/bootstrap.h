@@ -34,7 +34,8 @@ struct Bootstrap {
   // FT_RESPAWN_OF=R (with FT_SPARE=1): this process was started to replace rank R, which died
   // (ftrun --respawn). It joins the job as rank R at the next recovery.
   std::optional<uint32_t> replaces;
-  std::string source;  // which launcher's variables gave rank and size
+  uint32_t spares = 0;  // FT_SPARES: how many idle spares the job has (numbers size..size+S-1)
+  std::string source;   // which launcher's variables gave rank and size
 };
 
 // Reads the environment through `getenv` (std::getenv when empty; tests pass a fake).

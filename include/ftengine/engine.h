@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -81,9 +82,10 @@ struct EngineOptions {
 };
 
 struct WorldInfo {
-  uint32_t rank = 0;
+  uint32_t rank = 0;  // an idle spare: its spare number, size..size + spares - 1
   uint32_t size = 0;
   uint32_t coordinator = 0;  // the rank that commits versions
+  uint32_t spares = 0;       // idle processes that wait to replace a lost rank (ftrun --spares)
 };
 
 struct EngineMetrics {
@@ -196,10 +198,16 @@ class FT_EXPORT Engine {
   // gets no replacement within options.timeout; Aborted on a node that was itself removed.
   Result<RecoveryReport> Recover();
 
-  // True for a process started to replace a lost rank (ftrun --respawn: FT_SPARE=1 with
-  // FT_RESPAWN_OF; LoopbackWorld::Replace) until its first Recover() succeeds: it Protects
-  // regions of the lost rank's committed sizes and calls Recover() before anything else.
+  // True for a spare: an idle process started to replace a lost rank (ftrun --spares), or one
+  // started for a rank that died (ftrun --respawn: FT_RESPAWN_OF; LoopbackWorld::Replace), until
+  // its first Recover() succeeds. A spare calls WaitForAssignment, Protects regions of the lost
+  // rank's committed sizes and calls Recover() before anything else.
   bool IsSpare() const;
+  // Blocks until the coordinator assigns this spare a lost rank (at once for a process started
+  // for a given rank), and returns it: from then on this engine is that rank's (world().rank).
+  // DeadlineExceeded after `timeout`; Unavailable when the coordinator was lost or the job ended;
+  // FailedPrecondition on an engine that is not a spare.
+  Result<uint32_t> WaitForAssignment(std::chrono::milliseconds timeout);
 
   // Bytes of the image as protected now.
   uint64_t image_bytes() const;
@@ -218,6 +226,8 @@ class FT_EXPORT Engine {
 
   struct PrivateTag {};
   class FT_HIDDEN Impl;
+  // How an idle spare gets the fabric of the rank it is assigned (composition layer only).
+  using FabricFor = std::function<Result<std::unique_ptr<verbs::Fabric>>(uint32_t rank)>;
   FT_HIDDEN Engine(PrivateTag, std::unique_ptr<Impl> impl);
 
  private:
@@ -236,6 +246,17 @@ class FT_EXPORT Engine {
                                                           const WorldInfo& world,
                                                           std::unique_ptr<verbs::Fabric> fabric,
                                                           Clock& clock, bool replacement = false);
+  // An idle spare (world.rank >= world.size) over `fabric`; `fabric_for(rank)` gives the fabric
+  // of the rank it is assigned (WaitForAssignment).
+  FT_HIDDEN static Result<std::unique_ptr<Engine>> CreateSpare(
+      const EngineOptions& options, const WorldInfo& world, std::unique_ptr<verbs::Fabric> fabric,
+      Clock& clock, FabricFor fabric_for);
+
+  FT_HIDDEN static Result<std::unique_ptr<Engine>> CreateAs(const EngineOptions& options,
+                                                            const WorldInfo& world,
+                                                            std::unique_ptr<verbs::Fabric> fabric,
+                                                            Clock& clock, bool replacement,
+                                                            bool spare, FabricFor fabric_for);
 
   std::unique_ptr<Impl> impl_;
 };

@@ -47,6 +47,8 @@ struct LoopbackWorldOptions {
   std::function<uint32_t(uint32_t rank)> domain_of;
   // Store capacity of each rank; empty: engine.store_capacity for all.
   std::function<uint64_t(uint32_t rank)> capacity_of;
+  // Idle spares: engines that wait (Engine::WaitForAssignment) to replace a lost rank.
+  uint32_t spares = 0;
 };
 
 class FT_EXPORT LoopbackWorld {
@@ -62,8 +64,12 @@ class FT_EXPORT LoopbackWorld {
   LoopbackWorld& operator=(const LoopbackWorld&) = delete;
 
   uint32_t size() const;
-  // The engine of `rank`; rank >= size() is a programmer error and aborts.
+  // The engine of `rank` (a spare's, once it took the rank); rank >= size() is a programmer
+  // error and aborts.
   Engine& engine(uint32_t rank);
+  // Idle spare number `index` (< options.spares; programmer error otherwise): it waits in
+  // WaitForAssignment() until a rank is lost, then is that rank's engine.
+  Engine& spare(uint32_t index);
 
   // Runs body(rank, engine) on one thread per node, all at once, and joins them. Returns OK or
   // the error of the lowest rank that failed, prefixed with the rank ("rank 3: ..."). The body

@@ -1,0 +1,84 @@
+// An idle spare's link to the coordinator (engine/spare_link.h).
+#include "engine/spare_link.h"
+
+#include <chrono>
+
+#include "engine/work_ids.h"
+#include "recovery/connection.h"
+
+namespace ft::internal {
+
+Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
+                                                      recovery::NodeId spare_id,
+                                                      recovery::NodeId coordinator,
+                                                      Nanos timeout) {
+  auto link = std::make_unique<SpareLink>(PrivateTag{}, fabric);
+  link->coordinator_ = coordinator;
+  FT_ASSIGN_OR_RETURN(link->buffer_,
+                      AlignedBuffer::Allocate(kReceives * recovery::kMaxControlMessageBytes));
+  FT_ASSIGN_OR_RETURN(link->mr_, fabric.RegisterMemory(link->buffer_.data(), link->buffer_.size(),
+                                                       verbs::kAccessLocalWrite));
+  verbs::ConnectRequest request;
+  request.peer = coordinator;
+  request.private_data =
+      recovery::EncodeControlConnect(spare_id, recovery::kJoiningEpoch, fabric.endpoint());
+  for (uint32_t i = 0; i < kReceives; ++i) {
+    verbs::RecvRequest receive;
+    receive.wr_id = WorkId{WorkKind::kRecv, 0, i}.Encode();
+    receive.sge = {reinterpret_cast<uint64_t>(link->buffer_.data()) +
+                       i * recovery::kMaxControlMessageBytes,
+                   static_cast<uint32_t>(recovery::kMaxControlMessageBytes), link->mr_->lkey()};
+    request.receives.push_back(receive);
+  }
+  auto connected = fabric.Connect({&request, 1}, timeout);
+  if (!connected.ok()) {
+    return connected.status().WithContext(
+        StrCat("spare ", spare_id, " connecting to the coordinator (rank ", coordinator, ")"));
+  }
+  link->qp_ = std::move(connected->front());
+  return link;
+}
+
+SpareLink::~SpareLink() { qp_.reset(); }
+
+Result<recovery::AssignMessage> SpareLink::WaitForAssignment(Nanos timeout, Clock& clock) {
+  const Nanos deadline = clock.Now() + timeout;
+  while (true) {
+    verbs::Completion completions[8];
+    const size_t n = fabric_.PollCompletions(completions);
+    for (size_t i = 0; i < n; ++i) {
+      const verbs::Completion& c = completions[i];
+      if (c.status != verbs::WcStatus::kSuccess) {
+        return Status::Unavailable("the coordinator (rank ", coordinator_,
+                                   ") was lost while this spare waited: ",
+                                   verbs::WcStatusName(c.status));
+      }
+      const WorkId id = WorkId::Decode(c.wr_id);
+      if (id.kind != WorkKind::kRecv || id.index >= kReceives) continue;
+      Result<recovery::Message> message = recovery::DecodeMessage(
+          {buffer_.data() + id.index * recovery::kMaxControlMessageBytes, c.bytes});
+      if (!message.ok()) return message.status();
+      if (const auto* assign = std::get_if<recovery::AssignMessage>(&*message)) return *assign;
+    }
+    verbs::Event events[4];
+    const size_t e = fabric_.PollEvents(events);
+    for (size_t i = 0; i < e; ++i) {
+      if (events[i].qp == qp_->id() || events[i].type == verbs::EventType::kDeviceError) {
+        return Status::Unavailable("the coordinator (rank ", coordinator_,
+                                   ") was lost while this spare waited: ",
+                                   verbs::EventTypeName(events[i].type));
+      }
+    }
+    const Nanos now = clock.Now();
+    if (now >= deadline) {
+      return Status::DeadlineExceeded(
+          "no rank was assigned to this spare within ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count(), " ms");
+    }
+    if (n == 0 && e == 0) {
+      fabric_.WaitForActivity(std::min<Nanos>(deadline - now, std::chrono::milliseconds(100)));
+    }
+  }
+}
+
+}  // namespace ft::internal

@@ -1,0 +1,46 @@
+// An idle spare's only link: a control QP to the coordinator, made when the spare starts, on
+// which it waits for ASSIGN (recovery/protocol.h). A spare holds no store, beats no heartbeat and
+// has no rank until assigned one; then the engine is rebuilt as that rank's replacement
+// (Engine::WaitForAssignment). Used by one thread at a time (the application's).
+#ifndef FT_ENGINE_SPARE_LINK_H_
+#define FT_ENGINE_SPARE_LINK_H_
+
+#include <memory>
+
+#include "common/clock.h"
+#include "engine/buffer.h"
+#include "ftengine/status.h"
+#include "recovery/protocol.h"
+#include "verbs/fabric.h"
+
+namespace ft::internal {
+
+class SpareLink {
+ public:
+  // Connects spare `spare_id` to the coordinator (bounded by `timeout`).
+  static Result<std::unique_ptr<SpareLink>> Connect(verbs::Fabric& fabric,
+                                                    recovery::NodeId spare_id,
+                                                    recovery::NodeId coordinator, Nanos timeout);
+  ~SpareLink();  // the QP before the memory it could address
+  SpareLink(const SpareLink&) = delete;
+  SpareLink& operator=(const SpareLink&) = delete;
+
+  // Waits for the coordinator's ASSIGN. DeadlineExceeded after `timeout`; Unavailable when the
+  // coordinator's link breaks (it was lost, or the job ended).
+  Result<recovery::AssignMessage> WaitForAssignment(Nanos timeout, Clock& clock);
+
+  struct PrivateTag {};
+  SpareLink(PrivateTag, verbs::Fabric& fabric) : fabric_(fabric) {}
+
+ private:
+  static constexpr int kReceives = 4;
+  verbs::Fabric& fabric_;
+  recovery::NodeId coordinator_ = 0;
+  AlignedBuffer buffer_;
+  std::unique_ptr<verbs::MemoryRegion> mr_;
+  std::unique_ptr<verbs::QueuePair> qp_;
+};
+
+}  // namespace ft::internal
+
+#endif  // FT_ENGINE_SPARE_LINK_H_
