@@ -10,8 +10,7 @@ namespace ft::internal {
 
 Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
                                                       recovery::NodeId spare_id,
-                                                      recovery::NodeId coordinator,
-                                                      Nanos timeout) {
+                                                      recovery::NodeId coordinator, Nanos timeout) {
   auto link = std::make_unique<SpareLink>(PrivateTag{}, fabric);
   link->coordinator_ = coordinator;
   FT_ASSIGN_OR_RETURN(link->buffer_,
@@ -25,9 +24,9 @@ Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
   for (uint32_t i = 0; i < kReceives; ++i) {
     verbs::RecvRequest receive;
     receive.wr_id = WorkId{WorkKind::kRecv, 0, i}.Encode();
-    receive.sge = {reinterpret_cast<uint64_t>(link->buffer_.data()) +
-                       i * recovery::kMaxControlMessageBytes,
-                   static_cast<uint32_t>(recovery::kMaxControlMessageBytes), link->mr_->lkey()};
+    receive.sge = {
+        reinterpret_cast<uint64_t>(link->buffer_.data()) + i * recovery::kMaxControlMessageBytes,
+        static_cast<uint32_t>(recovery::kMaxControlMessageBytes), link->mr_->lkey()};
     request.receives.push_back(receive);
   }
   auto connected = fabric.Connect({&request, 1}, timeout);
@@ -49,9 +48,9 @@ Result<recovery::AssignMessage> SpareLink::WaitForAssignment(Nanos timeout, Cloc
     for (size_t i = 0; i < n; ++i) {
       const verbs::Completion& c = completions[i];
       if (c.status != verbs::WcStatus::kSuccess) {
-        return Status::Unavailable("the coordinator (rank ", coordinator_,
-                                   ") was lost while this spare waited: ",
-                                   verbs::WcStatusName(c.status));
+        return Status::Unavailable(
+            "the coordinator (rank ", coordinator_,
+            ") was lost while this spare waited: ", verbs::WcStatusName(c.status));
       }
       const WorkId id = WorkId::Decode(c.wr_id);
       if (id.kind != WorkKind::kRecv || id.index >= kReceives) continue;
@@ -64,9 +63,9 @@ Result<recovery::AssignMessage> SpareLink::WaitForAssignment(Nanos timeout, Cloc
     const size_t e = fabric_.PollEvents(events);
     for (size_t i = 0; i < e; ++i) {
       if (events[i].qp == qp_->id() || events[i].type == verbs::EventType::kDeviceError) {
-        return Status::Unavailable("the coordinator (rank ", coordinator_,
-                                   ") was lost while this spare waited: ",
-                                   verbs::EventTypeName(events[i].type));
+        return Status::Unavailable(
+            "the coordinator (rank ", coordinator_,
+            ") was lost while this spare waited: ", verbs::EventTypeName(events[i].type));
       }
     }
     const Nanos now = clock.Now();

@@ -188,6 +188,13 @@ int main(void) {
   EXPECT(ft_engine_is_spare(NULL) == 0);
   EXPECT(ft_recover(NULL, NULL) == FT_INVALID_ARGUMENT);
   EXPECT(strstr(ft_last_error(), "engine") != NULL);
+  uint32_t assigned = 99;
+  EXPECT(ft_wait_for_assignment(NULL, 10, &assigned) == FT_INVALID_ARGUMENT);
+  EXPECT(ft_wait_for_assignment(runs[0].engine, 10, NULL) == FT_INVALID_ARGUMENT);
+  EXPECT(ft_wait_for_assignment(runs[0].engine, -1, &assigned) == FT_INVALID_ARGUMENT);
+  EXPECT(ft_wait_for_assignment(runs[0].engine, 10, &assigned) == FT_FAILED_PRECONDITION);
+  EXPECT(strstr(ft_last_error(), "not a spare") != NULL);
+  EXPECT(assigned == 99);
 
   /* ft_loopback_world_run: every rank once, on its own thread (a collective checkpoint from a
    * single thread would wait until the timeout). */

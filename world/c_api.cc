@@ -2,6 +2,7 @@
 // become FT_RESOURCE_EXHAUSTED, anything else unexpected FT_INTERNAL.
 #include "ftengine/ftengine.h"
 
+#include <chrono>
 #include <exception>
 #include <memory>
 #include <new>
@@ -222,6 +223,22 @@ int ft_recover(ft_engine* engine, ft_recovery_report* report) {
 
 int ft_engine_is_spare(const ft_engine* engine) {
   return engine != nullptr && engine->engine->IsSpare() ? 1 : 0;
+}
+
+int ft_wait_for_assignment(ft_engine* engine, int64_t timeout_ms, uint32_t* rank) {
+  if (engine == nullptr) return NullArgument("ft_wait_for_assignment", "engine");
+  if (rank == nullptr) return NullArgument("ft_wait_for_assignment", "rank");
+  if (timeout_ms < 0) {
+    return Fail(ft::Status::InvalidArgument("ft_wait_for_assignment: timeout_ms = ", timeout_ms,
+                                            " is negative"));
+  }
+  return Guard([&] {
+    ft::Result<uint32_t> assigned =
+        engine->engine->WaitForAssignment(std::chrono::milliseconds(timeout_ms));
+    if (!assigned.ok()) return Report(assigned.status());
+    *rank = *assigned;
+    return Report(ft::Status());
+  });
 }
 
 int ft_engine_world(const ft_engine* engine, uint32_t* rank, uint32_t* size) {

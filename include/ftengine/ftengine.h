@@ -153,6 +153,11 @@ FT_EXPORT int ft_recover(ft_engine* engine, ft_recovery_report* report);
  * ft_recover: it protects regions of the rank's committed sizes and calls ft_recover first;
  * 0 otherwise and for NULL. */
 FT_EXPORT int ft_engine_is_spare(const ft_engine* engine);
+/* A spare waits until the coordinator assigns it a lost rank (at once for a process started for
+ * a given rank) and stores it in *rank; the engine is that rank's from then on.
+ * FT_DEADLINE_EXCEEDED after timeout_ms; FT_UNAVAILABLE when the coordinator was lost or the job
+ * ended; FT_FAILED_PRECONDITION on an engine that is not a spare. */
+FT_EXPORT int ft_wait_for_assignment(ft_engine* engine, int64_t timeout_ms, uint32_t* rank);
 
 #ifdef __cplusplus
 }
