@@ -70,8 +70,31 @@ void PutHeader(Writer& w, MessageType type, uint64_t epoch) {
   w.Put(epoch);
 }
 
-void PutHolders(Writer& w, const std::vector<HolderAddress>& holders);
-void PutEndpoints(Writer& w, const std::vector<PeerEndpoint>& endpoints);
+void PutHolders(Writer& w, const std::vector<HolderAddress>& holders) {
+  for (const HolderAddress& holder : holders) {
+    w.Put(holder.slot.holder);
+    w.Put(holder.store_rkey);
+    w.Put(holder.slot.store_offset);
+    w.Put(holder.store_addr);
+  }
+}
+
+// What a GO and a RESTORE end with: the three counts, then the holders, the hosted owners and
+// the partners' endpoints.
+void PutPartners(Writer& w, const std::vector<HolderAddress>& holders,
+                 const std::vector<NodeId>& hosted_owners,
+                 const std::vector<PeerEndpoint>& endpoints) {
+  w.Put(static_cast<uint32_t>(holders.size()));
+  w.Put(static_cast<uint32_t>(hosted_owners.size()));
+  w.Put(static_cast<uint32_t>(endpoints.size()));
+  PutHolders(w, holders);
+  for (NodeId owner : hosted_owners) w.Put(owner);
+  for (const PeerEndpoint& endpoint : endpoints) {
+    w.Put(endpoint.node);
+    w.Put(static_cast<uint8_t>(endpoint.bytes.size()));
+    w.PutBytes(endpoint.bytes.data(), endpoint.bytes.size());
+  }
+}
 
 void Write(Writer& w, const PrepareMessage& m) {
   PutHeader(w, MessageType::kPrepare, m.epoch);
@@ -96,12 +119,7 @@ void Write(Writer& w, const GoMessage& m) {
   w.Put(m.placement_id);
   w.Put(m.slot_bytes);
   w.Put(static_cast<uint32_t>(m.has_placement));
-  w.Put(static_cast<uint32_t>(m.holders.size()));
-  w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
-  w.Put(static_cast<uint32_t>(m.endpoints.size()));
-  PutHolders(w, m.holders);
-  for (NodeId owner : m.hosted_owners) w.Put(owner);
-  PutEndpoints(w, m.endpoints);
+  PutPartners(w, m.holders, m.hosted_owners, m.endpoints);
 }
 
 void Write(Writer& w, const DoneMessage& m) {
@@ -142,23 +160,6 @@ void Write(Writer& w, const LostMessage& m) {
   w.PutBytes(m.reason.data(), reason_bytes);
 }
 
-void PutHolders(Writer& w, const std::vector<HolderAddress>& holders) {
-  for (const HolderAddress& holder : holders) {
-    w.Put(holder.slot.holder);
-    w.Put(holder.store_rkey);
-    w.Put(holder.slot.store_offset);
-    w.Put(holder.store_addr);
-  }
-}
-
-void PutEndpoints(Writer& w, const std::vector<PeerEndpoint>& endpoints) {
-  for (const PeerEndpoint& endpoint : endpoints) {
-    w.Put(endpoint.node);
-    w.Put(static_cast<uint8_t>(endpoint.bytes.size()));
-    w.PutBytes(endpoint.bytes.data(), endpoint.bytes.size());
-  }
-}
-
 void Write(Writer& w, const ViewMessage& m) {
   PutHeader(w, MessageType::kView, m.epoch);
   w.Put(m.version);
@@ -194,12 +195,7 @@ void Write(Writer& w, const RestoreMessage& m) {
   w.Put(m.image_bytes);
   w.Put(m.store_bytes);
   w.Put(m.slot_bytes);
-  w.Put(static_cast<uint32_t>(m.holders.size()));
-  w.Put(static_cast<uint32_t>(m.hosted_owners.size()));
-  w.Put(static_cast<uint32_t>(m.endpoints.size()));
-  PutHolders(w, m.holders);
-  for (NodeId owner : m.hosted_owners) w.Put(owner);
-  PutEndpoints(w, m.endpoints);
+  PutPartners(w, m.holders, m.hosted_owners, m.endpoints);
 }
 
 void Write(Writer& w, const RestoredMessage& m) {
@@ -270,6 +266,15 @@ bool GetEndpoints(Reader& r, uint32_t count, std::vector<PeerEndpoint>* endpoint
   return true;
 }
 
+// PutPartners' counterpart: the counts, then the lists, each checked against what is left.
+bool GetPartners(Reader& r, std::vector<HolderAddress>* holders, std::vector<NodeId>* hosted_owners,
+                 std::vector<PeerEndpoint>* endpoints) {
+  uint32_t holder_count = 0, hosted_count = 0, endpoint_count = 0;
+  return r.Get(&holder_count) && r.Get(&hosted_count) && r.Get(&endpoint_count) &&
+         GetHolders(r, holder_count, holders) && GetNodes(r, hosted_count, hosted_owners) &&
+         GetEndpoints(r, endpoint_count, endpoints);
+}
+
 Result<Message> DecodeRecoveryMessage(MessageType type, uint64_t epoch, Reader& r) {
   switch (type) {
     case MessageType::kView: {
@@ -310,11 +315,9 @@ Result<Message> DecodeRecoveryMessage(MessageType type, uint64_t epoch, Reader& 
     case MessageType::kRestore: {
       RestoreMessage m;
       m.epoch = epoch;
-      uint32_t holders = 0, hosted = 0, endpoints = 0;
       if (!r.Get(&m.version) || !r.Get(&m.written_epoch) || !r.Get(&m.image_bytes) ||
-          !r.Get(&m.store_bytes) || !r.Get(&m.slot_bytes) || !r.Get(&holders) || !r.Get(&hosted) ||
-          !r.Get(&endpoints) || !GetHolders(r, holders, &m.holders) ||
-          !GetNodes(r, hosted, &m.hosted_owners) || !GetEndpoints(r, endpoints, &m.endpoints)) {
+          !r.Get(&m.store_bytes) || !r.Get(&m.slot_bytes) ||
+          !GetPartners(r, &m.holders, &m.hosted_owners, &m.endpoints)) {
         return Truncated("RESTORE");
       }
       return Message(std::move(m));
@@ -406,38 +409,14 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
     case MessageType::kGo: {
       GoMessage m;
       m.epoch = epoch;
-      uint32_t has_placement = 0, holders = 0, hosted = 0, endpoints = 0;
+      uint32_t has_placement = 0;
       if (!r.Get(&m.version) || !r.Get(&m.placement_id) || !r.Get(&m.slot_bytes) ||
-          !r.Get(&has_placement) || !r.Get(&holders) || !r.Get(&hosted) || !r.Get(&endpoints) ||
-          has_placement > 1 || (has_placement == 1 && holders > 0 && m.slot_bytes == 0)) {
-        return Truncated("GO");
-      }
-      if (holders > static_cast<uint32_t>(kMaxStripeWidth) ||
-          static_cast<size_t>(hosted) * 4 + static_cast<size_t>(holders) * 24 > r.remaining()) {
+          !r.Get(&has_placement) || has_placement > 1 ||
+          !GetPartners(r, &m.holders, &m.hosted_owners, &m.endpoints) ||
+          (has_placement == 1 && !m.holders.empty() && m.slot_bytes == 0)) {
         return Truncated("GO");
       }
       m.has_placement = has_placement != 0;
-      m.holders.resize(holders);
-      for (HolderAddress& holder : m.holders) {
-        if (!r.Get(&holder.slot.holder) || !r.Get(&holder.store_rkey) ||
-            !r.Get(&holder.slot.store_offset) || !r.Get(&holder.store_addr)) {
-          return Truncated("GO");
-        }
-      }
-      m.hosted_owners.resize(hosted);
-      for (NodeId& owner : m.hosted_owners) {
-        if (!r.Get(&owner)) return Truncated("GO");
-      }
-      if (static_cast<size_t>(endpoints) * 5 > r.remaining()) return Truncated("GO");
-      m.endpoints.resize(endpoints);
-      for (PeerEndpoint& endpoint : m.endpoints) {
-        uint8_t length = 0;
-        if (!r.Get(&endpoint.node) || !r.Get(&length) || length > kMaxEndpointBytes) {
-          return Truncated("GO");
-        }
-        endpoint.bytes.resize(length);
-        if (!r.GetBytes(endpoint.bytes.data(), length)) return Truncated("GO");
-      }
       return Message(std::move(m));
     }
     case MessageType::kDone: {

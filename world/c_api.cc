@@ -207,7 +207,8 @@ int ft_recover(ft_engine* engine, ft_recovery_report* report) {
       report->version = r.version;
       report->epoch = r.epoch;
       report->lost_count = static_cast<uint32_t>(r.lost.size());
-      for (size_t i = 0; i < r.lost.size() && i < 16; ++i) report->lost[i] = r.lost[i];
+      const size_t shown = std::min(r.lost.size(), std::size(report->lost));
+      for (size_t i = 0; i < shown; ++i) report->lost[i] = r.lost[i];
       report->replacement = r.replacement ? 1 : 0;
       report->from_local_copy = r.from_local_copy ? 1 : 0;
       report->restored_bytes = r.restored_bytes;

@@ -55,13 +55,10 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/ftbench/checkpoint.h"
+#include "tools/ftbench/failure_plan.h"
 
 namespace ft::ftbench {
 
-// Adds --kill, --freeze, --kill-at and --spares to the checkpoint subcommand.
-void AddFailureOptions(CLI::App& checkpoint, CheckpointOptions* options);
-// Whether any of those flags was given: the run is RunRecovery's.
-bool FailureRequested(const CheckpointOptions& options);
 int RunRecovery(const CheckpointOptions& options);
 
 }  // namespace ft::ftbench
