@@ -18,8 +18,7 @@ namespace ft::ftbench {
 
 enum class FailAt { kIdle, kPrepare, kWrite, kHeaders, kCommit, kRecovery };
 inline const std::vector<std::string> kFailAtNames = {"idle",    "prepare", "write",
-                                               "headers", "commit",  "recovery"};
-
+                                                      "headers", "commit",  "recovery"};
 
 // What the flags ask for, checked.
 struct FailurePlan {
