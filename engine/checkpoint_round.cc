@@ -262,16 +262,10 @@ bool CheckpointRound::Step() {
     case Phase::kHeaders:
       if (outstanding_ == 0) {
         if (node_.options.keep_local_copy && !reprotect_) {
-          // In pieces, with the progress hook between them: an image of gigabytes takes a second
-          // to copy, and the heartbeat must keep flowing meanwhile.
-          constexpr uint64_t kPiece = 64ull << 20;
           uint64_t offset = 0;
           for (const RegionRef& region : regions_) {
-            for (uint64_t done = 0; done < region.bytes; done += kPiece) {
-              const uint64_t bytes = std::min(kPiece, region.bytes - done);
-              std::memcpy(memory_.pending_copy().data() + offset + done, region.ptr + done, bytes);
-              progress_();
-            }
+            CopyInPieces(memory_.pending_copy().data() + offset, region.ptr, region.bytes,
+                         progress_);
             offset += region.bytes;
           }
         }

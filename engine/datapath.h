@@ -11,7 +11,9 @@
 #define FT_ENGINE_DATAPATH_H_
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "ftengine/status.h"
 
@@ -36,6 +38,17 @@ Status InPieces(uint64_t total, Work&& work, Between&& between) {
     if (bytes < total) between();
   }
   return Status();
+}
+
+// Copies [from, from + bytes) to `to` in pieces of kCopyPieceBytes, calling between() after each:
+// an image of gigabytes takes a second to copy, and the heartbeat must keep flowing meanwhile.
+inline constexpr uint64_t kCopyPieceBytes = 64ull << 20;
+template <typename Between>
+void CopyInPieces(std::byte* to, const std::byte* from, uint64_t bytes, Between&& between) {
+  for (uint64_t done = 0; done < bytes; done += kCopyPieceBytes) {
+    std::memcpy(to + done, from + done, std::min(kCopyPieceBytes, bytes - done));
+    between();
+  }
 }
 
 // Posted receives per control QP. The coordinator hears at most one request at a time from a

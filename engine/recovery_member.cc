@@ -6,25 +6,12 @@
 #include <utility>
 
 #include "common/log.h"
+#include "engine/datapath.h"
 #include "erasure/fragment.h"
 #include "erasure/geometry.h"
 #include "recovery/connection.h"
 
 namespace ft::internal {
-namespace {
-
-// Copies in pieces with a progress step between them: an image of gigabytes takes a second.
-constexpr uint64_t kCopyPiece = 64ull << 20;
-
-template <typename Copy>
-void InCopyPieces(uint64_t bytes, Copy copy, const std::function<void()>& progress) {
-  for (uint64_t done = 0; done < bytes; done += kCopyPiece) {
-    copy(done, std::min(kCopyPiece, bytes - done));
-    progress();
-  }
-}
-
-}  // namespace
 
 RecoveryMember::RecoveryMember(NodeContext& node, SharedState& shared, PeerTable& peers,
                                ControlChannel& channel, NodeMemory& memory, CheckpointRound& round,
@@ -209,12 +196,7 @@ bool RecoveryMember::Step() {
       if (read_status_->ok() && scratch_.size() > 0) {
         uint64_t offset = 0;
         for (const RegionRef& region : regions_) {
-          InCopyPieces(
-              region.bytes,
-              [&](uint64_t at, uint64_t bytes) {
-                std::memcpy(region.ptr + at, scratch_.data() + offset + at, bytes);
-              },
-              progress_);
+          CopyInPieces(region.ptr, scratch_.data() + offset, region.bytes, progress_);
           offset += region.bytes;
         }
       }
