@@ -431,6 +431,17 @@ TEST_F(EngineRecovery, ALostCoordinatorEndsRecoverAtOnce) {
       << report.status();
 }
 
+TEST_F(EngineRecovery, OnlyAKilledOrHungRankGetsANewProcess) {
+  Start();
+  Result<Engine*> replaced = world_->Replace(3);
+  EXPECT_TRUE(test::HasError(replaced.status(), StatusCode::kFailedPrecondition,
+                             "rank 3 is alive: only a killed or frozen rank gets a new process"))
+      << replaced.status();
+  EXPECT_TRUE(test::HasError(world_->Replace(kNodes).status(), StatusCode::kInvalidArgument,
+                             "outside the world"));
+  ASSERT_OK(Commit(1, 1));  // the world is untouched
+}
+
 TEST_F(EngineRecovery, RecoverIsRefusedWhileACheckpointIsInFlight) {
   Start();
   ASSERT_OK(Commit(1, 1));

@@ -107,15 +107,13 @@ Result<Engine*> LoopbackWorld::Replace(uint32_t rank) {
   if (rank >= size()) {
     return Status::InvalidArgument("Replace: rank ", rank, " is outside the world of ", size());
   }
-  if (impl_->network_->alive(rank) && !impl_->network_->frozen(rank)) {
-    return Status::FailedPrecondition("Replace: rank ", rank,
-                                      " is alive: only a killed or frozen rank gets a new process");
-  }
   // The new process's fabric first: a hung process is killed then, which releases its worker
   // (destroying its engine before would wait for a thread blocked in the frozen fabric).
-  FT_ASSIGN_OR_RETURN(std::unique_ptr<verbs::Fabric> fabric, impl_->NewProcessFabric(rank));
+  Result<std::unique_ptr<verbs::Fabric>> fabric = impl_->NewProcessFabric(rank);
+  if (!fabric.ok()) return fabric.status().WithContext("Replace");
   impl_->engines_[rank].reset();  // the dead process's remains
-  FT_ASSIGN_OR_RETURN(impl_->engines_[rank], impl_->MakeEngine(rank, true, std::move(fabric)));
+  FT_ASSIGN_OR_RETURN(impl_->engines_[rank],
+                      impl_->MakeEngine(rank, true, std::move(fabric).value()));
   return impl_->engines_[rank].get();
 }
 
