@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
 
 #include "common/check.h"
 #include "common/log.h"
@@ -375,7 +376,25 @@ void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
 
 Result<std::vector<std::unique_ptr<verbs::QueuePair>>> Worker::JoinAsReplacement(
     std::vector<verbs::ConnectRequest> requests) {
-  FT_ASSIGN_OR_RETURN(auto connected, node_.fabric->Connect(requests, node_.options.timeout));
+  // The coordinator dials the ranks it awaits in short turns, one at a time: a connection it
+  // gives up on half-way fails ours (rdma: the CM handshake of a withdrawn attempt). Dial again
+  // until the timeout; only the timeout, a dead coordinator or our own death end the wait.
+  const auto real_deadline = std::chrono::steady_clock::now() + node_.options.timeout;
+  Result<std::vector<std::unique_ptr<verbs::QueuePair>>> attempt = Status::Internal("unset");
+  while (true) {
+    const auto left =
+        std::chrono::duration_cast<Nanos>(real_deadline - std::chrono::steady_clock::now());
+    attempt = node_.fabric->Connect(requests, std::max(left, Nanos(0)));
+    const StatusCode code = attempt.status().code();
+    if (attempt.ok() || code == StatusCode::kDeadlineExceeded || code == StatusCode::kUnavailable ||
+        code == StatusCode::kAborted || std::chrono::steady_clock::now() >= real_deadline) {
+      break;
+    }
+    FT_LOG(kInfo) << "node " << node_.rank() << ": joining failed (" << attempt.status()
+                  << "); dialling the coordinator again";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  FT_ASSIGN_OR_RETURN(auto connected, std::move(attempt));
   for (const auto& qp : connected) {
     // The coordinator answers in the epoch of the view it installs for us.
     const uint64_t epoch = recovery::ConnectEpoch(qp->peer_private_data());
