@@ -225,6 +225,12 @@ Status CheckpointRound::PrepareBuffers() {
   return Status();
 }
 
+Nanos CheckpointRound::next_deadline() const {
+  if (phase_ == Phase::kIdle) return Nanos::max();
+  // Draining: the fabric gets one more timeout to flush what is in flight.
+  return phase_ == Phase::kDraining ? deadline_ + node_.options.timeout : deadline_;
+}
+
 bool CheckpointRound::Step() {
   if (phase_ == Phase::kIdle) return false;
   const Phase before = phase_;

@@ -68,6 +68,8 @@ class CheckpointRound {
   // One step: the deadline, the partner Connect, one stripe, the headers, DONE. Returns true when
   // it got anywhere.
   bool Step();
+  // When Step must run even if nothing arrives (its deadline); Nanos::max() when idle.
+  Nanos next_deadline() const;
 
   // A cell or header WRITE of generation `id.generation` completed.
   void OnWriteCompleted(WorkId id, verbs::WcStatus status, NodeId peer);

@@ -159,6 +159,12 @@ void CoordinatorHost::StartRecovery() {
   AfterRecoveryMessage();
 }
 
+Nanos CoordinatorHost::next_deadline() const {
+  if (recovery_) return recovery_started_at_ + 2 * node_.options.timeout;
+  if (!lost_.empty()) return first_loss_at_ + node_.options.timeout;
+  return Nanos::max();
+}
+
 void CoordinatorHost::CheckRecoveryDeadlines(Nanos now) {
   if (recovery_) {
     if (now - recovery_started_at_ > 2 * node_.options.timeout) {

@@ -49,6 +49,8 @@ class CoordinatorHost {
   // Fails a recovery whose lost ranks got no replacement within the timeout from the loss, or
   // that did not end within twice the timeout from its start.
   void CheckRecoveryDeadlines(Nanos now);
+  // When CheckRecoveryDeadlines must run even if nothing arrives; Nanos::max() when never.
+  Nanos next_deadline() const;
   bool recovering() const { return recovery_ != nullptr; }
   // Idle spares (numbers world.size ..): which are not connected yet, one connected, one lost.
   std::vector<NodeId> UnconnectedSpares() const;

@@ -52,6 +52,8 @@ class FragmentReader {
              std::span<const int> skip, Done done);
   // Posts what can be posted, checks what arrived. Returns true when it got anywhere.
   bool Step();
+  // When Step must run even if nothing arrives (its deadline); Nanos::max() when idle.
+  Nanos next_deadline() const { return active() ? deadline_ : Nanos::max(); }
   void OnReadCompleted(WorkId id, verbs::WcStatus status, NodeId peer);
   // This node's fabric is gone: no READ will complete, nothing more lands; the read ends.
   void OnOwnFabricLost(std::string_view detail);

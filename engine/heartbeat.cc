@@ -53,7 +53,10 @@ void Heartbeat::Start(Nanos now) {
   // Until a peer's first beat lands it may still be starting: the coordinator beats only once
   // every process has connected, which may take up to the connect timeout.
   const Nanos first_beat_bound = node_.options.timeout;
-  for (const auto& [peer, message] : Targets()) monitor_.Watch(peer, now, first_beat_bound);
+  // No writer knows its slot yet (Targets() go out after this): what they hold now is no beat.
+  for (const auto& [peer, message] : Targets()) {
+    monitor_.Watch(peer, now, first_beat_bound, ReadSlot(peer));
+  }
 }
 
 void Heartbeat::OnTarget(NodeId from, const recovery::BeatTargetMessage& message) {
@@ -63,6 +66,7 @@ void Heartbeat::OnTarget(NodeId from, const recovery::BeatTargetMessage& message
   target.known = true;
   target.addr = message.slot_addr;
   target.rkey = message.slot_rkey;
+  target.posted_at.reset();  // a new slot: its first beat goes at once
 }
 
 void Heartbeat::OnWriteCompleted(uint32_t index) {
@@ -78,7 +82,9 @@ void Heartbeat::Forget(NodeId node) {
 
 recovery::BeatTargetMessage Heartbeat::Rejoin(NodeId node, Nanos now, uint64_t epoch) {
   targets_[node] = Target{};
-  monitor_.Watch(node, now, node_.options.timeout);
+  // The lost writer's links are fenced: its last beat stays as it is until the replacement's
+  // first one, which this message lets it send.
+  monitor_.Watch(node, now, node_.options.timeout, ReadSlot(node));
   return recovery::BeatTargetMessage{epoch, node_.rank(), reinterpret_cast<uint64_t>(SlotOf(node)),
                                      slots_mr_->rkey()};
 }
@@ -88,8 +94,17 @@ bool Heartbeat::CheckStall(Nanos now) {
   return stalled_.has_value();
 }
 
+bool Heartbeat::NeverBeatToAKnownTarget() const {
+  return std::any_of(targets_.begin(), targets_.end(), [](const Target& target) {
+    return target.known && !target.in_flight && !target.posted_at;
+  });
+}
+
 void Heartbeat::BeatIfDue(Nanos now) {
-  if (stalled_ || !pacer_.Due(now) || CheckStall(now)) return;
+  // A target just learnt gets its first beat at once: until a first change of its slot, the
+  // reader allows a node the whole start-up (the connect timeout), so a node that hung right
+  // after a quick start would otherwise go unnoticed that long.
+  if (stalled_ || (!pacer_.Due(now) && !NeverBeatToAKnownTarget()) || CheckStall(now)) return;
   const uint64_t counter = pacer_.Beat(now);
   for (NodeId peer = 0; peer < targets_.size(); ++peer) {
     Target& target = targets_[peer];
@@ -120,9 +135,11 @@ void Heartbeat::BeatIfDue(Nanos now) {
 }
 
 std::vector<recovery::HeartbeatMonitor::Silence> Heartbeat::Scan(Nanos now) {
-  return monitor_.Scan(now, [this](NodeId writer) {
-    return recovery::ReadBeat({SlotOf(writer), recovery::kBeatBytes});
-  });
+  return monitor_.Scan(now, [this](NodeId writer) { return ReadSlot(writer); });
+}
+
+recovery::Beat Heartbeat::ReadSlot(NodeId writer) const {
+  return recovery::ReadBeat({SlotOf(writer), recovery::kBeatBytes});
 }
 
 Nanos Heartbeat::UntilDue(Nanos now) const { return pacer_.UntilDue(now); }

@@ -74,6 +74,8 @@ class Heartbeat {
   void Deregister();
 
  private:
+  bool NeverBeatToAKnownTarget() const;
+  recovery::Beat ReadSlot(NodeId writer) const;
   struct Target {
     bool known = false;
     bool in_flight = false;

@@ -89,8 +89,12 @@ Status NodeMemory::StartReplaceStore(uint64_t bytes, uint64_t keep_id) {
   // Holds nothing committed: its memory goes first.
   if (store_.id != keep_id) ReleaseInBackground(std::exchange(store_, Store{}));
   replacing_keep_id_ = keep_id;
-  replacing_ =
-      std::async(std::launch::async, [&node = node_, bytes] { return AllocateStore(node, bytes); });
+  // The worker sleeps until something happens: the allocation ends its wait when it is done.
+  replacing_ = std::async(std::launch::async, [&node = node_, bytes] {
+    Result<Store> store = AllocateStore(node, bytes);
+    node.fabric->Interrupt();
+    return store;
+  });
   return Status();
 }
 

@@ -143,6 +143,12 @@ void RecoveryMember::OnView(const recovery::ViewMessage& view) {
   channel_.Send(node_.coordinator(), std::move(report));
 }
 
+Nanos RecoveryMember::next_deadline() const {
+  // Re-protection is a checkpoint round: the round's deadline bounds it.
+  if (request_ == nullptr || phase_ == Phase::kReprotecting) return Nanos::max();
+  return deadline_;
+}
+
 bool RecoveryMember::Step() {
   if (request_ == nullptr && phase_ != Phase::kReprotecting) return false;
   if (request_ != nullptr && node_.Now() > deadline_ && phase_ != Phase::kReprotecting) {

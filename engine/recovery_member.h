@@ -54,6 +54,8 @@ class RecoveryMember {
   bool OnControlMessage(NodeId from, const recovery::Message& message);
   // One step: the deadline, the store, the partners, the restore. True when it got anywhere.
   bool Step();
+  // When Step must run even if nothing arrives (its deadline); Nanos::max() when there is none.
+  Nanos next_deadline() const;
   // This node was removed, lost its fabric or is being destroyed: the request ends with `why`.
   void End(const Status& why);
 

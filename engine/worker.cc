@@ -84,8 +84,9 @@ Status Worker::Start() {
   }
   FT_RETURN_IF_ERROR(memory_.AllocatePipeline());
   // Heartbeats start with the control links: each reader tells its writers where to WRITE.
-  for (auto& [to, target] : heartbeat_.Targets()) channel_.Send(to, target);
+  // Watching starts first: no writer beats before it knows where.
   heartbeat_.Start(node_.Now());
+  for (auto& [to, target] : heartbeat_.Targets()) channel_.Send(to, target);
   if (node_.replacement) recovery_.StartAsReplacement(node_.Now());
   const verbs::DeviceLocality* locality = node_.fabric->locality();
   {
@@ -162,13 +163,17 @@ void Worker::Loop() {
     if (recovery_.active()) progressed |= recovery_.Step();
     if (coordinator_) progressed |= CoordinatorRecoveryTurn();
     progressed |= HeartbeatTurn();
-    // Completions, events and Interrupt() end the wait early; the timeout paces deadline checks
-    // and the next heartbeat.
+    // Completions, events and Interrupt() end the wait early (everything done off this thread
+    // interrupts it when done); otherwise it lasts until the next deadline or heartbeat. No
+    // polling: a thousand workers sharing two cores leave each other the CPU.
     if (!progressed) {
-      const bool idle = !round_.active() && !reader_.active() && !recovery_.active();
-      Nanos wait = idle || peers_.connecting() ? std::chrono::milliseconds(500)
-                                               : std::chrono::milliseconds(20);
-      if (!heartbeat_.stalled()) wait = std::min(wait, heartbeat_.UntilDue(node_.Now()));
+      const Nanos now = node_.Now();
+      Nanos wait = std::chrono::milliseconds(500);
+      if (const Nanos due = NextDeadline(); due != Nanos::max()) {
+        // Deadlines fire once passed (now > deadline): wake just after.
+        wait = std::min(wait, due - now + std::chrono::milliseconds(1));
+      }
+      if (!heartbeat_.stalled()) wait = std::min(wait, heartbeat_.UntilDue(now));
       if (wait > Nanos(0)) node_.fabric->WaitForActivity(wait);
     }
   }
@@ -414,6 +419,20 @@ Result<std::vector<std::unique_ptr<verbs::QueuePair>>> Worker::JoinAsReplacement
   FT_LOG(kInfo) << "node " << node_.rank() << ": joined as a replacement in epoch "
                 << node_.epoch();
   return connected;
+}
+
+Nanos Worker::NextDeadline() const {
+  Nanos due =
+      std::min({round_.next_deadline(), reader_.next_deadline(), recovery_.next_deadline()});
+  if (coordinator_) {
+    due = std::min(due, coordinator_->next_deadline());
+    // A rank or spare still to dial: the next turn.
+    if (!peers_.connecting() && (!coordinator_->AwaitingReplacement().empty() ||
+                                 !coordinator_->UnconnectedSpares().empty())) {
+      due = std::min(due, next_control_dial_);
+    }
+  }
+  return due;
 }
 
 bool Worker::CoordinatorRecoveryTurn() {

@@ -84,6 +84,8 @@ class Worker {
   // On the coordinator: connects the processes that replace lost ranks, and starts the recovery
   // once every lost rank has one. True when something happened.
   bool CoordinatorRecoveryTurn();
+  // The earliest time a step must run even if nothing arrives (a deadline, the next dial).
+  Nanos NextDeadline() const;
   Status AcceptReplacement(NodeId rank, std::span<const std::byte> private_data,
                            std::unique_ptr<verbs::QueuePair>* qp);
   // This process replaces a lost rank: its control link to the coordinator, in the epoch the

@@ -18,14 +18,21 @@ Beat ReadBeat(std::span<const std::byte> slot) {
   return beat;
 }
 
-void HeartbeatMonitor::Watch(NodeId node, Nanos now, Nanos first_beat_bound) {
+void HeartbeatMonitor::Watch(NodeId node, Nanos now, Nanos first_beat_bound,
+                             std::optional<Beat> baseline) {
   auto it = std::find_if(watched_.begin(), watched_.end(),
                          [node](const Watched& w) { return w.node == node; });
   if (it == watched_.end()) {
     watched_.push_back({});
     it = watched_.end() - 1;
   }
-  *it = Watched{node, true, false, false, {}, now, std::max(first_beat_bound, timing_.bound())};
+  *it = Watched{node,
+                true,
+                baseline.has_value(),
+                false,
+                baseline.value_or(Beat{}),
+                now,
+                std::max(first_beat_bound, timing_.bound())};
 }
 
 void HeartbeatMonitor::Unwatch(NodeId node) {

@@ -52,8 +52,12 @@ class HeartbeatMonitor {
   // be starting (a coordinator waits in its Create for the slowest process before it beats at
   // all): it is lost only when `first_beat_bound` passes without a change; after that, whenever
   // its slot stays unchanged past bound(). Watching a node again restarts all of it (a
-  // replacement in a new view).
-  void Watch(NodeId node, Nanos now, Nanos first_beat_bound);
+  // replacement in a new view). `baseline` is what the slot holds now, when the caller knows it
+  // (a slot just cleared, or read at Watch): any other value is a beat, even the first one read,
+  // so a writer that beat once and hung is lost after bound(). Without it, the first reading is
+  // the baseline: a beat that landed before it proves nothing.
+  void Watch(NodeId node, Nanos now, Nanos first_beat_bound,
+             std::optional<Beat> baseline = std::nullopt);
   void Unwatch(NodeId node);
   bool watching(NodeId node) const;
 

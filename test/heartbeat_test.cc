@@ -109,6 +109,30 @@ TEST(HeartbeatMonitor, AWriterThatNeverBeatsIsLostAfterTheFirstBeatBound) {
   EXPECT_TRUE(later[0].ever_beat);
 }
 
+// With the slot's content known at Watch (cleared, or read then), the first beat that lands before
+// the first scan counts: a writer that beat once and hung is lost after the bound, not after the
+// first-beat bound. A slot still holding its baseline is a writer that never beat.
+TEST(HeartbeatMonitor, AKnownBaselineMakesTheFirstBeatCountEvenBeforeTheFirstScan) {
+  Table table;
+  HeartbeatMonitor monitor(kTiming);
+  table.Write(2, {1, 77});  // left by a lost writer: the baseline of its replacement
+  monitor.Watch(1, 0ms, 1000ms, Beat{});
+  monitor.Watch(2, 0ms, 1000ms, Beat{1, 77});
+  monitor.Watch(3, 0ms, 1000ms, Beat{});
+  const auto read = [&](NodeId n) { return table.Read(n); };
+  table.Write(1, {1, 1});  // one beat, then a hang
+  table.Write(2, {2, 1});  // the replacement's first beat, then a hang
+  EXPECT_TRUE(monitor.Scan(5ms, read).empty());
+  EXPECT_TRUE(monitor.Scan(35ms, read).empty());
+  EXPECT_EQ(Nodes(monitor.Scan(36ms, read)), (std::vector<NodeId>{1, 2}));
+  // Node 3 never beat: the first-beat bound.
+  EXPECT_TRUE(monitor.Scan(1000ms, read).empty());
+  const std::vector<HeartbeatMonitor::Silence> never = monitor.Scan(1001ms, read);
+  ASSERT_EQ(never.size(), 1u);
+  EXPECT_EQ(never[0].node, 3u);
+  EXPECT_FALSE(never[0].ever_beat);
+}
+
 // A first-beat bound shorter than the bound is the bound.
 TEST(HeartbeatMonitor, TheFirstBeatBoundIsNeverShorterThanTheBound) {
   Table table;
