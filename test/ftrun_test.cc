@@ -286,6 +286,45 @@ TEST(FtrunTest, KillTakesACommaListAndTheJobExits0WhenTheOthersDo) {
   }
 }
 
+// --after-output: the clock starts at the first line (stdout or stderr, any process, relayed
+// untagged) that contains the text, not at launch: rank 2 says so 0.5 s in, rank 1 dies 0.2 s
+// later. A second line with the text does not arm it again.
+TEST(FtrunTest, AfterOutputCountsFromTheFirstLineThatContainsTheText) {
+  const RunResult run = RunFtrun(
+      Concat({"-n", "3", "--kill", "1", "--after", "0.2", "--after-output", "version 2", "--"},
+             Sh("case $FT_RANK in 1) echo starting; sleep 30;; "
+                "2) sleep 0.5; echo 'committed version 2' >&2; sleep 0.1; echo 'committed version "
+                "2 again';; "
+                "esac")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_GE(run.seconds, 0.7);
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  EXPECT_EQ(run.out, "starting\ncommitted version 2 again\n");
+  EXPECT_EQ(run.err,
+            "committed version 2\n"
+            "ftrun: \"version 2\" seen in rank 2's output; --kill in 0.2 s\n"
+            "ftrun: killed rank 1 (SIGKILL) after 0.2 s (--after-output)\n"
+            "ftrun: rank 1 was killed by --kill (SIGKILL) as asked\n");
+}
+
+// Text that never comes: nothing is signalled, the job ends as it would have, and ftrun says so.
+TEST(FtrunTest, AfterOutputThatNeverComesKillsNothing) {
+  const RunResult run =
+      RunFtrun(Concat({"-n", "2", "--kill", "1", "--after", "0", "--after-output", "never", "--"},
+                      Sh("echo hello")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "hello\nhello\n");
+  EXPECT_EQ(run.err,
+            "ftrun: --after-output: no process wrote a line containing \"never\"; --kill "
+            "signalled nothing\n");
+  const RunResult without_kill = RunFtrun({"-n", "1", "--after-output", "x", "--", "true"});
+  EXPECT_EQ(without_kill.status, 2) << without_kill.err;
+  EXPECT_NE(without_kill.err.find("--after-output requires --kill"), std::string::npos)
+      << without_kill.err;
+}
+
 TEST(FtrunTest, AKilledRankDoesNotHideTheFailureOfAnother) {
   // Rank 1 is killed at 0.1 s, first; rank 2 fails on its own later, and decides the status.
   const RunResult run =

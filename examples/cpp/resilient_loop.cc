@@ -4,10 +4,12 @@
 // failure-free run's. Public API only.
 //
 //   resilient_loop                  8 ranks in this process (loopback); rank 3 dies at step 60
-//   ftrun -n 8 --spares 1 --kill 3 --after 8 -- resilient_loop --rdma
+//   ftrun -n 8 --spares 1 --kill 3 --after 1 --after-output "committed version 3"
+//         -- resilient_loop --rdma
 //                                   one process per rank over RDMA and an idle spare; ftrun
-//                                   kills rank 3 after 8 s and the spare takes its place
-//   ftrun -n 8 --respawn --kill 3 --after 8 -- resilient_loop --rdma
+//                                   kills rank 3 1 s after version 3 committed, and the spare
+//                                   takes its place
+//   ftrun -n 8 --respawn --kill 3 --after 1 --after-output "committed version 3" -- ...
 //                                   the same with a new process for rank 3 (FT_RESPAWN_OF=3)
 //
 // Exits 0 when the final state matches, 1 otherwise (saying why).
@@ -104,6 +106,13 @@ ft::Status RunRank(uint32_t rank, ft::Engine* engine, uint64_t die_at,
       // rank shows in FailureDetected() within the heartbeat bound, and the loop recovers.
       ft::Result<uint64_t> version = engine->Checkpoint();
       failed_in_a_row = version.ok() ? 0 : failed_in_a_row + 1;
+      if (version.ok() && rank == 0) {
+        // Progress, from one rank (a commit is every rank's): ftrun --after-output can time a
+        // loss from it.
+        std::cout << ft::StrCat("rank 0: committed version ", *version, " at step ", state->step,
+                                "\n")
+                  << std::flush;
+      }
       if (failed_in_a_row == 3) return version.status();
     }
   }

@@ -140,9 +140,15 @@ class Job {
     next_rank_ = total;
     start_ = Clock::now();
     ranks_running_ = options_.ranks;
-    if (!options_.kill_ranks.empty()) kill_at_ = start_ + Seconds(options_.kill_after_seconds);
+    if (!options_.kill_ranks.empty() && options_.kill_after_output.empty()) {
+      kill_at_ = start_ + Seconds(options_.kill_after_seconds);
+    }
     if (options_.timeout_seconds) timeout_at_ = start_ + Seconds(*options_.timeout_seconds);
     Supervise();
+    if (!options_.kill_after_output.empty() && !kill_armed_) {
+      Note(err_sink_, "--after-output: no process wrote a line containing \"" +
+                          options_.kill_after_output + "\"; --kill signalled nothing");
+    }
     if (timed_out_) return kExitTimeout;
     return first_failure_.value_or(kExitOk);
   }
@@ -206,11 +212,11 @@ class Job {
 
     std::optional<Pipe> out;
     std::optional<Pipe> err;
-    if (options_.tag_output) {
+    if (Relayed()) {
       out = MakePipe();
       if (out) err = MakePipe();
     }
-    if (options_.tag_output && (!out || !err)) {
+    if (Relayed() && (!out || !err)) {
       Note(err_sink_, CannotMakePipe(rank, errno));
       return kExitLaunchFailed;
     }
@@ -252,13 +258,21 @@ class Job {
     child.respawn_of = respawn_of;
     child.process = std::move(started.process);
     by_pid_[pid] = children_.size() - 1;
-    if (options_.tag_output) {
+    if (Relayed()) {
       for (Pipe* pipe : {&*out, &*err}) {
         fcntl(pipe->read.get(), F_SETFL, fcntl(pipe->read.get(), F_GETFL) | O_NONBLOCK);
       }
       const std::string tag = "[1," + std::to_string(rank) + "]";
-      child.out.emplace(std::move(out->read), tag + "<stdout>: ", &out_sink_);
-      child.err.emplace(std::move(err->read), tag + "<stderr>: ", &err_sink_);
+      child.out.emplace(std::move(out->read), options_.tag_output ? tag + "<stdout>: " : "",
+                        &out_sink_);
+      child.err.emplace(std::move(err->read), options_.tag_output ? tag + "<stderr>: " : "",
+                        &err_sink_);
+      if (!options_.kill_after_output.empty()) {
+        const std::string name = child.Name();
+        for (std::optional<LineRelay>* relay : {&child.out, &child.err}) {
+          (*relay)->OnLine([this, name](std::string_view line) { ArmKill(name, line); });
+        }
+      }
     }
     ++running_;
     return kExitOk;
@@ -432,6 +446,19 @@ class Job {
     }
   }
 
+  // Output goes through ftrun: --tag-output, or --after-output watching it.
+  bool Relayed() const { return options_.tag_output || !options_.kill_after_output.empty(); }
+
+  // --after-output: the first line that contains the text starts the --after clock.
+  void ArmKill(const std::string& name, std::string_view line) {
+    if (kill_armed_ || line.find(options_.kill_after_output) == std::string_view::npos) return;
+    kill_armed_ = true;
+    kill_at_ = Clock::now() + Seconds(options_.kill_after_seconds);
+    Note(err_sink_, "\"" + options_.kill_after_output + "\" seen in " + name +
+                        "'s output; --kill in " + FormatSeconds(options_.kill_after_seconds) +
+                        " s");
+  }
+
   // --kill RANKS at --after: SIGKILL or SIGSTOP (--signal) to each listed process's group.
   void KillAsAsked() {
     const bool stop = options_.kill_signal == SIGSTOP;
@@ -451,7 +478,7 @@ class Job {
       }
       Note(err_sink_, std::string(stop ? "stopped" : "killed") + " rank " + std::to_string(rank) +
                           " (" + signal + ") after " + FormatSeconds(options_.kill_after_seconds) +
-                          " s");
+                          " s" + (options_.kill_after_output.empty() ? "" : " (--after-output)"));
     }
   }
 
@@ -591,6 +618,7 @@ class Job {
   std::optional<int> first_failure_;  // exit status or 128 + signal
   TimePoint start_;
   std::optional<TimePoint> kill_at_;
+  bool kill_armed_ = false;  // --after-output saw its text (once is enough)
   std::optional<TimePoint> timeout_at_;
   std::optional<TimePoint> continued_term_at_;  // SIGTERM the continued ones still running
   std::optional<TimePoint> sigkill_at_;         // SIGKILL whoever is still running

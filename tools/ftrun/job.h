@@ -35,6 +35,8 @@ struct JobOptions {
                                           // kill_signal kill_after_seconds after launch
   int kill_signal = SIGKILL;              // SIGKILL or SIGSTOP
   double kill_after_seconds = 0;          // in [0, kMaxSeconds]
+  std::string kill_after_output;          // not empty: --after counts from the first output
+                                          // line of any process that contains it
   bool respawn = false;                   // start a rank that dies again, as a spare
   std::optional<uint16_t> port;           // coordinator port; a free one when unset
   std::string host;                       // coordinator address; empty: $RXE_VM_IP or 127.0.0.1

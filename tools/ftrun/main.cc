@@ -26,7 +26,8 @@ using ft::ftrun::kExitUsage;
 
 constexpr const char* kUsage =
     "Usage: ftrun -n N [--spares S] [--tag-output]\n"
-    "             [--kill RANK[,RANK...] --after SECONDS [--signal KILL|STOP]] [--respawn]\n"
+    "             [--kill RANK[,RANK...] --after SECONDS [--after-output TEXT]\n"
+    "              [--signal KILL|STOP]] [--respawn]\n"
     "             [--port P] [--host H] [--grace SECONDS] [--timeout SECONDS] [--] PROGRAM "
     "[ARGS...]\n"
     "Launches an ftengine job of N processes (and S spares) of PROGRAM on this machine.\n"
@@ -62,6 +63,8 @@ constexpr const char* kFooter =
     "other process has exited (they wake up removed from the job), SIGTERM --grace seconds\n"
     "later if still running, then SIGKILL; a forwarded signal or --timeout continues them too.\n"
     "A frozen rank does not hold back the spares' SIGTERM.\n"
+    "--after-output TEXT counts --after from the first output line containing TEXT instead (a\n"
+    "loss after the job's first checkpoint, however long its start-up takes).\n"
     "--respawn: a rank that dies (non-zero exit status or a signal, --kill included) while the\n"
     "job is not ending is started again as a new spare: FT_SPARE=1, FT_RANK the next unused\n"
     "number (N+S, N+S+1, ...), FT_RESPAWN_OF the dead rank. Each rank is respawned at most\n"
@@ -159,6 +162,12 @@ int main(int argc, char** argv) {
   CLI::Option* after_option = app.add_option("--after", options.kill_after_seconds,
                                              "Seconds after launch for --kill (fractions ok)")
                                   ->type_name("SECONDS");
+  CLI::Option* after_output_option =
+      app.add_option("--after-output", options.kill_after_output,
+                     "Count --after from the first line a process writes (stdout or stderr) that "
+                     "contains TEXT, not from launch; ftrun then relays every line (untagged "
+                     "without --tag-output)")
+          ->type_name("TEXT");
   CLI::Option* signal_option =
       app.add_option("--signal", kill_signal,
                      "What --kill sends: KILL, or STOP to freeze them until every other "
@@ -168,6 +177,7 @@ int main(int argc, char** argv) {
   kill_option->needs(after_option);
   after_option->needs(kill_option);
   signal_option->needs(kill_option);
+  after_output_option->needs(kill_option);
   app.add_flag("--respawn", options.respawn,
                "Start a rank that dies (not rank 0) again as a new spare, FT_RANK N+S, N+S+1, "
                "..., with FT_RESPAWN_OF=the dead rank; at most once per rank");

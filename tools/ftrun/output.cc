@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace ft::ftrun {
 namespace {
@@ -71,6 +73,7 @@ void LineRelay::Close() {
 
 void LineRelay::Emit(bool flush_partial) {
   std::string out;
+  std::vector<std::pair<size_t, size_t>> lines;  // offset and length in pending_, for watcher_
   size_t start = 0;
   while (start < pending_.size()) {
     const size_t newline = pending_.find('\n', start);
@@ -88,13 +91,16 @@ void LineRelay::Emit(bool flush_partial) {
     } else {
       break;
     }
+    if (watcher_) lines.emplace_back(start, end - start);
     out += prefix_;
     out.append(pending_, start, end - start);
     out += '\n';
     start = next;
   }
-  pending_.erase(0, start);
   if (!out.empty()) sink_->Write(out);
+  for (const auto& [offset, length] : lines)
+    watcher_(std::string_view(pending_).substr(offset, length));
+  pending_.erase(0, start);
 }
 
 }  // namespace ft::ftrun

@@ -3,6 +3,7 @@
 #ifndef FT_TOOLS_FTRUN_OUTPUT_H_
 #define FT_TOOLS_FTRUN_OUTPUT_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -50,6 +51,9 @@ class LineRelay {
   // Writes a partial last line and stops reading.
   void Close();
 
+  // Called with each line (without prefix or newline) once it is written.
+  void OnLine(std::function<void(std::string_view)> watcher) { watcher_ = std::move(watcher); }
+
  private:
   void Emit(bool flush_partial);
 
@@ -57,6 +61,7 @@ class LineRelay {
   std::string prefix_;
   Sink* sink_;
   std::string pending_;  // bytes after the last complete line
+  std::function<void(std::string_view)> watcher_;
 };
 
 }  // namespace ft::ftrun
