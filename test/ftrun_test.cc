@@ -153,9 +153,10 @@ TEST(FtrunTest, SparesGetFtSpareAndAreStoppedWhenTheRanksAreDone) {
       "/ready.3 ]; do\n"
       "  sleep 0.05\n"
       "done\n";
-  const RunResult run =
-      RunFtrun(Concat({"-n", "2", "--spares", "2", "--tag-output", "--"}, Sh(script)));
+  const RunResult run = RunFtrun(
+      Concat({"-n", "2", "--spares", "2", "--grace", "0.5", "--tag-output", "--"}, Sh(script)));
   ASSERT_FALSE(run.timed_out);
+  EXPECT_GE(run.seconds, 0.5) << "the spares' --grace before SIGTERM";
   EXPECT_EQ(run.status, 0) << run.err;
   EXPECT_LT(run.seconds, kQuickSeconds);
   EXPECT_FALSE(Contains(run.err, "ftrun: ")) << "no failure, no SIGKILL: " << run.err;
@@ -167,6 +168,20 @@ TEST(FtrunTest, SparesGetFtSpareAndAreStoppedWhenTheRanksAreDone) {
   EXPECT_EQ(Count(lines, "[1,2]<stdout>: stopped"), 1u) << run.out;
   EXPECT_EQ(Count(lines, "[1,3]<stdout>: stopped"), 1u) << run.out;
   EXPECT_EQ(lines.size(), 6u) << run.out;
+}
+
+// A spare that took a lost rank finishes it after the other ranks have exited: within --grace it
+// exits by itself, and gets no SIGTERM.
+TEST(FtrunTest, SparesGetTheGraceToExitByThemselvesAfterTheRanks) {
+  const RunResult run =
+      RunFtrun(Concat({"-n", "1", "--spares", "1", "--grace", "3", "--"},
+                      Sh("if [ \"$FT_SPARE\" = 1 ]; then trap 'echo stopped; exit 0' TERM; "
+                         "sleep 1; echo finished; fi")));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_LT(run.seconds, 2.5);
+  EXPECT_EQ(run.out, "finished\n");
+  EXPECT_EQ(run.err, "");
 }
 
 TEST(FtrunTest, SpareIgnoringSigtermGetsSigkillAfterTheGrace) {
@@ -433,13 +448,14 @@ TEST(FtrunTest, SignalStopOnARankThatWouldHangStillEndsBoundedByTheGrace) {
 
 // The script of the --respawn tests: every process prints its environment; rank 0 waits (at
 // most 4 s) for a respawned process to say it started, then 0.3 s more (for that one to run
-// `respawned`); rank 1 runs `rank_1`; spares idle until SIGTERM.
+// `respawned`); rank 1 runs `rank_1`; a respawned process runs `respawned` and exits (it is the
+// rank's); spares idle until SIGTERM.
 std::string RespawnScript(const std::string& dir, const std::string& rank_1,
                           const std::string& respawned) {
   return "echo \"env $FT_RANK $FT_WORLD_SIZE $FT_SPARES $FT_SPARE ${FT_RESPAWN_OF-unset}\"\n"
          "if [ -n \"$FT_RESPAWN_OF\" ]; then touch " +
          dir + "/respawned; " + respawned +
-         "; fi\n"
+         "; exit 0; fi\n"
          "case $FT_RANK in\n"
          "0) i=0; while [ ! -e " +
          dir +
@@ -476,18 +492,20 @@ TEST(FtrunTest, RespawnStartsADeadRankAgainAsASpareOnce) {
 TEST(FtrunTest, RespawnOfAKilledRankAndTheJobExits0) {
   ScratchDir dir("ftrun_test");
   ASSERT_FALSE(dir.path().empty());
-  // Rank 1 is killed by --kill; its respawn, rank 2, runs until the spares' SIGTERM.
-  const RunResult run =
-      RunFtrun(Concat({"-n", "2", "--respawn", "--kill", "1", "--after", "0.1", "--"},
-                      Sh(RespawnScript(dir.path(), "sleep 30", "true"))));
+  // Rank 1 is killed by --kill; its respawn, rank 2, is rank 1's process: it runs to its end
+  // (0.5 s after rank 0's), not to a spare's SIGTERM.
+  const RunResult run = RunFtrun(
+      Concat({"-n", "2", "--respawn", "--grace", "0.2", "--kill", "1", "--after", "0.1", "--"},
+             Sh(RespawnScript(dir.path(), "sleep 30", "sleep 0.8; echo rank 1 done"))));
   ASSERT_FALSE(run.timed_out);
   EXPECT_EQ(run.status, 0) << run.err;
   EXPECT_LT(run.seconds, kQuickSeconds);
   const std::vector<std::string> out = Lines(run.out);
   EXPECT_EQ(std::set<std::string>(out.begin(), out.end()),
-            (std::set<std::string>{"env 0 2 0 0 unset", "env 1 2 0 0 unset", "env 2 2 0 1 1"}))
+            (std::set<std::string>{"env 0 2 0 0 unset", "env 1 2 0 0 unset", "env 2 2 0 1 1",
+                                   "rank 1 done"}))
       << run.out;
-  EXPECT_EQ(out.size(), 3u) << run.out;
+  EXPECT_EQ(out.size(), 4u) << run.out;
   EXPECT_EQ(Notes(run.err),
             "ftrun: killed rank 1 (SIGKILL) after 0.1 s\n"
             "ftrun: rank 1 was killed by --kill (SIGKILL) as asked\n"

@@ -9,20 +9,24 @@
 // ftrun dies (PR_SET_PDEATHSIG), so a killed launcher leaves no ranks behind.
 //
 // Event loop. SIGINT, SIGTERM, SIGHUP (those not ignored when ftrun started) and SIGCHLD are
-// blocked and read from a signalfd; one poll() waits on it, on the output pipes (--tag-output)
-// and on the nearest deadline, never longer than kMaxPollWait. Deadlines: --kill, --timeout,
-// SIGTERM to the processes --kill froze, --grace after their SIGCONT; SIGKILL after --grace;
-// giving up kReapAfterKill after a SIGKILL; and the output drain.
+// blocked and read from a signalfd; one poll() waits on it, on the output pipes (--tag-output,
+// --after-output) and on the nearest deadline, never longer than kMaxPollWait. Deadlines: --kill
+// (from launch, or from the line --after-output waits for), --timeout, SIGTERM to the spares
+// --grace after the last rank exited, SIGTERM to the processes --kill froze, --grace after their
+// SIGCONT; SIGKILL after --grace; giving up kReapAfterKill after a SIGKILL; the output drain.
 //
-// End of the job. Once every rank has exited (those --kill froze aside), the spares get SIGTERM.
+// End of the job. Once every rank has exited (those --kill froze aside), the spares get --grace
+// seconds to exit by themselves (one may have taken a lost rank and be finishing it), then
+// SIGTERM. A process --respawn started is that rank's: it counts as a rank.
 // Once every process has exited but those --kill froze (--signal STOP), these get SIGCONT, and
 // SIGTERM if they are still there --grace later. A frozen process that gets any other signal
 // (a forwarded one, --timeout's SIGTERM) gets SIGCONT right after it: stopped, it would act on
 // nothing but SIGKILL.
 //
 // Respawn (--respawn). A rank (not a spare, not rank 0) that dies while the job is not ending is
-// started again as a spare with the next unused FT_RANK and FT_RESPAWN_OF; it is a spare from
-// then on, so it is never respawned itself: each rank at most once. Ending: every rank (those
+// started again as a spare with the next unused FT_RANK and FT_RESPAWN_OF (FT_SPARE=1: the
+// engine joins as that rank's replacement); it is never respawned itself: each rank at most
+// once. Ending: every rank (those
 // --kill froze aside) has exited, --timeout expired, or a signal was forwarded.
 //
 // Status. The first failure in time (reaping order) of a rank, or of a spare that failed on its
@@ -103,6 +107,10 @@ struct Child {
   int last_signal = 0;       // the last signal ftrun sent it, for the SIGKILL note
   std::optional<LineRelay> out;
   std::optional<LineRelay> err;
+
+  // A rank's process: launched as one, or --respawn's for a dead rank (FT_SPARE=1 for the engine,
+  // which then takes that rank at once). Idle spares are not.
+  bool IsRank() const { return !spare || respawn_of.has_value(); }
 
   std::string Name() const {
     if (respawn_of) {
@@ -287,7 +295,7 @@ class Job {
       RespawnDeadRanks();
       const TimePoint now = Clock::now();
       HandleDeadlines(now);
-      StopSparesWhenRanksAreDone();
+      StopSparesWhenRanksAreDone(now);
       ContinueFrozenWhenTheOthersAreDone(now);
       if (running_ == 0) {
         if (!drain_until) drain_until = now + kDrainAfterExit;
@@ -303,7 +311,8 @@ class Job {
 
       TimePoint wake = now + kMaxPollWait;
       for (const std::optional<TimePoint>& deadline :
-           {kill_at_, timeout_at_, continued_term_at_, sigkill_at_, give_up_at_, drain_until}) {
+           {kill_at_, timeout_at_, continued_term_at_, sigkill_at_, give_up_at_, drain_until,
+            spares_term_at_}) {
         if (deadline) wake = std::min(wake, *deadline);
       }
       polled.assign(1, pollfd{signals_.fd(), POLLIN, 0});
@@ -370,7 +379,7 @@ class Job {
     if (!child.frozen) return;
     child.frozen = false;
     --frozen_;
-    if (!child.spare) --frozen_ranks_;
+    if (child.IsRank()) --frozen_ranks_;
   }
 
   // SIGKILL to whoever is still running --grace from now (or earlier, when armed already).
@@ -381,12 +390,18 @@ class Job {
 
   // Spares idle until recovery needs them: once no rank is left, nothing will. A rank --kill
   // froze is left out: it does nothing until ContinueFrozenWhenTheOthersAreDone.
-  void StopSparesWhenRanksAreDone() {
+  // Every rank has exited: the spares get --grace seconds to exit by themselves (an idle ftengine
+  // spare does once the coordinator has gone; one that took a lost rank finishes that rank's
+  // work), then SIGTERM.
+  void StopSparesWhenRanksAreDone(TimePoint now) {
     if (ranks_running_ > frozen_ranks_ || spares_stopped_) return;
+    if (!spares_term_at_) spares_term_at_ = now + Seconds(options_.grace_seconds);
+    if (now < *spares_term_at_) return;
+    spares_term_at_.reset();
     spares_stopped_ = true;
     int sent = 0;
     for (Child& child : children_) {
-      if (!child.process.running() || !child.spare || child.frozen) continue;
+      if (!child.process.running() || child.IsRank() || child.frozen) continue;
       child.stopping = true;
       if (SignalChild(child, SIGTERM)) ++sent;
     }
@@ -474,7 +489,7 @@ class Job {
       if (stop && !target.frozen) {
         target.frozen = true;
         ++frozen_;
-        if (!target.spare) ++frozen_ranks_;
+        if (target.IsRank()) ++frozen_ranks_;
       }
       Note(err_sink_, std::string(stop ? "stopped" : "killed") + " rank " + std::to_string(rank) +
                           " (" + signal + ") after " + FormatSeconds(options_.kill_after_seconds) +
@@ -498,7 +513,7 @@ class Job {
     child.process.Release();
     Unfreeze(child);
     --running_;
-    if (!child.spare) --ranks_running_;
+    if (child.IsRank()) --ranks_running_;
     // What it wrote before exiting is in the pipes: relay it before saying how it ended.
     if (child.out) child.out->Drain();
     if (child.err) child.err->Drain();
@@ -552,6 +567,7 @@ class Job {
         if (!first_failure_) first_failure_ = failure;
         continue;
       }
+      ++ranks_running_;  // it is that rank's process now
       Note(err_sink_, "respawned rank " + std::to_string(dead) + " as rank " +
                           std::to_string(rank) +
                           " (FT_SPARE=1, FT_RESPAWN_OF=" + std::to_string(dead) + ")");
@@ -613,7 +629,8 @@ class Job {
   int frozen_ranks_ = 0;            // of those, ranks
   std::vector<int> respawn_queue_;  // ranks that died, for RespawnDeadRanks
   bool spares_stopped_ = false;
-  bool ending_ = false;  // --timeout expired or a signal was forwarded
+  std::optional<TimePoint> spares_term_at_;  // every rank exited: SIGTERM the spares then
+  bool ending_ = false;                      // --timeout expired or a signal was forwarded
   bool timed_out_ = false;
   std::optional<int> first_failure_;  // exit status or 128 + signal
   TimePoint start_;
