@@ -470,23 +470,45 @@ std::string RespawnScript(const std::string& dir, const std::string& rank_1,
 TEST(FtrunTest, RespawnStartsADeadRankAgainAsASpareOnce) {
   ScratchDir dir("ftrun_test");
   ASSERT_FALSE(dir.path().empty());
-  // Rank 1 exits 1; its respawn, rank 3 (N + S), exits 7: it is a spare, never respawned.
-  const RunResult run =
-      RunFtrun(Concat({"-n", "2", "--spares", "1", "--respawn", "--tag-output", "--"},
-                      Sh(RespawnScript(dir.path(), "exit 1", "exit 7"))));
+  // Rank 1 exits 1; its respawn, rank 2 (N + S), exits 7: it is never respawned itself.
+  const RunResult run = RunFtrun(Concat({"-n", "2", "--respawn", "--tag-output", "--"},
+                                        Sh(RespawnScript(dir.path(), "exit 1", "exit 7"))));
   ASSERT_FALSE(run.timed_out);
   EXPECT_EQ(run.status, 1) << "rank 1's failure still counts: " << run.err;
   EXPECT_LT(run.seconds, kQuickSeconds);
   const std::vector<std::string> out = Lines(run.out);
-  EXPECT_EQ(Count(out, "[1,0]<stdout>: env 0 2 1 0 unset"), 1u) << run.out;
-  EXPECT_EQ(Count(out, "[1,1]<stdout>: env 1 2 1 0 unset"), 1u) << run.out;
-  EXPECT_EQ(Count(out, "[1,2]<stdout>: env 2 2 1 1 unset"), 1u) << run.out;
-  EXPECT_EQ(Count(out, "[1,3]<stdout>: env 3 2 1 1 1"), 1u) << run.out;
-  EXPECT_EQ(out.size(), 4u) << run.out;
+  EXPECT_EQ(Count(out, "[1,0]<stdout>: env 0 2 0 0 unset"), 1u) << run.out;
+  EXPECT_EQ(Count(out, "[1,1]<stdout>: env 1 2 0 0 unset"), 1u) << run.out;
+  EXPECT_EQ(Count(out, "[1,2]<stdout>: env 2 2 0 1 1"), 1u) << run.out;
+  EXPECT_EQ(out.size(), 3u) << run.out;
   EXPECT_EQ(Notes(run.err),
             "ftrun: rank 1 exited with status 1\n"
-            "ftrun: respawned rank 1 as rank 3 (FT_SPARE=1, FT_RESPAWN_OF=1)\n"
-            "ftrun: rank 3 (spare, respawn of rank 1) exited with status 7\n");
+            "ftrun: respawned rank 1 as rank 2 (FT_SPARE=1, FT_RESPAWN_OF=1)\n"
+            "ftrun: rank 2 (spare, respawn of rank 1) exited with status 7\n");
+}
+
+// With --spares too, a loss is left to an idle spare (the coordinator gives it the rank; a new
+// process would find the rank taken); once no idle spare is left, the next one is respawned.
+TEST(FtrunTest, RespawnLeavesALossToAnIdleSpareFirst) {
+  ScratchDir dir("ftrun_test");
+  ASSERT_FALSE(dir.path().empty());
+  const RunResult run = RunFtrun(Concat({"-n", "3", "--spares", "1", "--respawn", "--grace", "0.2",
+                                         "--kill", "1,2", "--after", "0.2", "--tag-output", "--"},
+                                        Sh(RespawnScript(dir.path(), "sleep 30", "true"))));
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_LT(run.seconds, kQuickSeconds);
+  const std::string notes = Notes(run.err);
+  const size_t left = notes.find("is left to a spare (--spares)");
+  const size_t respawned = notes.find("(FT_SPARE=1, FT_RESPAWN_OF=");
+  EXPECT_NE(left, std::string::npos) << notes;
+  EXPECT_NE(respawned, std::string::npos) << notes;
+  EXPECT_EQ(notes.find("is left to a spare", left + 1), std::string::npos)
+      << "one spare: " << notes;
+  EXPECT_EQ(Count(Lines(run.out), "[1,4]<stdout>: env 4 3 1 1 1") +
+                Count(Lines(run.out), "[1,4]<stdout>: env 4 3 1 1 2"),
+            1u)
+      << run.out;
 }
 
 TEST(FtrunTest, RespawnOfAKilledRankAndTheJobExits0) {

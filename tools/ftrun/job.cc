@@ -23,10 +23,10 @@
 // (a forwarded one, --timeout's SIGTERM) gets SIGCONT right after it: stopped, it would act on
 // nothing but SIGKILL.
 //
-// Respawn (--respawn). A rank (not a spare, not rank 0) that dies while the job is not ending is
-// started again as a spare with the next unused FT_RANK and FT_RESPAWN_OF (FT_SPARE=1: the
-// engine joins as that rank's replacement); it is never respawned itself: each rank at most
-// once. Ending: every rank (those
+// Respawn (--respawn). A rank (not a spare, not rank 0) that dies while the job is not ending, and
+// with no idle spare left to take it (each loss left to a spare uses one up), is started again as a
+// spare with the next unused FT_RANK and FT_RESPAWN_OF (FT_SPARE=1: the engine joins as that rank's
+// replacement); it is never respawned itself: each rank at most once. Ending: every rank (those
 // --kill froze aside) has exited, --timeout expired, or a signal was forwarded.
 //
 // Status. The first failure in time (reaping order) of a rank, or of a spare that failed on its
@@ -561,6 +561,12 @@ class Job {
                             "supported yet");
         continue;
       }
+      if (IdleSparesLeft() > 0) {
+        // The coordinator gives the rank to a spare; a new process would find it taken.
+        ++left_to_spares_;
+        Note(err_sink_, "rank " + std::to_string(dead) + " is left to a spare (--spares)");
+        continue;
+      }
       const int rank = next_rank_++;
       if (const int failure = Spawn(rank, dead); failure != kExitOk) {
         Note(err_sink_, "could not respawn rank " + std::to_string(dead));
@@ -572,6 +578,15 @@ class Job {
                           std::to_string(rank) +
                           " (FT_SPARE=1, FT_RESPAWN_OF=" + std::to_string(dead) + ")");
     }
+  }
+
+  // Spares still running that no earlier loss was left to (each loss takes one).
+  int IdleSparesLeft() const {
+    const int running =
+        static_cast<int>(std::count_if(children_.begin(), children_.end(), [](const Child& child) {
+          return child.spare && !child.respawn_of && child.process.running() && !child.frozen;
+        }));
+    return running - left_to_spares_;
   }
 
   bool AnyRelayOpen() const {
@@ -629,6 +644,7 @@ class Job {
   int frozen_ranks_ = 0;            // of those, ranks
   std::vector<int> respawn_queue_;  // ranks that died, for RespawnDeadRanks
   bool spares_stopped_ = false;
+  int left_to_spares_ = 0;                   // --respawn: dead ranks left to a spare instead
   std::optional<TimePoint> spares_term_at_;  // every rank exited: SIGTERM the spares then
   bool ending_ = false;                      // --timeout expired or a signal was forwarded
   bool timed_out_ = false;

@@ -154,6 +154,10 @@ void StartActiveLocked(Core& core, Attempt& a, SteadyTime deadline) {
   a.state = Attempt::State::kResolving;
 }
 
+namespace {
+void RewaitLocked(Core& core, Attempt& a, std::string reason);
+}  // namespace
+
 void AcceptLocked(Core& core, Attempt& a, PendingRequest request) {
   a.conn = NewConn(core, a.peer);
   Conn& conn = *a.conn;
@@ -166,6 +170,17 @@ void AcceptLocked(Core& core, Attempt& a, PendingRequest request) {
   Status status = CreateQpLocked(core, conn, a.receives);
   if (status.ok()) status = ToRtr(conn, std::max<uint8_t>(responder, 1));
   if (status.ok()) status = ToRts(conn, std::max<uint8_t>(initiator, 1));
+  if (status.code() == StatusCode::kInvalidArgument) {
+    // rdma_init_qp_attr fails EINVAL for a request whose initiator has gone meanwhile (it died,
+    // or withdrew to dial again): wait for its next request, as when an accepted connection
+    // falls through. A lasting fault ends the attempt at its deadline, with this reason.
+    FT_LOG(kInfo) << "rdma: node " << core.node << " could not accept node " << a.peer
+                  << "'s request (" << status << "); waiting for another";
+    RewaitLocked(
+        core, a,
+        StrCat("the last request of node ", a.peer, " could not be accepted: ", status.message()));
+    return;
+  }
   if (status.ok()) {
     const std::vector<std::byte> data = EncodeConnectData(core.node, a.peer, a.user_data);
     rdma_conn_param param = ConnParam(core, data, conn.qp_num, std::max<uint8_t>(responder, 1),
