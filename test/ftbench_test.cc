@@ -122,6 +122,46 @@ TEST(FtbenchCheckpointTest, DeviceFlagsNeedTheRdmaFabric) {
 
 }  // namespace
 
+// Sizes as a user writes them: binary units (and the bare K, M, G as before), SI's decimal ones,
+// fractions; a negative size or an unknown unit is refused naming the flag and why (a negative
+// size was once taken as 2^64 - 1 and reported as an overflow).
+TEST(FtbenchCheckpointTest, SizesTakeBinaryAndDecimalUnitsAndFractions) {
+  const struct {
+    const char* size;
+    const char* image_bytes;
+  } good[] = {{"1.5KiB", "\"image_bytes\":1536"},
+              {"2kB", "\"image_bytes\":2000"},
+              {"3MB", "\"image_bytes\":3000000"},
+              {"64K", "\"image_bytes\":65536"},
+              {"0.25 MiB", "\"image_bytes\":262144"}};
+  for (const auto& c : good) {
+    const ProgramResult run =
+        RunProgram({FTBENCH_PATH, "checkpoint", "--nodes", "4", "-k", "2", "-m", "1", "--size",
+                    c.size, "--cell-bytes", "4KiB", "--versions", "1", "--json"},
+                   {}, kDeadline);
+    ASSERT_TRUE(run.started);
+    EXPECT_EQ(run.status, 0) << c.size << ": " << run.err;
+    EXPECT_NE(run.out.find(c.image_bytes), std::string::npos) << c.size << ": " << run.out;
+  }
+  const struct {
+    const char* size;
+    const char* says;
+  } bad[] = {{"-1", "--size: -1: a size cannot be negative"},
+             {"7x", "--size: 7x: unknown unit \"x\""},
+             {"MiB", "--size: MiB: not a size"},
+             {"20000000TB", "--size: 20000000TB: too large"}};
+  for (const auto& c : bad) {
+    const ProgramResult run =
+        RunProgram({FTBENCH_PATH, "checkpoint", "--size", c.size}, {}, kDeadline);
+    ASSERT_TRUE(run.started);
+    EXPECT_EQ(run.status, 2) << c.size << ": " << run.err;
+    EXPECT_NE(run.err.find(c.says), std::string::npos) << c.size << ": " << run.err;
+    EXPECT_TRUE(run.out.empty()) << run.out;
+  }
+  const ProgramResult help = RunProgram({FTBENCH_PATH, "checkpoint", "--help"}, {}, kDeadline);
+  EXPECT_NE(help.out.find("--size SIZE=64 MiB"), std::string::npos) << help.out;
+}
+
 // Runs that cannot work well are refused at once (exit 2) with what they would need: cells of a
 // few bytes (ran for minutes at 9 GB), and a run whose memory exceeds the machine's (1 GiB cells
 // were killed by the kernel at 24 GB with no message).

@@ -63,7 +63,9 @@ Command RegisterCheckpoint(CLI::App& app) {
                       "Nodes (loopback: one thread each; rdma: must match the launcher's world)")
           ->check(CLI::Range(2u, 65536u))
           ->capture_default_str();
-  AddSizeOption(*sub, "--size", &options->size, "Image bytes per node (KiB/MiB/GiB suffixes)");
+  AddSizeOption(*sub, "--size", &options->size,
+                "Image bytes per node: 64MiB, 1.5GiB, 500MB (KiB, MiB, GiB: powers of 1024; kB, "
+                "MB, GB: of 1000)");
   sub->add_option("-k,--k", options->k, "Data cells per stripe")
       ->check(CLI::Range(1, erasure::kMaxCells - 1))
       ->capture_default_str();

@@ -396,7 +396,8 @@ Command RegisterEncode(CLI::App& app) {
       ->check(IntRange(1, erasure::kMaxCells - 1))
       ->capture_default_str();
   AddSizeOption(*sub, "--cell-bytes", &options->cell_bytes,
-                "Bytes per cell: plain bytes or a KiB/MiB/GiB suffix (K, M, G are 1024 multiples)");
+                "Bytes per cell: plain bytes, KiB, MiB, GiB (K, M, G too: powers of 1024) or kB, "
+                "MB, GB (of 1000)");
   sub->add_option("--stripes", options->stripes, "Stripes encoded per timed pass")
       ->check(IntRange(1, kMaxStripes))
       ->capture_default_str();

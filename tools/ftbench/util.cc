@@ -3,7 +3,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
@@ -85,12 +87,53 @@ std::string FormatSize(uint64_t bytes) {
   return std::to_string(bytes) + " " + kUnits[unit];
 }
 
+std::string ParseSize(const std::string& text, uint64_t* bytes) {
+  size_t end = 0;
+  while (end < text.size() && (std::isdigit(static_cast<unsigned char>(text[end])) != 0 ||
+                               text[end] == '.' || text[end] == '-' || text[end] == '+')) {
+    ++end;
+  }
+  const std::string number = text.substr(0, end);
+  std::string unit = text.substr(end);
+  unit.erase(0, unit.find_first_not_of(' '));
+  if (number.find('-') != std::string::npos) return "a size cannot be negative";
+  double value = 0;
+  const auto [rest, error] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (number.empty() || error != std::errc() || rest != number.data() + number.size()) {
+    return "not a size: a number (fractions allowed) and a unit such as KiB, MiB, GiB, kB, MB";
+  }
+  std::string lower = unit;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static const std::pair<const char*, double> kUnits[] = {
+      {"", 1},         {"b", 1},      {"k", 0x1p10},   {"kib", 0x1p10}, {"m", 0x1p20},
+      {"mib", 0x1p20}, {"g", 0x1p30}, {"gib", 0x1p30}, {"t", 0x1p40},   {"tib", 0x1p40},
+      {"kb", 1e3},     {"mb", 1e6},   {"gb", 1e9},     {"tb", 1e12}};
+  const auto found = std::find_if(std::begin(kUnits), std::end(kUnits),
+                                  [&](const auto& entry) { return lower == entry.first; });
+  if (found == std::end(kUnits)) {
+    return "unknown unit \"" + unit +
+           "\": use B, KiB, MiB, GiB, TiB (K, M, G, T are the same) or " +
+           "kB, MB, GB, TB (powers of 1000)";
+  }
+  const double total = std::round(value * found->second);
+  if (!(total < 0x1p64)) return "too large: at most 2^64 - 1 bytes";
+  *bytes = static_cast<uint64_t>(total);
+  return "";
+}
+
 CLI::Option* AddSizeOption(CLI::App& app, const std::string& name, uint64_t* value,
                            const std::string& description) {
   return app.add_option(name, *value, description)
-      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->transform(CLI::Validator(
+          [](std::string& input) -> std::string {
+            uint64_t bytes = 0;
+            const std::string error = ParseSize(input, &bytes);
+            if (error.empty()) input = std::to_string(bytes);
+            return error.empty() ? error : input + ": " + error;
+          },
+          "", "size"))
       ->type_name("SIZE")
-      ->capture_default_str();
+      ->default_str(FormatSize(*value));
 }
 
 void AddDeviceOptions(CLI::App& app, DeviceFlags* flags) {

@@ -95,9 +95,14 @@ std::string FormatFixed(double value, int digits);
 
 // "1 MiB", "64 KiB", "1000 B": the largest binary unit that divides `bytes` exactly.
 std::string FormatSize(uint64_t bytes);
+// A byte count as a user writes it: a number, fractions allowed, then an optional unit. Binary:
+// KiB, MiB, GiB, TiB and the bare K, M, G, T (1024 multiples, as before); decimal as SI says: kB,
+// MB, GB, TB (1000 multiples); B. Case-insensitive, except that "kb"/"KB" count as kB. Rounded to
+// the nearest byte. Negative numbers, unknown units and values over 2^64 - 1 are refused with
+// the reason (an empty error means `*bytes` was set).
+std::string ParseSize(const std::string& text, uint64_t* bytes);
 
-// Adds an option taking a size: plain bytes or a K/KiB/KB, M/MiB/MB, G/GiB/GB suffix
-// (case-insensitive), all multiples of 1024.
+// Adds an option taking a size (ParseSize); --help shows its default as FormatSize does.
 CLI::Option* AddSizeOption(CLI::App& app, const std::string& name, uint64_t* value,
                            const std::string& description);
 

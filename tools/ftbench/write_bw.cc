@@ -469,7 +469,8 @@ Command RegisterWriteBw(CLI::App& app) {
       "RDMA WRITE bandwidth from rank 0 to rank 1 as the engine drives its WRITEs; run it as a "
       "job of 2 ranks (ftrun -n 2, srun, mpirun)");
   AddSizeOption(*sub, "--size", &options->size,
-                "Bytes per WRITE (KiB/MiB/GiB suffixes), at most the device's message size");
+                "Bytes per WRITE (KiB, MiB: powers of 1024; kB, MB: of 1000), at most the device's "
+                "message size");
   sub->add_option("--duration", options->duration_seconds, "Seconds of WRITEs (fractions ok)")
       ->check(PositiveSeconds(kWriteBwMaxDurationSeconds))
       ->capture_default_str();
