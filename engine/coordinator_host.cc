@@ -63,6 +63,11 @@ std::vector<NodeId> CoordinatorHost::UnconnectedSpares() const {
   return out;
 }
 
+std::vector<NodeId> CoordinatorHost::ControlPeersToDial() const {
+  std::vector<NodeId> awaiting = AwaitingReplacement();
+  return awaiting.empty() ? UnconnectedSpares() : awaiting;
+}
+
 void CoordinatorHost::OnSpareConnected(NodeId spare) {
   spares_.push_back(spare);
   std::sort(spares_.begin(), spares_.end());

@@ -52,8 +52,9 @@ class CoordinatorHost {
   // When CheckRecoveryDeadlines must run even if nothing arrives; Nanos::max() when never.
   Nanos next_deadline() const;
   bool recovering() const { return recovery_ != nullptr; }
-  // Idle spares (numbers world.size ..): which are not connected yet, one connected, one lost.
-  std::vector<NodeId> UnconnectedSpares() const;
+  // Whom the coordinator dials for a control link: the lost ranks still awaiting a replacement,
+  // else the idle spares not connected yet.
+  std::vector<NodeId> ControlPeersToDial() const;
   void OnSpareConnected(NodeId spare);
   void OnSpareLost(NodeId spare);
 
@@ -63,6 +64,8 @@ class CoordinatorHost {
                   std::unique_ptr<recovery::Coordinator> coordinator);
 
  private:
+  // Idle spares (numbers world.size ..): which are not connected yet, one connected, one lost.
+  std::vector<NodeId> UnconnectedSpares() const;
   void SendAll(recovery::Coordinator::Outbox& outbox);
   void AddEndpoints(recovery::GoMessage& go) const;
   void AddEndpoints(recovery::RestoreMessage& restore) const;

@@ -427,8 +427,7 @@ Nanos Worker::NextDeadline() const {
   if (coordinator_) {
     due = std::min(due, coordinator_->next_deadline());
     // A rank or spare still to dial: the next turn.
-    if (!peers_.connecting() && (!coordinator_->AwaitingReplacement().empty() ||
-                                 !coordinator_->UnconnectedSpares().empty())) {
+    if (!peers_.connecting() && !coordinator_->ControlPeersToDial().empty()) {
       due = std::min(due, next_control_dial_);
     }
   }
@@ -450,10 +449,7 @@ bool Worker::CoordinatorRecoveryTurn() {
   // (a batch succeeds only whole, and they come one by one), in turn, each briefly: they may come
   // at any time. A peer that is not there at all (dead) fails at once: not again for 100 ms.
   if (peers_.connecting() || now < next_control_dial_) return false;
-  const std::vector<NodeId> awaiting = coordinator_->AwaitingReplacement();
-  const std::vector<NodeId> spares =
-      awaiting.empty() ? coordinator_->UnconnectedSpares() : std::vector<NodeId>();
-  const std::vector<NodeId>& candidates = awaiting.empty() ? spares : awaiting;
+  const std::vector<NodeId> candidates = coordinator_->ControlPeersToDial();
   if (candidates.empty()) return false;
   const NodeId peer = candidates[next_awaited_++ % candidates.size()];
   next_control_dial_ = now + std::chrono::milliseconds(100);
