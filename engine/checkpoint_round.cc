@@ -63,6 +63,7 @@ void CheckpointRound::AdoptRestored(const CommittedVersion& restored,
                                     std::vector<recovery::HolderAddress> holders,
                                     std::vector<NodeId> hosted_owners) {
   committed_ = restored;
+  PublishCommittedLayout();
   holders_ = std::move(holders);
   slot_bytes_ = restored.slot_bytes;
   hosted_owners_ = std::move(hosted_owners);
@@ -93,7 +94,10 @@ bool CheckpointRound::Setup(std::shared_ptr<CheckpointHandle::State> handle, boo
     for (const auto& [id, region] : shared_.regions) {
       regions_.push_back({region.ptr, region.bytes, region.mr->lkey()});
     }
+    region_layout_ = LayoutOf(shared_.regions);
   }
+  region_layout_digest_ =
+      erasure::Crc64(region_layout_.data(), region_layout_.size() * sizeof(recovery::LayoutRegion));
   std::vector<uint64_t> sizes;
   uint64_t image = 0;
   for (const RegionRef& r : regions_) {
@@ -146,6 +150,8 @@ void CheckpointRound::SendPrepare() {
   prepare.store_addr = store.addr;
   prepare.store_rkey = store.rkey;
   prepare.store_sized_by_coordinator = node_.options.store_capacity == 0;
+  prepare.layout_regions = static_cast<uint32_t>(region_layout_.size());
+  prepare.layout_digest = region_layout_digest_;
   store_id_ = memory_.store_id();
   channel_.Send(node_.coordinator(), prepare);
 }
@@ -196,6 +202,31 @@ bool CheckpointRound::StepGrow() {
                  << " bytes in place";
   SendPrepare();
   return true;
+}
+
+// The coordinator does not know the layout our PREPARE named: the regions it asks for.
+void CheckpointRound::OnLayoutRequest(const recovery::LayoutRequestMessage& request) {
+  if (phase_ != Phase::kAwaitGo || request.digest != region_layout_digest_ ||
+      request.first >= region_layout_.size()) {
+    return;  // a request for a PREPARE we no longer stand by
+  }
+  recovery::LayoutMessage chunk{node_.epoch(),         node_.rank(),
+                                region_layout_digest_, static_cast<uint32_t>(region_layout_.size()),
+                                request.first,         {}};
+  const size_t end =
+      std::min(region_layout_.size(), request.first + recovery::kLayoutRegionsUpstream);
+  chunk.regions.assign(region_layout_.begin() + request.first, region_layout_.begin() + end);
+  channel_.Send(node_.coordinator(), std::move(chunk));
+}
+
+void CheckpointRound::PublishCommittedLayout() {
+  std::vector<ProtectedRegion> layout;
+  layout.reserve(committed_.layout.size());
+  for (const recovery::LayoutRegion& region : committed_.layout) {
+    layout.push_back({region.id, region.bytes});
+  }
+  std::lock_guard lock(shared_.mutex);
+  shared_.committed_layout = std::move(layout);
 }
 
 void CheckpointRound::PublishStoreBytes() {
@@ -277,8 +308,8 @@ bool CheckpointRound::Step() {
         }
         done_sent_at_ = node_.Now();
         if (!reprotect_) {
-          done_unanswered_ = CommittedVersion{version_, header_epoch_, geometry_,
-                                              holders_, slot_bytes_,   store_id_};
+          done_unanswered_ = CommittedVersion{version_,    header_epoch_, geometry_,     holders_,
+                                              slot_bytes_, store_id_,     region_layout_};
         }
         SendDone(StatusCode::kOk, verbs::kInvalidNode);
       }
@@ -629,6 +660,8 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
   }
   if (const auto* grow = std::get_if<recovery::GrowMessage>(&message)) {
     OnGrow(*grow);
+  } else if (const auto* request = std::get_if<recovery::LayoutRequestMessage>(&message)) {
+    OnLayoutRequest(*request);
   } else if (const auto* go = std::get_if<recovery::GoMessage>(&message)) {
     if (phase_ == Phase::kAwaitGo) {
       version_ = go->version;
@@ -644,8 +677,9 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
     }
   } else if (const auto* commit = std::get_if<recovery::CommitMessage>(&message)) {
     if (phase_ == Phase::kAwaitCommit && commit->version == version_) {
-      committed_ =
-          CommittedVersion{version_, header_epoch_, geometry_, holders_, slot_bytes_, store_id_};
+      committed_ = CommittedVersion{version_,    header_epoch_, geometry_,     holders_,
+                                    slot_bytes_, store_id_,     region_layout_};
+      PublishCommittedLayout();
       memory_.DropRetiredStores(committed_.store_id);
       PublishStoreBytes();
       FinishRound(Status());
@@ -654,6 +688,7 @@ void CheckpointRound::OnControlMessage(NodeId from, const recovery::Message& mes
       // We gave up waiting after our DONE, but the version did commit: it is the committed one
       // (the next round writes the other slot), even though our call reported the deadline.
       committed_ = *std::move(done_unanswered_);
+      PublishCommittedLayout();
       memory_.DropRetiredStores(committed_.store_id);
       PublishStoreBytes();
       std::lock_guard lock(shared_.mutex);

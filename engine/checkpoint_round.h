@@ -73,7 +73,7 @@ class CheckpointRound {
 
   // A cell or header WRITE of generation `id.generation` completed.
   void OnWriteCompleted(WorkId id, verbs::WcStatus status, NodeId peer);
-  // GROW, GO, COMMIT and ABORT from the coordinator (others are ignored).
+  // GROW, LAYOUT_REQUEST, GO, COMMIT and ABORT from the coordinator (others are ignored).
   void OnControlMessage(NodeId from, const recovery::Message& message);
   // A data link to `peer` was fenced because it failed (or its peer fenced it).
   void OnDataLinkLost(NodeId peer, std::string_view why);
@@ -110,6 +110,9 @@ class CheckpointRound {
   void StartGrow(uint64_t bytes);
   bool StepGrow();
   void PublishStoreBytes();
+  void OnLayoutRequest(const recovery::LayoutRequestMessage& request);
+  // committed_'s layout becomes the one Engine::CommittedLayout reports.
+  void PublishCommittedLayout();
   void SendDone(StatusCode code, NodeId failed_peer);
   void TellCoordinatorWeGaveUp(StatusCode code);
   Status PrepareBuffers();
@@ -157,6 +160,10 @@ class CheckpointRound {
   std::optional<erasure::StripeGeometry> geometry_;
   std::optional<erasure::ImageLayout> layout_;
   std::vector<RegionRef> regions_;
+  // The regions' ids and sizes as this round snapshotted them, and their CRC64 (the PREPARE
+  // names the layout by it; the coordinator pulls a layout it does not know).
+  std::vector<recovery::LayoutRegion> region_layout_;
+  uint64_t region_layout_digest_ = 0;
   uint64_t header_area_bytes_ = 0;
   int pipeline_slots_ = 0;
   uint64_t next_stripe_ = 0;

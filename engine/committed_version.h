@@ -21,6 +21,7 @@ struct CommittedVersion {
   std::vector<recovery::HolderAddress> holders;  // by column
   uint64_t slot_bytes = 0;  // of each of the two slots of this node's extents (the GO's)
   uint64_t store_id = 0;    // this node's store that hosts others' fragments of this version
+  std::vector<recovery::LayoutRegion> layout;  // the image's regions (ids, sizes)
 };
 
 }  // namespace ft::internal

@@ -47,6 +47,8 @@ void CoordinatorHost::OnMessage(const recovery::Message& message) {
     if (recovery_) recovery_->OnReport(*report, &outbox);
   } else if (const auto* restored = std::get_if<recovery::RestoredMessage>(&message)) {
     if (recovery_) recovery_->OnRestored(*restored, &outbox);
+  } else if (const auto* layout = std::get_if<recovery::LayoutMessage>(&message)) {
+    coordinator_->OnLayout(*layout, &outbox);
   }
   SendAll(outbox);
   AfterRecoveryMessage();
@@ -115,6 +117,19 @@ void CoordinatorHost::OnReplacementConnected(NodeId rank) {
     replaced_.push_back(rank);
   }
   FT_LOG(kInfo) << "coordinator: a replacement for rank " << rank << " connected";
+  // What it must Protect before Recover(): its rank's committed layout, in chunks that its
+  // posted receives hold (kMaxLayoutRegions bounds their number).
+  const recovery::RegionLayout& layout = coordinator_->committed_layout(rank);
+  const auto total = static_cast<uint32_t>(layout.regions.size());
+  uint32_t first = 0;
+  do {
+    const uint32_t end = std::min<uint32_t>(
+        total, first + static_cast<uint32_t>(recovery::kLayoutRegionsDownstream));
+    recovery::LayoutMessage chunk{node_.epoch() + 1, rank, layout.digest, total, first, {}};
+    chunk.regions.assign(layout.regions.begin() + first, layout.regions.begin() + end);
+    channel_.Send(rank, std::move(chunk));
+    first = end;
+  } while (first < total);
 }
 
 bool CoordinatorHost::ReadyToRecover() const {

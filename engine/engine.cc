@@ -23,6 +23,7 @@ namespace ft {
 namespace {
 
 constexpr uint64_t kMinCellBytes = 512;
+static_assert(kMaxProtectedRegions == recovery::kMaxLayoutRegions);
 
 }  // namespace
 
@@ -70,6 +71,13 @@ class Engine::Impl {
   bool idle_spare() const { return spare_link_ != nullptr; }
   Result<recovery::AssignMessage> WaitAssigned(std::chrono::milliseconds timeout) {
     return spare_link_->WaitForAssignment(timeout, node_.clock);
+  }
+  // A replacement: waits (until `deadline` on the engine's clock) for the coordinator to send
+  // its rank's committed layout, which it does once the replacement joined.
+  Result<std::vector<ProtectedRegion>> WaitForLayout(Nanos deadline);
+  std::vector<ProtectedRegion> CommittedLayout() const {
+    std::lock_guard lock(shared_.mutex);
+    return shared_.committed_layout;
   }
   const Engine::FabricFor& fabric_for() const { return fabric_for_; }
   Clock& clock() const { return node_.clock; }
@@ -129,6 +137,10 @@ Status Engine::Impl::Protect(uint64_t id, void* ptr, size_t bytes) {
     }
     if (shared_.regions.contains(id)) {
       return Status::InvalidArgument("Protect(id = ", id, "): id is already protected");
+    }
+    if (shared_.regions.size() >= kMaxProtectedRegions) {
+      return Status::ResourceExhausted("Protect(id = ", id, "): ", shared_.regions.size(),
+                                       " regions are protected, the most a node may");
     }
     for (const auto& [other_id, region] : shared_.regions) {
       if (begin < region.ptr + region.bytes && region.ptr < begin + bytes) {
@@ -429,11 +441,40 @@ Result<RecoveryReport> Engine::Recover() {
   return impl_->Recover();
 }
 
-Result<uint32_t> Engine::WaitForAssignment(std::chrono::milliseconds timeout) {
+Result<std::vector<ProtectedRegion>> Engine::Impl::WaitForLayout(Nanos deadline) {
+  std::unique_lock lock(shared_.mutex);
+  while (!shared_.layout_assigned) {
+    if (shared_.stop) return Status::Unavailable("the engine is shutting down");
+    if (!shared_.removed.ok()) return shared_.removed;
+    const auto coordinator_lost =
+        std::any_of(shared_.lost_nodes.begin(), shared_.lost_nodes.end(),
+                    [&](const auto& lost) { return lost.first == node_.coordinator(); });
+    if (coordinator_lost) {
+      return Status::Unavailable("the coordinator (rank ", node_.coordinator(),
+                                 ") was lost before it sent rank ", node_.rank(),
+                                 "'s committed layout");
+    }
+    const Nanos now = node_.clock.Now();
+    if (now >= deadline) {
+      return Status::DeadlineExceeded("the coordinator did not send rank ", node_.rank(),
+                                      "'s committed layout in time");
+    }
+    // Short waits: the engine's clock may be a test's manual one, which notifies no one.
+    shared_.cv.wait_for(lock, std::min<Nanos>(deadline - now, std::chrono::milliseconds(10)));
+  }
+  return shared_.committed_layout;
+}
+
+Result<Assignment> Engine::WaitForAssignment(std::chrono::milliseconds timeout) {
+  const Nanos deadline = impl_->clock().Now() + timeout;
   if (!impl_->idle_spare()) {
-    if (IsSpare()) return world().rank;  // started for this rank
-    return Status::FailedPrecondition("WaitForAssignment on rank ", world().rank,
-                                      ", which is not a spare");
+    if (!IsSpare()) {
+      return Status::FailedPrecondition("WaitForAssignment on rank ", world().rank,
+                                        ", which is not a spare");
+    }
+    // Started for this rank: its layout comes once it joined.
+    FT_ASSIGN_OR_RETURN(std::vector<ProtectedRegion> layout, impl_->WaitForLayout(deadline));
+    return Assignment{world().rank, std::move(layout)};
   }
   FT_ASSIGN_OR_RETURN(recovery::AssignMessage assigned, impl_->WaitAssigned(timeout));
   const uint32_t rank = assigned.rank;
@@ -446,9 +487,12 @@ Result<uint32_t> Engine::WaitForAssignment(std::chrono::milliseconds timeout) {
   WorldInfo as{rank, spare.size, spare.coordinator, spare.spares};
   FT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> replacement,
                       Create(options(), as, std::move(fabric), impl_->clock(), true));
-  impl_ = std::move(replacement->impl_);  // the spare's link and fabric go with the old one
-  return rank;
+  impl_ = std::move(replacement->impl_);        // the spare's link and fabric go with the old one
+  if (!IsSpare()) return Assignment{rank, {}};  // joined while the job was starting: nothing yet
+  FT_ASSIGN_OR_RETURN(std::vector<ProtectedRegion> layout, impl_->WaitForLayout(deadline));
+  return Assignment{rank, std::move(layout)};
 }
+std::vector<ProtectedRegion> Engine::CommittedLayout() const { return impl_->CommittedLayout(); }
 uint64_t Engine::image_bytes() const { return impl_->image_bytes(); }
 bool Engine::FailureDetected() const { return impl_->FailureDetected(); }
 bool Engine::IsSpare() const { return impl_->IsSpare(); }

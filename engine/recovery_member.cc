@@ -234,6 +234,7 @@ void RecoveryMember::BeginRestore() {
       regions_.push_back({region.ptr, region.bytes, region.mr->lkey()});
       image += region.bytes;
     }
+    layout_ = LayoutOf(shared_.regions);
   }
   report_.restored_bytes = image;
   if (restore_->version > 0 && image != restore_->image_bytes) {
@@ -291,7 +292,8 @@ void RecoveryMember::StartRead() {
                                 *geometry,
                                 restore_->holders,
                                 restore_->slot_bytes,
-                                replacement_ ? memory_.store_id() : round_.committed().store_id};
+                                replacement_ ? memory_.store_id() : round_.committed().store_id,
+                                layout_};
   {
     std::lock_guard lock(shared_.mutex);
     if (!replacement_ && o.keep_local_copy && shared_.local_copy_version == version &&

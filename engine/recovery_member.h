@@ -98,6 +98,7 @@ class RecoveryMember {
   std::optional<Status> unclaimed_failure_;
   AlignedBuffer scratch_;  // a multi-region image read whole, then scattered
   std::vector<RegionRef> regions_;
+  std::vector<recovery::LayoutRegion> layout_;  // the regions' ids and sizes
   std::shared_ptr<CheckpointHandle::State> reprotect_;
   uint64_t tag_ = 0;  // of our partner Connects: distinct from the round's generations
   Nanos loss_learned_{0}, called_{0}, deadline_{0}, restore_began_{0}, restored_at_{0};

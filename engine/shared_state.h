@@ -18,6 +18,7 @@
 
 #include "engine/buffer.h"
 #include "ftengine/engine.h"
+#include "recovery/protocol.h"
 #include "verbs/fabric.h"
 
 namespace ft {
@@ -97,7 +98,20 @@ struct SharedState {
   std::atomic<bool> failure_detected{false};
   // A replacement process that has not recovered yet (Engine::IsSpare).
   std::atomic<bool> spare{false};
+  // The region layout of this rank's committed image (Engine::CommittedLayout): the last
+  // committed round's, or on a replacement the lost rank's, as the coordinator sent it once the
+  // replacement joined (layout_assigned; cv is notified).
+  std::vector<ProtectedRegion> committed_layout;
+  bool layout_assigned = false;
 };
+
+// The layout of the regions (the caller holds the mutex).
+inline std::vector<recovery::LayoutRegion> LayoutOf(const std::map<uint64_t, Region>& regions) {
+  std::vector<recovery::LayoutRegion> layout;
+  layout.reserve(regions.size());
+  for (const auto& [id, region] : regions) layout.push_back({id, region.bytes});
+  return layout;
+}
 
 // What a failure this node knows of means for its next checkpoint (the caller holds the mutex):
 // OK when none; the removal (Aborted) on a removed node; else Unavailable naming every lost node.

@@ -355,12 +355,22 @@ void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
     }
     return;
   }
+  if (const auto* layout = std::get_if<recovery::LayoutMessage>(&message);
+      layout && !coordinator_) {
+    OnAssignedLayout(from, *layout);
+    return;
+  }
   const bool upstream = std::holds_alternative<recovery::PrepareMessage>(message) ||
                         std::holds_alternative<recovery::DoneMessage>(message) ||
                         std::holds_alternative<recovery::ReportMessage>(message) ||
-                        std::holds_alternative<recovery::RestoredMessage>(message);
+                        std::holds_alternative<recovery::RestoredMessage>(message) ||
+                        std::holds_alternative<recovery::LayoutMessage>(message);
   if (upstream) {
     if (coordinator_) coordinator_->OnMessage(message);
+    return;
+  }
+  if (std::holds_alternative<recovery::LayoutRequestMessage>(message)) {
+    round_.OnControlMessage(from, message);
     return;
   }
   const bool recovery_only = std::holds_alternative<recovery::ViewMessage>(message) ||
@@ -377,6 +387,28 @@ void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
     round_.OnControlMessage(from, message);
   }
   recovery_.OnControlMessage(from, message);
+}
+
+// The coordinator tells a replacement the committed layout of its rank, in chunks, once it
+// joined: WaitForAssignment returns it when the last chunk is in.
+void Worker::OnAssignedLayout(NodeId from, const recovery::LayoutMessage& chunk) {
+  if (from != node_.coordinator() || chunk.node != node_.rank() ||
+      chunk.first != assigned_layout_.size()) {
+    FT_LOG(kWarn) << "node " << node_.rank() << ": ignored a LAYOUT of node " << chunk.node
+                  << " from " << chunk.first << " (from node " << from << ", "
+                  << assigned_layout_.size() << " regions received)";
+    return;
+  }
+  for (const recovery::LayoutRegion& region : chunk.regions) {
+    assigned_layout_.push_back({region.id, region.bytes});
+  }
+  if (assigned_layout_.size() < chunk.total) return;
+  {
+    std::lock_guard lock(shared_.mutex);
+    shared_.committed_layout = std::exchange(assigned_layout_, {});
+    shared_.layout_assigned = true;
+  }
+  shared_.cv.notify_all();
 }
 
 Result<std::vector<std::unique_ptr<verbs::QueuePair>>> Worker::JoinAsReplacement(

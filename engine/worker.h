@@ -67,6 +67,7 @@ class Worker {
   void OnLinkFenced(const PeerTable::LinkInfo& link, std::string_view why);
   void OnUndeliverable(NodeId to, std::string_view why);
   void OnControlMessage(NodeId from, const recovery::Message& message);
+  void OnAssignedLayout(NodeId from, const recovery::LayoutMessage& chunk);
   // Beats, scans the heartbeat slots and acts on what they say. True when something happened.
   bool HeartbeatTurn();
   // `node` is lost (its control link fenced, or the coordinator said so): fence every link to it
@@ -108,6 +109,7 @@ class Worker {
   std::vector<verbs::Completion> deferred_;
   size_t next_awaited_ = 0;  // the lost rank (or spare) the coordinator dials next
   Nanos next_control_dial_{0};
+  std::vector<ProtectedRegion> assigned_layout_;  // a replacement's layout, chunks so far
   std::thread thread_;
 };
 

@@ -33,6 +33,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const Options& options)
 Coordinator::Coordinator(PrivateTag, const Options& options)
     : options_(options),
       prepares_(options.world_size),
+      layouts_(options.world_size),
       prepared_(options.world_size, 0),
       grow_bytes_(options.world_size, 0),
       done_(options.world_size, 0),
@@ -59,6 +60,28 @@ void Coordinator::OnPrepare(const PrepareMessage& message, Outbox* outbox) {
                          MakeAbort(first_lost_, StatusCode::kUnavailable, lost_reason_));
     return;
   }
+  if (std::optional<LayoutRequestMessage> pull = layouts_.PullUnlessKnown(message)) {
+    outbox->emplace_back(message.node, *pull);
+    return;
+  }
+  AcceptPrepare(message, outbox);
+}
+
+void Coordinator::OnLayout(const LayoutMessage& message, Outbox* outbox) {
+  if (message.epoch != options_.epoch || phase_ != Phase::kCollectingPrepare) {
+    ++ignored_messages_;
+    return;
+  }
+  LayoutBook::Chunk chunk = layouts_.OnLayout(message);
+  if (!chunk.accepted) {
+    ++ignored_messages_;
+    return;
+  }
+  if (chunk.next) outbox->emplace_back(message.node, *chunk.next);
+  if (chunk.complete) AcceptPrepare(*chunk.complete, outbox);
+}
+
+void Coordinator::AcceptPrepare(const PrepareMessage& message, Outbox* outbox) {
   prepared_[message.node] = 1;
   prepares_[message.node] = message;
   if (++prepared_count_ == options_.world_size) StartRound(outbox);
@@ -197,8 +220,11 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   committed_version_ = version_in_flight_;
   committed_epoch_ = options_.epoch;
   committed_placement_ = placement_;
-  committed_prepares_ = placed_prepares_;
+  // This round's PREPAREs, not the placement's inputs: a kept placement has the same stores,
+  // domains and capacities, but the images may have changed size within their extents.
+  committed_prepares_ = prepares_;
   committed_placement_id_ = placement_id_;
+  layouts_.Commit();
   version_in_flight_ = 0;  // an ABORT before the next GO names committed + 1, not this version
   phase_ = Phase::kCollectingPrepare;
   for (NodeId node = 0; node < options_.world_size; ++node) {
@@ -233,6 +259,12 @@ void Coordinator::OnNodeLost(NodeId node, std::string_view reason, Outbox* outbo
       outbox->emplace_back(prepared, MakeAbort(node, StatusCode::kUnavailable, lost_reason_));
     }
   }
+  for (NodeId pulled : layouts_.Pulling()) {
+    if (!lost_[pulled]) {
+      outbox->emplace_back(pulled, MakeAbort(node, StatusCode::kUnavailable, lost_reason_));
+    }
+  }
+  layouts_.CancelAll();
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
   std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);
@@ -370,6 +402,7 @@ void Coordinator::OnWithdraw(const DoneMessage& message, Outbox* outbox) {
     return;
   }
   if (phase_ == Phase::kCollectingPrepare) {
+    layouts_.Cancel(message.node);
     if (prepared_[message.node]) {
       prepared_[message.node] = 0;
       --prepared_count_;
@@ -414,7 +447,8 @@ Status Coordinator::InstallView(const View& view, Outbox* outbox) {
   // second the one it waits to start.
   const std::string reason = StrCat("a new view was installed (", view.Describe(), ")");
   for (NodeId node = 0; node < options_.world_size; ++node) {
-    if (!lost_[node] && (phase_ == Phase::kCollectingDone || prepared_[node])) {
+    const bool waits = prepared_[node] || layouts_.pulling(node);
+    if (!lost_[node] && (phase_ == Phase::kCollectingDone || waits)) {
       outbox->emplace_back(node, MakeAbort(UINT32_MAX, StatusCode::kAborted, reason));
     }
     if (!lost_[node] && early_prepares_[node]) {
@@ -435,6 +469,7 @@ Status Coordinator::InstallView(const View& view, Outbox* outbox) {
   first_lost_ = UINT32_MAX;
   lost_reason_.clear();
   std::fill(early_prepares_.begin(), early_prepares_.end(), std::nullopt);  // of the old epoch
+  layouts_.CancelAll();
   placement_.reset();  // members may have changed: the next round places anew
   return Status();
 }
@@ -445,7 +480,10 @@ CoordinatorState Coordinator::state() const {
   state.committed_version = committed_version_;
   state.committed_epoch = committed_epoch_;
   state.placement_id = committed_placement_id_;
-  if (committed_version_ > 0) state.prepares = committed_prepares_;
+  if (committed_version_ > 0) {
+    state.prepares = committed_prepares_;
+    state.layouts = layouts_.committed_layouts();
+  }
   return state;
 }
 
@@ -462,6 +500,7 @@ AbortMessage Coordinator::MakeAbort(NodeId failed_node, StatusCode code,
 
 void Coordinator::Abort(NodeId failed_node, StatusCode code, std::string reason, Outbox* outbox) {
   phase_ = Phase::kCollectingPrepare;
+  layouts_.CancelAll();  // every node hears the ABORT below
   std::fill(prepared_.begin(), prepared_.end(), 0);
   prepared_count_ = 0;
   std::fill(grow_bytes_.begin(), grow_bytes_.end(), 0);

@@ -34,6 +34,7 @@
 
 #include "ftengine/status.h"
 #include "recovery/connection.h"
+#include "recovery/layout_book.h"
 #include "recovery/placement.h"
 #include "recovery/protocol.h"
 #include "recovery/view.h"
@@ -48,11 +49,14 @@ struct CoordinatorState {
   uint64_t placement_id = 0;       // of the committed version's placement
   // The committed version's placement inputs, by node (empty when nothing is committed).
   std::vector<PrepareMessage> prepares;
+  // The committed version's region layouts, by node (empty when nothing is committed): what a
+  // process replacing a lost rank Protects.
+  std::vector<RegionLayout> layouts;
   bool operator==(const CoordinatorState&) const = default;
 };
 // Wire format: {magic "FTS1", epoch, committed version, committed epoch, placement id, count,
-// PREPAREs as in recovery/protocol}. Decode refuses anything truncated or inconsistent
-// (InvalidArgument).
+// PREPAREs as in recovery/protocol, then per node: digest, region count, (id, bytes) pairs}. Decode
+// refuses anything truncated or inconsistent (InvalidArgument).
 std::vector<std::byte> EncodeState(const CoordinatorState& state);
 Result<CoordinatorState> DecodeState(std::span<const std::byte> bytes);
 
@@ -70,7 +74,10 @@ class Coordinator {
 
   // Appends the messages to send to *outbox. Messages of another epoch, from unknown nodes or
   // for a version not in flight are ignored (and counted in ignored_messages()).
+  // A PREPARE naming a region layout the coordinator does not know counts once the layout was
+  // pulled (LAYOUT_REQUEST, answered by LAYOUT chunks: OnLayout).
   void OnPrepare(const PrepareMessage& message, Outbox* outbox);
+  void OnLayout(const LayoutMessage& message, Outbox* outbox);
   // A failed DONE with version kWithdrawVersion withdraws the node's PREPARE (it gave up waiting
   // for a GO): taken back before the round starts, an ABORT of the round after.
   void OnDone(const DoneMessage& message, Outbox* outbox);
@@ -101,6 +108,8 @@ class Coordinator {
   bool older_in_place() const { return older_in_place_; }
   uint64_t older_epoch() const { return older_epoch_; }
   const std::vector<PrepareMessage>& committed_prepares() const { return committed_prepares_; }
+  // The region layout of `node`'s committed image (empty when nothing is committed).
+  const RegionLayout& committed_layout(NodeId node) const { return layouts_.committed(node); }
   bool round_in_flight() const { return phase_ == Phase::kCollectingDone; }
   const Placement* placement() const { return placement_ ? &*placement_ : nullptr; }
   uint64_t placement_id() const { return placement_id_; }
@@ -117,6 +126,7 @@ class Coordinator {
 
  private:
   enum class Phase { kCollectingPrepare, kCollectingDone };
+  void AcceptPrepare(const PrepareMessage& message, Outbox* outbox);
   void StartRound(Outbox* outbox);
   void OnWithdraw(const DoneMessage& message, Outbox* outbox);
   struct PlacementPlan {
@@ -137,6 +147,7 @@ class Coordinator {
   uint64_t committed_version_ = 0;
   uint64_t version_in_flight_ = 0;
   std::vector<PrepareMessage> prepares_;
+  LayoutBook layouts_;
   std::vector<uint8_t> prepared_;
   uint32_t prepared_count_ = 0;
   std::vector<uint64_t> grow_bytes_;  // per node: the store it was asked to GROW to (0: none)

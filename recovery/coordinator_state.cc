@@ -44,6 +44,15 @@ std::vector<std::byte> EncodeState(const CoordinatorState& state) {
     Append(out, static_cast<uint16_t>(length));
     out.insert(out.end(), message, message + length);
   }
+  Append(out, static_cast<uint32_t>(state.layouts.size()));
+  for (const RegionLayout& layout : state.layouts) {
+    Append(out, layout.digest);
+    Append(out, static_cast<uint32_t>(layout.regions.size()));
+    for (const LayoutRegion& region : layout.regions) {
+      Append(out, region.id);
+      Append(out, region.bytes);
+    }
+  }
   return out;
 }
 
@@ -80,6 +89,26 @@ Result<CoordinatorState> DecodeState(std::span<const std::byte> bytes) {
     }
     state.prepares.push_back(*prepare);
     in = in.subspan(length);
+  }
+  uint32_t layouts = 0;
+  if (!Take(in, &layouts) || (layouts != 0 && layouts != count)) {
+    return Status::InvalidArgument("coordinator state: ", layouts, " region layouts for ", count,
+                                   " nodes");
+  }
+  for (uint32_t node = 0; node < layouts; ++node) {
+    RegionLayout layout;
+    uint32_t regions = 0;
+    if (!Take(in, &layout.digest) || !Take(in, &regions) || regions > kMaxLayoutRegions ||
+        regions > in.size() / 16) {
+      return Status::InvalidArgument("coordinator state: the region layout of node ", node,
+                                     " is truncated or names too many regions");
+    }
+    layout.regions.resize(regions);
+    for (LayoutRegion& region : layout.regions) {
+      (void)Take(in, &region.id);
+      (void)Take(in, &region.bytes);
+    }
+    state.layouts.push_back(std::move(layout));
   }
   if (!in.empty()) {
     return Status::InvalidArgument("coordinator state has ", in.size(), " bytes past its end");

@@ -106,6 +106,8 @@ void Write(Writer& w, const PrepareMessage& m) {
   w.Put(m.store_addr);
   w.Put(m.store_rkey);
   w.Put(static_cast<uint32_t>(m.store_sized_by_coordinator));
+  w.Put(m.layout_regions);
+  w.Put(m.layout_digest);
 }
 
 void Write(Writer& w, const GrowMessage& m) {
@@ -219,6 +221,26 @@ void Write(Writer& w, const ReprotectMessage& m) {
 void Write(Writer& w, const AssignMessage& m) {
   PutHeader(w, MessageType::kAssign, m.epoch);
   w.Put(m.rank);
+}
+
+void Write(Writer& w, const LayoutRequestMessage& m) {
+  PutHeader(w, MessageType::kLayoutRequest, m.epoch);
+  w.Put(m.node);
+  w.Put(m.first);
+  w.Put(m.digest);
+}
+
+void Write(Writer& w, const LayoutMessage& m) {
+  PutHeader(w, MessageType::kLayout, m.epoch);
+  w.Put(m.node);
+  w.Put(m.total);
+  w.Put(m.first);
+  w.Put(static_cast<uint32_t>(m.regions.size()));
+  w.Put(m.digest);
+  for (const LayoutRegion& region : m.regions) {
+    w.Put(region.id);
+    w.Put(region.bytes);
+  }
 }
 
 bool ValidCode(int32_t code) {
@@ -349,6 +371,32 @@ Result<Message> DecodeRecoveryMessage(MessageType type, uint64_t epoch, Reader& 
       if (!r.Get(&m.rank)) return Truncated("ASSIGN");
       return Message(m);
     }
+    case MessageType::kLayoutRequest: {
+      LayoutRequestMessage m;
+      m.epoch = epoch;
+      if (!r.Get(&m.node) || !r.Get(&m.first) || !r.Get(&m.digest) ||
+          m.first >= kMaxLayoutRegions) {
+        return Truncated("LAYOUT_REQUEST");
+      }
+      return Message(m);
+    }
+    case MessageType::kLayout: {
+      LayoutMessage m;
+      m.epoch = epoch;
+      uint32_t count = 0;
+      if (!r.Get(&m.node) || !r.Get(&m.total) || !r.Get(&m.first) || !r.Get(&count) ||
+          !r.Get(&m.digest) || m.total > kMaxLayoutRegions || m.first > m.total ||
+          count > m.total - m.first || static_cast<size_t>(count) * 16 != r.remaining()) {
+        return Truncated("LAYOUT");
+      }
+      m.regions.resize(count);
+      for (LayoutRegion& region : m.regions) {
+        if (!r.Get(&region.id) || !r.Get(&region.bytes) || region.bytes == 0) {
+          return Truncated("LAYOUT");
+        }
+      }
+      return Message(std::move(m));
+    }
     default:
       break;
   }
@@ -394,7 +442,8 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
       uint32_t sized = 0;
       if (!r.Get(&m.node) || !r.Get(&m.domain) || !r.Get(&m.image_bytes) ||
           !r.Get(&m.footprint_bytes) || !r.Get(&m.capacity_bytes) || !r.Get(&m.store_addr) ||
-          !r.Get(&m.store_rkey) || !r.Get(&sized) || sized > 1) {
+          !r.Get(&m.store_rkey) || !r.Get(&sized) || sized > 1 || !r.Get(&m.layout_regions) ||
+          !r.Get(&m.layout_digest) || m.layout_regions > kMaxLayoutRegions) {
         return Truncated("PREPARE");
       }
       m.store_sized_by_coordinator = sized != 0;
@@ -477,6 +526,8 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
     case MessageType::kRestored:
     case MessageType::kReprotect:
     case MessageType::kAssign:
+    case MessageType::kLayoutRequest:
+    case MessageType::kLayout:
       return DecodeRecoveryMessage(static_cast<MessageType>(type), epoch, r);
   }
   return Status::InvalidArgument("control message type ", static_cast<int>(type), " is unknown");

@@ -30,6 +30,15 @@
 //   owner -> coordinator  DONE(e', v, node, status)    its columns on the replacements are back
 //   coordinator -> member COMMIT(e', v): recovered, full redundancy    ABORT(e', v): it failed
 //   coordinator -> spare  ASSIGN(e', rank)     an idle spare becomes the lost rank's process
+//   coordinator -> replacement  LAYOUT(e', rank, committed layout)   once its join is accepted:
+//                         the regions (ids, sizes) the application Protects before Recover()
+//
+// Region layouts: a PREPARE names its node's layout by region count and digest. When the
+// coordinator does not know that layout, it pulls it before the PREPARE counts:
+//   coordinator -> node   LAYOUT_REQUEST(e, node, digest, first)
+//   node -> coordinator   LAYOUT(e, node, digest, total, first, regions[first, first + 5))
+// one chunk at a time (an upstream message holds 5 regions; the coordinator's receive queues
+// are short). The committed version's layouts are part of the coordinator's state.
 #ifndef FT_RECOVERY_PROTOCOL_H_
 #define FT_RECOVERY_PROTOCOL_H_
 
@@ -76,7 +85,24 @@ enum class MessageType : uint8_t {
   kRestored = 12,
   kReprotect = 13,
   kAssign = 14,
+  kLayoutRequest = 15,
+  kLayout = 16,
 };
+
+// One protected region of a node's image (the image is its regions concatenated in id order).
+struct LayoutRegion {
+  uint64_t id = 0;
+  uint64_t bytes = 0;
+  bool operator==(const LayoutRegion&) const = default;
+};
+// Regions a node may protect: a replacement gets its rank's whole layout in one burst of LAYOUT
+// messages, which its posted control receives must hold (9 of its 16).
+inline constexpr uint32_t kMaxLayoutRegions = 4096;
+// Regions per LAYOUT: header (16) + node, total, first, count (16) + digest (8) + 16 per region.
+inline constexpr size_t kLayoutRegionsUpstream = (kMaxUpstreamMessageBytes - 40) / 16;
+inline constexpr size_t kLayoutRegionsDownstream = (kMaxControlMessageBytes - 40) / 16;
+static_assert((kMaxLayoutRegions + kLayoutRegionsDownstream - 1) / kLayoutRegionsDownstream <= 9,
+              "a layout must fit the receives a replacement posts");
 
 struct PrepareMessage {
   uint64_t epoch = 0;
@@ -90,6 +116,10 @@ struct PrepareMessage {
   // The coordinator sizes this node's store (EngineOptions::store_capacity = 0): it may answer
   // GROW. Otherwise capacity_bytes is all the node will ever offer.
   bool store_sized_by_coordinator = false;
+  // The image's region layout: its region count and a digest of its (id, bytes) pairs. The
+  // coordinator pulls a layout it does not know (LAYOUT_REQUEST) before the PREPARE counts.
+  uint32_t layout_regions = 0;
+  uint64_t layout_digest = 0;
   bool operator==(const PrepareMessage&) const = default;
 };
 
@@ -262,10 +292,33 @@ struct AssignMessage {
   bool operator==(const AssignMessage&) const = default;
 };
 
-using Message =
-    std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage, GrowMessage,
-                 BeatTargetMessage, LostMessage, ViewMessage, ReportMessage, RestoreMessage,
-                 RestoredMessage, ReprotectMessage, AssignMessage>;
+// coordinator -> node: "send the regions of your layout `digest` from index `first` on".
+struct LayoutRequestMessage {
+  uint64_t epoch = 0;
+  NodeId node = 0;  // whose layout (the receiver)
+  uint64_t digest = 0;
+  uint32_t first = 0;
+  bool operator==(const LayoutRequestMessage&) const = default;
+};
+
+// Regions [first, first + regions.size()) of `node`'s layout of `total` regions: a node's answer
+// to LAYOUT_REQUEST (at most kLayoutRegionsUpstream), or the coordinator telling a replacement
+// the committed layout of its rank (at most kLayoutRegionsDownstream each; total 0: no regions,
+// nothing was committed).
+struct LayoutMessage {
+  uint64_t epoch = 0;
+  NodeId node = 0;
+  uint64_t digest = 0;
+  uint32_t total = 0;
+  uint32_t first = 0;
+  std::vector<LayoutRegion> regions;
+  bool operator==(const LayoutMessage&) const = default;
+};
+
+using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage,
+                             GrowMessage, BeatTargetMessage, LostMessage, ViewMessage,
+                             ReportMessage, RestoreMessage, RestoredMessage, ReprotectMessage,
+                             AssignMessage, LayoutRequestMessage, LayoutMessage>;
 
 // Writes `message` into `out`; returns the bytes used, or ResourceExhausted when it does not fit.
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out);

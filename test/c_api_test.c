@@ -196,6 +196,21 @@ int main(void) {
   EXPECT(strstr(ft_last_error(), "not a spare") != NULL);
   EXPECT(assigned == 99);
 
+  /* The committed layout: region 7 of kBytes (RunNode's). Count first, then fetch. */
+  uint32_t count = 99;
+  uint64_t ids[2] = {0, 0}, sizes[2] = {0, 0};
+  EXPECT(ft_committed_layout(runs[0].engine, NULL, NULL, 0, &count) == FT_OK);
+  EXPECT(count == 1);
+  EXPECT(ft_committed_layout(runs[0].engine, ids, sizes, 2, &count) == FT_OK);
+  EXPECT(count == 1 && ids[0] == 7 && sizes[0] == kBytes && ids[1] == 0);
+  EXPECT(ft_committed_layout(runs[0].engine, ids, sizes, 0, &count) == FT_RESOURCE_EXHAUSTED);
+  EXPECT(strstr(ft_last_error(), "capacity = 0") != NULL);
+  EXPECT(ft_committed_layout(runs[0].engine, NULL, sizes, 2, &count) == FT_INVALID_ARGUMENT);
+  EXPECT(strstr(ft_last_error(), "ids") != NULL);
+  EXPECT(ft_committed_layout(runs[0].engine, ids, NULL, 2, &count) == FT_INVALID_ARGUMENT);
+  EXPECT(ft_committed_layout(runs[0].engine, ids, sizes, 2, NULL) == FT_INVALID_ARGUMENT);
+  EXPECT(ft_committed_layout(NULL, ids, sizes, 2, &count) == FT_INVALID_ARGUMENT);
+
   /* ft_loopback_world_run: every rank once, on its own thread (a collective checkpoint from a
    * single thread would wait until the timeout). */
   EXPECT(ft_loopback_world_run(NULL, RecordAndCheckpoint, NULL) == FT_INVALID_ARGUMENT);

@@ -310,6 +310,17 @@ TEST_F(CoordinatorTest, UnchangedInputsReuseThePlacement) {
   EXPECT_EQ(coordinator_->ignored_messages(), 0u);
 }
 
+// The committed state holds each node's PREPARE of the committed round, even when that round kept
+// the placement of an earlier one: a recovery restores images of the committed size.
+TEST_F(CoordinatorTest, TheCommittedPreparesAreTheCommittedRoundsWhenThePlacementIsKept) {
+  Round(1);
+  prepares_[3].image_bytes -= 4096;
+  prepares_[3].footprint_bytes -= 1024;  // still fits its extent: the placement is kept
+  for (const GoMessage& go : Round(2)) EXPECT_FALSE(go.has_placement);
+  EXPECT_EQ(coordinator_->committed_prepares()[3], prepares_[3]);
+  EXPECT_EQ(coordinator_->state().prepares[3].image_bytes, prepares_[3].image_bytes);
+}
+
 TEST_F(CoordinatorTest, ChangedInputsRecomputeThePlacement) {
   ExpectPlacementInGos(Round(1));
   struct Change {

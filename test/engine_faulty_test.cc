@@ -128,10 +128,11 @@ TEST(EngineFaulty, ACommitOfAnotherEpochIsIgnored) {
     return std::unique_ptr<verbs::Fabric>(
         std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
   };
-  // The coordinator's SENDs to rank 2: BEAT_TARGET (at start), GROW (the coordinator sizes its
-  // store), GO, then COMMIT. Byte 8 is the low byte of the epoch.
+  // The coordinator's SENDs to rank 2: BEAT_TARGET (at start), LAYOUT_REQUEST (its region layout
+  // is new), GROW (the coordinator sizes its store), GO, then COMMIT. Byte 8 is the low byte of
+  // the epoch.
   faults->Add(
-      verbs::FaultRule::Corrupt({8}, 0x02).For(verbs::Opcode::kSend).OnNode(0).ToPeer(2).Nth(4));
+      verbs::FaultRule::Corrupt({8}, 0x02).For(verbs::Opcode::kSend).OnNode(0).ToPeer(2).Nth(5));
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(4, {10'000});

@@ -42,6 +42,24 @@ std::vector<NodeState> States() {
   return states;
 }
 
+// The layout NodeState::ProtectAll gives: region i has id i.
+std::vector<ProtectedRegion> LayoutOf(const NodeState& state) {
+  std::vector<ProtectedRegion> layout;
+  for (size_t i = 0; i < state.regions.size(); ++i) layout.push_back({i, state.regions[i].size()});
+  return layout;
+}
+
+// A spare's regions as an application builds them: from the layout it was assigned, filled with
+// garbage (ids must be 0, 1, ...: ProtectAll's).
+Status AllocateFrom(const std::vector<ProtectedRegion>& layout, NodeState* state) {
+  state->regions.clear();
+  for (size_t i = 0; i < layout.size(); ++i) {
+    if (layout[i].id != i) return Status::Internal("region ", i, " has id ", layout[i].id);
+    state->regions.emplace_back(layout[i].bytes, std::byte{0x5a});
+  }
+  return Status();
+}
+
 bool IsVictimOf(const std::vector<uint32_t>& victims, uint32_t rank) {
   return std::find(victims.begin(), victims.end(), rank) != victims.end();
 }
@@ -95,6 +113,7 @@ class EngineRecovery : public ::testing::Test {
         states_[rank].Fill(rank, v);
         FT_ASSIGN_OR_RETURN(uint64_t version, engine.Checkpoint());
         if (version != v) return Status::Internal("committed ", version, ", expected ", v);
+        committed_any_ = true;
       }
       return Status();
     });
@@ -130,6 +149,17 @@ class EngineRecovery : public ::testing::Test {
         }
         member = *replaced;
         if (!member->IsSpare()) reports[rank] = Status::Internal("a replacement is a spare");
+        // Started for this rank: the assignment is its rank and the committed layout.
+        Result<Assignment> assigned = member->WaitForAssignment(std::chrono::seconds(20));
+        if (!assigned.ok() || assigned->rank != rank ||
+            assigned->layout !=
+                (committed_any_ ? LayoutOf(states_[rank]) : std::vector<ProtectedRegion>{}) ||
+            member->CommittedLayout() != assigned->layout) {
+          reports[rank] = Status::Internal(
+              "rank ", rank, "'s replacement was assigned ",
+              assigned.ok() ? "another rank or layout" : assigned.status().ToString());
+          return Status();
+        }
         for (auto& region : states_[rank].regions) {
           region.resize(region.size() - shrink_replacement);
           std::fill(region.begin(), region.end(), std::byte{0x5a});
@@ -142,6 +172,38 @@ class EngineRecovery : public ::testing::Test {
       reports[rank] = member->Recover();
       return Status();
     });
+    return reports;
+  }
+
+  // Every rank calls Recover(); the victim's thread plays the first spare's process, which
+  // allocates its regions from the layout it is assigned (*layout).
+  std::vector<Result<RecoveryReport>> RecoverOntoSpare(uint32_t victim,
+                                                       std::vector<ProtectedRegion>* layout) {
+    victims_ = {victim};
+    std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
+    std::vector<uint32_t> everyone(kNodes);
+    for (uint32_t rank = 0; rank < kNodes; ++rank) everyone[rank] = rank;
+    const Status ran = world_->RunOn(everyone, [&](uint32_t rank, Engine& engine) -> Status {
+      if (rank != victim) {
+        reports[rank] = engine.Recover();
+        return Status();
+      }
+      Engine& spare = world_->spare(0);  // the best: the lowest number
+      FT_ASSIGN_OR_RETURN(Assignment assigned, spare.WaitForAssignment(std::chrono::seconds(10)));
+      if (assigned.rank != victim) {
+        return Status::Internal("spare 0 was assigned rank ", assigned.rank);
+      }
+      if (spare.world().rank != victim) {
+        return Status::Internal("the spare's engine is not rank ", victim, "'s");
+      }
+      *layout = assigned.layout;
+      // The spare knows nothing of the rank but what it was told: it allocates from the layout.
+      FT_RETURN_IF_ERROR(AllocateFrom(assigned.layout, &states_[victim]));
+      FT_RETURN_IF_ERROR(states_[victim].ProtectAll(spare));
+      reports[rank] = spare.Recover();
+      return Status();
+    });
+    EXPECT_TRUE(ran.ok()) << ran;
     return reports;
   }
 
@@ -170,6 +232,8 @@ class EngineRecovery : public ::testing::Test {
   std::unique_ptr<LoopbackWorld> world_;
   std::vector<NodeState> states_;
   std::vector<uint32_t> victims_;
+  bool committed_any_ = false;
+  std::vector<std::byte> uncommitted_region_ = std::vector<std::byte>(4096);
 };
 
 TEST_F(EngineRecovery, AKilledRankIsRebuiltOnAReplacementAndEveryoneRollsBack) {
@@ -197,30 +261,40 @@ TEST_F(EngineRecovery, AnIdleSpareTakesTheLostRank) {
   ASSERT_OK(Commit(1, 2));
   for (uint32_t rank = 0; rank < kNodes; ++rank) states_[rank].Fill(rank, 3);
   KillAndWait({5});
-  victims_ = {5};
-  std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
-  std::vector<uint32_t> everyone(kNodes);
-  for (uint32_t rank = 0; rank < kNodes; ++rank) everyone[rank] = rank;
-  ASSERT_OK(world_->RunOn(everyone, [&](uint32_t rank, Engine& engine) -> Status {
-    if (rank != 5) {
-      reports[rank] = engine.Recover();
-      return Status();
-    }
-    // Rank 5's thread plays the first spare's process (the best: the lowest number).
-    Engine& spare = world_->spare(0);
-    FT_ASSIGN_OR_RETURN(uint32_t assigned, spare.WaitForAssignment(std::chrono::seconds(10)));
-    if (assigned != 5) return Status::Internal("spare 0 was assigned rank ", assigned);
-    if (spare.world().rank != 5) return Status::Internal("the spare's engine is not rank 5's");
-    for (auto& region : states_[5].regions) std::fill(region.begin(), region.end(), std::byte{1});
-    FT_RETURN_IF_ERROR(states_[5].ProtectAll(spare));
-    reports[5] = spare.Recover();
-    return Status();
-  }));
+  std::vector<ProtectedRegion> layout;
+  const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(5, &layout);
+  EXPECT_EQ(layout, LayoutOf(States()[5]));
   ExpectRecovered(reports, 2);
   EXPECT_EQ(&world_->engine(5), &world_->spare(0));  // the world's rank 5 is the spare now
   EXPECT_TRUE(world_->spare(1).IsSpare());           // the other one still waits
   ASSERT_OK(Commit(3, 3));
   ExpectFullRedundancy(*world_, states_, 4, 2);
+}
+
+// A layout of many regions goes up in chunks of 5 and down to the spare in chunks of 508; the
+// spare gets the layout of the committed version, not what the lost process protected after it.
+TEST_F(EngineRecovery, ASpareIsToldTheCommittedLayoutOfManyRegions) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.spares = 1;
+  Start(options);
+  ASSERT_OK(Commit(1, 1));
+  Engine& five = world_->engine(5);
+  ASSERT_OK(five.Unprotect(0));
+  ASSERT_OK(five.Unprotect(1));
+  states_[5].regions.clear();
+  for (size_t i = 0; i < 1100; ++i) states_[5].regions.emplace_back(1 + (i * 37) % 300);
+  ASSERT_OK(states_[5].ProtectAll(five));
+  ASSERT_OK(Commit(2, 2));
+  const std::vector<ProtectedRegion> committed = LayoutOf(states_[5]);
+  EXPECT_EQ(five.CommittedLayout(), committed);
+  ASSERT_OK(five.Protect(5000, uncommitted_region_.data(), uncommitted_region_.size()));
+  EXPECT_EQ(five.CommittedLayout(), committed) << "no checkpoint saw region 5000";
+  KillAndWait({5});
+  std::vector<ProtectedRegion> layout;
+  const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(5, &layout);
+  EXPECT_EQ(layout, committed);
+  ExpectRecovered(reports, 2);
+  EXPECT_EQ(world_->engine(5).CommittedLayout(), committed);
 }
 
 TEST_F(EngineRecovery, TheCoordinatorsPartnersAndTwoLossesAtOnce) {

@@ -28,7 +28,7 @@ namespace {
 
 // Wire sizes, from the layout in protocol.cc: a 16-byte header {type, pad, pad, pad, epoch}.
 constexpr size_t kHeaderBytes = 16;
-constexpr size_t kPrepareBytes = kHeaderBytes + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4;
+constexpr size_t kPrepareBytes = kHeaderBytes + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 8;
 constexpr size_t kGoFixedBytes = kHeaderBytes + 8 + 8 + 8 + 4 + 4 + 4 + 4;
 constexpr size_t kGoHolderBytes = 4 + 4 + 8 + 8;
 constexpr size_t kDoneBytes = kHeaderBytes + 8 + 4 + 4 + 4;
@@ -93,6 +93,14 @@ PrepareMessage SamplePrepare() {
   m.store_addr = 0x00007f1234567000;
   m.store_rkey = 0xcafe0001;
   m.store_sized_by_coordinator = true;
+  m.layout_regions = 3;
+  m.layout_digest = 0x995dc9bbdf1939fa;
+  return m;
+}
+
+LayoutMessage SampleLayout(uint32_t total, uint32_t first, size_t count) {
+  LayoutMessage m{5, 7, 0xfeedfacecafebeef, total, first, {}};
+  for (size_t i = 0; i < count; ++i) m.regions.push_back({first + i * 3, (i + 1) << 20});
   return m;
 }
 
@@ -183,6 +191,10 @@ std::vector<Message> SampleRecoveryMessages() {
   messages.emplace_back(RestoredMessage{5, 2, 12, StatusCode::kDataLoss, 0, 0});
   messages.emplace_back(ReprotectMessage{5, 12, 4, 0b100100, SampleGo(6, 0).holders});
   messages.emplace_back(AssignMessage{5, 3});
+  messages.emplace_back(LayoutRequestMessage{5, 7, 0xfeedfacecafebeef, 10});
+  messages.emplace_back(SampleLayout(0, 0, 0));
+  messages.emplace_back(SampleLayout(12, 10, 2));
+  messages.emplace_back(SampleLayout(kMaxLayoutRegions, 0, kLayoutRegionsDownstream));
   return messages;
 }
 
@@ -232,6 +244,45 @@ TEST(ProtocolTest, RecoveryMessagesFitTheirBuffers) {
   Result<size_t> used = EncodeMessage(restore, buffer);
   ASSERT_TRUE(used.ok()) << used.status();
   ExpectRoundTrip(restore, *used);
+}
+
+// A node's LAYOUT answer goes into the coordinator's small buffers; the coordinator's LAYOUTs to a
+// replacement fill a control buffer, and a whole layout takes at most 9 of them.
+TEST(ProtocolTest, LayoutChunksFitTheirBuffers) {
+  EXPECT_EQ(kLayoutRegionsUpstream, 5u);
+  EXPECT_EQ(Encode(SampleLayout(100, 0, kLayoutRegionsUpstream), kMaxUpstreamMessageBytes).size(),
+            40 + 16 * kLayoutRegionsUpstream);
+  std::vector<std::byte> small(kMaxUpstreamMessageBytes);
+  EXPECT_EQ(EncodeMessage(SampleLayout(100, 0, kLayoutRegionsUpstream + 1), small).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_LE(Encode(SampleLayout(kMaxLayoutRegions, 0, kLayoutRegionsDownstream)).size(),
+            kMaxControlMessageBytes);
+  std::vector<std::byte> large(kMaxControlMessageBytes);
+  EXPECT_EQ(EncodeMessage(SampleLayout(kMaxLayoutRegions, 0, kLayoutRegionsDownstream + 1), large)
+                .status()
+                .code(),
+            StatusCode::kResourceExhausted);
+}
+
+// Counts must agree with each other and with the bytes; a region is never empty.
+TEST(ProtocolTest, InconsistentLayoutsAreInvalidArgument) {
+  const std::vector<std::byte> good = Encode(SampleLayout(12, 10, 2));
+  auto decode_patched = [&](size_t offset, auto value) {
+    std::vector<std::byte> bytes = good;
+    Patch(bytes, offset, value);
+    return DecodeExact(bytes).status().code();
+  };
+  // Offsets: node 16, total 20, first 24, count 28, digest 32, regions from 40.
+  EXPECT_EQ(decode_patched(20, uint32_t{11}), StatusCode::kInvalidArgument);  // first + 2 > total
+  EXPECT_EQ(decode_patched(20, kMaxLayoutRegions + 1), StatusCode::kInvalidArgument);
+  EXPECT_EQ(decode_patched(24, uint32_t{13}), StatusCode::kInvalidArgument);  // first > total
+  EXPECT_EQ(decode_patched(28, uint32_t{3}), StatusCode::kInvalidArgument);   // more than sent
+  EXPECT_EQ(decode_patched(28, uint32_t{1}), StatusCode::kInvalidArgument);   // bytes left over
+  EXPECT_EQ(decode_patched(48, uint64_t{0}), StatusCode::kInvalidArgument);   // an empty region
+  EXPECT_EQ(DecodeExact(good).status().code(), StatusCode::kOk);
+  std::vector<std::byte> prepare = Encode(SamplePrepare());
+  Patch(prepare, kPrepareBytes - 12, kMaxLayoutRegions + 1);
+  EXPECT_EQ(DecodeExact(prepare).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(ProtocolTest, ReportWithMoreChecksThanItsBufferHoldsIsInvalidArgument) {
@@ -465,7 +516,7 @@ TEST(ProtocolTest, EveryTruncationIsInvalidArgument) {
 }
 
 TEST(ProtocolTest, UnknownTypeIsInvalidArgument) {
-  for (const int type : {0, 15, 16, 127, 255}) {
+  for (const int type : {0, 17, 18, 127, 255}) {
     std::vector<std::byte> bytes = Encode(SamplePrepare());
     bytes[0] = static_cast<std::byte>(type);
     Result<Message> decoded = DecodeExact(bytes);

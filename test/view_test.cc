@@ -164,7 +164,7 @@ TEST(CoordinatorStateTest, AnAbortedRoundUnderANewPlacementLeavesTheCommittedSta
   auto made = Coordinator::Create({kNodes, kK, kM, 1});
   ASSERT_TRUE(made.ok());
   Coordinator& c = **made;
-  EXPECT_EQ(c.state(), (CoordinatorState{1, 0, 0, 0, {}}));
+  EXPECT_EQ(c.state(), (CoordinatorState{1, 0, 0, 0, {}, {}}));
   PrepareAll(c, 1);
   DoneAll(c, 1, 1);
   const CoordinatorState committed = c.state();
@@ -243,8 +243,13 @@ TEST(CoordinatorViewTest, AWithdrawnPrepareIsTakenBackOrAbortsTheRound) {
 }
 
 TEST(CoordinatorStateTest, RoundTripsAndRefusesEveryTruncation) {
-  CoordinatorState state{4, 9, 3, 2, {}};
-  for (NodeId node = 0; node < 5; ++node) state.prepares.push_back(PrepareOf(node, 3));
+  CoordinatorState state{4, 9, 3, 2, {}, {}};
+  for (NodeId node = 0; node < 5; ++node) {
+    state.prepares.push_back(PrepareOf(node, 3));
+    RegionLayout layout{0xabc0 + node, {}};
+    for (uint64_t r = 0; r < node; ++r) layout.regions.push_back({r * 7, (r + 1) << 20});
+    state.layouts.push_back(std::move(layout));
+  }
   const std::vector<std::byte> bytes = EncodeState(state);
   Result<CoordinatorState> back = DecodeState(bytes);
   ASSERT_TRUE(back.ok()) << back.status();

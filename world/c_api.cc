@@ -234,10 +234,34 @@ int ft_wait_for_assignment(ft_engine* engine, int64_t timeout_ms, uint32_t* rank
                                             " is negative"));
   }
   return Guard([&] {
-    ft::Result<uint32_t> assigned =
+    ft::Result<ft::Assignment> assigned =
         engine->engine->WaitForAssignment(std::chrono::milliseconds(timeout_ms));
     if (!assigned.ok()) return Report(assigned.status());
-    *rank = *assigned;
+    *rank = assigned->rank;
+    return Report(ft::Status());
+  });
+}
+
+int ft_committed_layout(const ft_engine* engine, uint64_t* ids, uint64_t* sizes, uint32_t capacity,
+                        uint32_t* count) {
+  if (engine == nullptr) return NullArgument("ft_committed_layout", "engine");
+  if (count == nullptr) return NullArgument("ft_committed_layout", "count");
+  const bool query = capacity == 0 && ids == nullptr && sizes == nullptr;
+  if (!query && ids == nullptr) return NullArgument("ft_committed_layout", "ids");
+  if (!query && sizes == nullptr) return NullArgument("ft_committed_layout", "sizes");
+  return Guard([&] {
+    const std::vector<ft::ProtectedRegion> layout = engine->engine->CommittedLayout();
+    *count = static_cast<uint32_t>(layout.size());
+    if (query) return Report(ft::Status());
+    if (layout.size() > capacity) {
+      return Report(ft::Status::ResourceExhausted("ft_committed_layout: the layout has ",
+                                                  layout.size(),
+                                                  " regions; capacity = ", capacity));
+    }
+    for (size_t i = 0; i < layout.size(); ++i) {
+      ids[i] = layout[i].id;
+      sizes[i] = layout[i].bytes;
+    }
     return Report(ft::Status());
   });
 }

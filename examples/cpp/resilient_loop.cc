@@ -66,6 +66,25 @@ ft::Status Recover(ft::Engine& engine, State& s, uint32_t rank, int* recoveries)
   return ft::Status();
 }
 
+// A new process for a lost rank knows nothing of the old one's memory: the engine tells it the
+// regions (ids, sizes) of the rank's committed image, it allocates and protects them, and
+// Recover() fills them from the other ranks' fragments. (This program's regions always have the
+// same shape; one whose state varies in size sizes its buffers from the layout in the same way.)
+ft::Status TakeOver(ft::Engine& engine, State& s, uint32_t rank, int* recoveries) {
+  FT_ASSIGN_OR_RETURN(ft::Assignment assigned, engine.WaitForAssignment(std::chrono::minutes(1)));
+  const std::vector<ft::ProtectedRegion>& layout = assigned.layout;
+  if (!layout.empty()) {  // empty: nothing was committed, the job starts over
+    if (layout.size() != 2 || layout[0].id != 0 || layout[0].bytes != sizeof(s.step) ||
+        layout[1].id != 1 || layout[1].bytes % sizeof(uint64_t) != 0) {
+      return ft::Status::FailedPrecondition("rank ", rank,
+                                            "'s committed regions are not this program's");
+    }
+    s.words.resize(layout[1].bytes / sizeof(uint64_t));
+  }
+  FT_RETURN_IF_ERROR(ProtectState(engine, s));
+  return Recover(engine, s, rank, recoveries);
+}
+
 // One rank's job. `die_at`: the step at which this process "dies" (loopback only; 0: never),
 // after which `replace` gives the engine of the process that takes its place.
 ft::Status RunRank(uint32_t rank, ft::Engine* engine, uint64_t die_at,
@@ -74,9 +93,7 @@ ft::Status RunRank(uint32_t rank, ft::Engine* engine, uint64_t die_at,
   int recoveries = 0;
   int failed_in_a_row = 0;
   if (engine->IsSpare()) {
-    // A new process for a lost rank: same regions, contents from the others' fragments.
-    FT_RETURN_IF_ERROR(ProtectState(*engine, *state));
-    FT_RETURN_IF_ERROR(Recover(*engine, *state, rank, &recoveries));
+    FT_RETURN_IF_ERROR(TakeOver(*engine, *state, rank, &recoveries));
   } else {
     Initialize(*state, rank);
     FT_RETURN_IF_ERROR(ProtectState(*engine, *state));
@@ -90,9 +107,8 @@ ft::Status RunRank(uint32_t rank, ft::Engine* engine, uint64_t die_at,
     if (die_at != 0 && state->step == die_at) {
       die_at = 0;
       FT_ASSIGN_OR_RETURN(engine, replace());  // this process dies; a new one takes over
-      state = std::make_unique<State>();       // which knows nothing of the old one's memory
-      FT_RETURN_IF_ERROR(ProtectState(*engine, *state));
-      FT_RETURN_IF_ERROR(Recover(*engine, *state, rank, &recoveries));
+      state = std::make_unique<State>();
+      FT_RETURN_IF_ERROR(TakeOver(*engine, *state, rank, &recoveries));
       continue;
     }
     if (engine->FailureDetected()) {  // cheap: polled every step
@@ -146,13 +162,13 @@ int main(int argc, char** argv) {
     uint32_t rank = (*engine)->world().rank;
     if ((*engine)->IsSpare()) {
       // An idle spare (ftrun --spares) waits for a lost rank to take; a process started for a
-      // dead rank (ftrun --respawn) has its rank at once.
-      ft::Result<uint32_t> assigned = (*engine)->WaitForAssignment(std::chrono::minutes(10));
+      // dead rank (ftrun --respawn) has its rank already.
+      ft::Result<ft::Assignment> assigned = (*engine)->WaitForAssignment(std::chrono::minutes(10));
       if (!assigned.ok()) {
         std::cout << ft::StrCat("spare ", rank, " was not needed (", assigned.status(), ")\n");
         return 0;
       }
-      rank = *assigned;
+      rank = assigned->rank;
     }
     ft::Status s = RunRank(rank, engine->get(), 0, nullptr, step_us);
     if (!s.ok())

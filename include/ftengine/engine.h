@@ -130,6 +130,23 @@ struct RecoveryReport {
   double reduced_redundancy_seconds = 0;
 };
 
+// One protected region of a node's image: its id and size.
+struct ProtectedRegion {
+  uint64_t id = 0;
+  uint64_t bytes = 0;
+  bool operator==(const ProtectedRegion&) const = default;
+};
+// A node protects at most this many regions at once (Protect refuses more).
+inline constexpr uint32_t kMaxProtectedRegions = 4096;
+
+// What a spare learns when it is given a lost rank (Engine::WaitForAssignment).
+struct Assignment {
+  uint32_t rank = 0;
+  // The regions of that rank's committed image, by id (empty when nothing was committed): the
+  // spare Protects regions of these ids and sizes, then calls Recover().
+  std::vector<ProtectedRegion> layout;
+};
+
 class Engine;
 
 // The outcome of CheckpointAsync. Wait() may be called once or several times (same answer).
@@ -165,8 +182,9 @@ class FT_EXPORT Engine {
 
   // Adds [ptr, ptr + bytes) to this node's image under `id` (regions are ordered by id). The
   // memory must stay valid until Unprotect(id) or the engine's destruction. Fails, changing
-  // nothing, on a null pointer, 0 bytes, a duplicate id, an overlap with another region, or while
-  // a checkpoint is in flight (FailedPrecondition).
+  // nothing, on a null pointer, 0 bytes, a duplicate id, an overlap with another region, while
+  // a checkpoint is in flight (FailedPrecondition), or beyond kMaxProtectedRegions regions
+  // (ResourceExhausted).
   Status Protect(uint64_t id, void* ptr, size_t bytes);
   Status Unprotect(uint64_t id);
 
@@ -203,11 +221,16 @@ class FT_EXPORT Engine {
   // its first Recover() succeeds. A spare calls WaitForAssignment, Protects regions of the lost
   // rank's committed sizes and calls Recover() before anything else.
   bool IsSpare() const;
-  // Blocks until the coordinator assigns this spare a lost rank (at once for a process started
-  // for a given rank), and returns it: from then on this engine is that rank's (world().rank).
-  // DeadlineExceeded after `timeout`; Unavailable when the coordinator was lost or the job ended;
-  // FailedPrecondition on an engine that is not a spare.
-  Result<uint32_t> WaitForAssignment(std::chrono::milliseconds timeout);
+  // Blocks until the coordinator assigns this spare a lost rank (a process started for a given
+  // rank has its rank already) and tells it the rank's committed region layout; from then on
+  // this engine is that rank's (world().rank). DeadlineExceeded after `timeout`; Unavailable
+  // when the coordinator was lost or the job ended; FailedPrecondition on an engine that is not
+  // a spare. Once assigned, it returns the same assignment at once (until Recover()).
+  Result<Assignment> WaitForAssignment(std::chrono::milliseconds timeout);
+  // The region layout (ids and sizes) of this rank's committed image: the last committed
+  // checkpoint's, the restored one after Recover(), or on a spare the lost rank's once
+  // WaitForAssignment returned. Empty when nothing was committed.
+  std::vector<ProtectedRegion> CommittedLayout() const;
 
   // Bytes of the image as protected now.
   uint64_t image_bytes() const;

@@ -158,6 +158,14 @@ FT_EXPORT int ft_engine_is_spare(const ft_engine* engine);
  * FT_DEADLINE_EXCEEDED after timeout_ms; FT_UNAVAILABLE when the coordinator was lost or the job
  * ended; FT_FAILED_PRECONDITION on an engine that is not a spare. */
 FT_EXPORT int ft_wait_for_assignment(ft_engine* engine, int64_t timeout_ms, uint32_t* rank);
+/* The region layout of this rank's committed image (ft::Engine::CommittedLayout): on a spare,
+ * once ft_wait_for_assignment returned, the lost rank's, so that it can protect regions of the
+ * same ids and sizes before ft_recover. *count receives the number of regions (0: nothing
+ * committed); ids[i] and sizes[i] the regions in id order. With capacity 0 and ids and sizes
+ * NULL the call only counts; otherwise FT_RESOURCE_EXHAUSTED, writing nothing, when the regions
+ * are more than capacity (a node protects at most 4096). */
+FT_EXPORT int ft_committed_layout(const ft_engine* engine, uint64_t* ids, uint64_t* sizes,
+                                  uint32_t capacity, uint32_t* count);
 
 #ifdef __cplusplus
 }
