@@ -116,6 +116,7 @@ void CoordinatorHost::OnReplacementConnected(NodeId rank) {
   if (std::find(replaced_.begin(), replaced_.end(), rank) == replaced_.end()) {
     replaced_.push_back(rank);
   }
+  announced_lost_[rank] = 0;  // the new process may be lost too
   FT_LOG(kInfo) << "coordinator: a replacement for rank " << rank << " connected";
   // What it must Protect before Recover(): its rank's committed layout, in chunks that its
   // posted receives hold (kMaxLayoutRegions bounds their number).
@@ -152,6 +153,7 @@ void CoordinatorHost::StartRecovery() {
   input.written_epoch = coordinator_->committed_epoch();
   input.older_in_place = coordinator_->older_in_place();
   input.older_written_epoch = coordinator_->older_epoch();
+  input.older_image_bytes = coordinator_->older_image_bytes();
   if (const recovery::Placement* placement = coordinator_->committed_placement()) {
     input.placement = *placement;
   }
@@ -168,13 +170,16 @@ void CoordinatorHost::StartRecovery() {
     }
     lost_.clear();
     replaced_.clear();
+    assigned_ranks_.clear();
+    restarts_ = 0;
     SendAll(outbox);
     return;
   }
   recovery_ = std::move(started).value();
   recovery_started_at_ = node_.Now();
   FT_LOG(kInfo) << "coordinator: recovery of " << lost_.size() << " rank(s) in epoch " << view.epoch
-                << ", committed version " << coordinator_->committed_version();
+                << ", committed version " << coordinator_->committed_version()
+                << (restarts_ > 0 ? StrCat(" (restarted ", restarts_, " time(s) by a loss)") : "");
   SendAll(outbox);
   AfterRecoveryMessage();
 }
@@ -229,6 +234,7 @@ void CoordinatorHost::AfterRecoveryMessage() {
   lost_.clear();
   replaced_.clear();
   assigned_ranks_.clear();
+  restarts_ = 0;
   recovery_.reset();
 }
 
@@ -236,8 +242,18 @@ void CoordinatorHost::OnNodeLost(NodeId node, std::string_view why) {
   recovery::Coordinator::Outbox outbox;
   coordinator_->OnNodeLost(node, why, &outbox);
   if (recovery_) {
-    // A loss during recovery ends it (a newer view that restarts it is not built yet).
-    recovery_->OnNodeLost(node, why, &outbox);
+    // A loss during recovery: it starts over in a newer view once the lost rank has a process
+    // again (its members hear LOST below and wait for that VIEW). Every rank replaced so far
+    // stays replaced: its image and the fragments it hosts may be half rebuilt. Whether the
+    // losses still leave every image k fragments is the new selection's to say (else DataLoss).
+    FT_LOG(kWarn) << "coordinator: node " << node << " was lost during the recovery in epoch "
+                  << recovery_->epoch() << " (" << why << "); it restarts in a newer view";
+    recovery_.reset();
+    ++restarts_;
+    replaced_.erase(std::remove(replaced_.begin(), replaced_.end(), node), replaced_.end());
+    assigned_ranks_.erase(std::remove(assigned_ranks_.begin(), assigned_ranks_.end(), node),
+                          assigned_ranks_.end());
+    first_loss_at_ = node_.Now();
   }
   if (std::find(lost_.begin(), lost_.end(), node) == lost_.end()) {
     if (lost_.empty()) first_loss_at_ = node_.Now();

@@ -34,7 +34,9 @@ class CoordinatorHost {
   // DONE) to the recovery; other messages are not the coordinator's.
   void OnMessage(const recovery::Message& message);
   // A node is lost: the state machine aborts what is in flight, and every other member is told
-  // (LOST) so that it fences its links to that node, once per node.
+  // (LOST) so that it fences its links to that node, once per node. A loss during a recovery
+  // restarts it in a newer view once every lost rank has a process (the ranks replaced so far
+  // stay replaced).
   void OnNodeLost(NodeId node, std::string_view why);
 
   // ---- recovery (recovery/recovery_coordinator.h) ----
@@ -89,6 +91,7 @@ class CoordinatorHost {
   std::vector<NodeId> spares_;          // connected idle spares, best first (lowest number)
   std::vector<NodeId> spares_gone_;     // assigned or lost: never dialled again
   std::vector<NodeId> assigned_ranks_;  // lost ranks a spare was assigned to
+  uint64_t restarts_ = 0;               // recoveries restarted by a loss during them
 };
 
 }  // namespace ft::internal

@@ -489,7 +489,10 @@ Result<Assignment> Engine::WaitForAssignment(std::chrono::milliseconds timeout) 
                       Create(options(), as, std::move(fabric), impl_->clock(), true));
   impl_ = std::move(replacement->impl_);        // the spare's link and fabric go with the old one
   if (!IsSpare()) return Assignment{rank, {}};  // joined while the job was starting: nothing yet
-  FT_ASSIGN_OR_RETURN(std::vector<ProtectedRegion> layout, impl_->WaitForLayout(deadline));
+  // This engine is rank's now: a late ASSIGN must not leave it without its layout (the caller
+  // would take the DeadlineExceeded for "not needed" and leave the rank without a process).
+  const Nanos layout_deadline = std::max(deadline, impl_->clock().Now() + Nanos(options().timeout));
+  FT_ASSIGN_OR_RETURN(std::vector<ProtectedRegion> layout, impl_->WaitForLayout(layout_deadline));
   return Assignment{rank, std::move(layout)};
 }
 std::vector<ProtectedRegion> Engine::CommittedLayout() const { return impl_->CommittedLayout(); }

@@ -182,6 +182,11 @@ void PeerTable::Harvest(const AcceptPartner& accept) {
 }
 
 void PeerTable::StopConnecting() {
+  CancelConnecting();
+  connect_helper_.reset();
+}
+
+void PeerTable::CancelConnecting() {
   // A background Connect would run to its deadline (a partner may be dead): cancel it, again and
   // again, as the helper may not have entered Connect yet when the first cancel lands.
   while (connect_in_flight_.valid() &&
@@ -192,7 +197,6 @@ void PeerTable::StopConnecting() {
   if (connect_in_flight_.valid()) {
     ConnectHelper::Outcome dropped = connect_in_flight_.get();  // its QPs go with it
   }
-  connect_helper_.reset();
 }
 
 void PeerTable::Clear() {

@@ -94,7 +94,10 @@ class PeerTable {
                            uint64_t tag, std::unique_ptr<verbs::QueuePair>* qp)>;
   void Harvest(const AcceptPartner& accept);
   bool connecting() const { return connect_in_flight_.valid(); }
-  // Stop: cancels a background Connect and waits for it (its QPs are dropped).
+  // Cancels a background Connect and waits for it (its QPs are dropped); the helper stays for
+  // the next one.
+  void CancelConnecting();
+  // The same, and the helper goes (the engine stops).
   void StopConnecting();
 
   // The node moved to a newer view (node.view.epoch is the new epoch now): its usable links of

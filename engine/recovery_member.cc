@@ -30,9 +30,42 @@ void RecoveryMember::StartAsReplacement(Nanos now) {
   loss_learned_ = now;
 }
 
-void RecoveryMember::OnLossLearned(Nanos now) {
+void RecoveryMember::OnLossLearned(NodeId node, Nanos now) {
   if (loss_learned_ == Nanos(0)) loss_learned_ = now;
+  // A lost coordinator ends the job (the worker ends every call), not just this recovery.
+  if (phase_ == Phase::kIdle || phase_ == Phase::kInterrupted || node == node_.coordinator()) {
+    return;
+  }
+  FT_LOG(kInfo) << "node " << node_.rank() << ": node " << node << " was lost during the recovery"
+                << " in epoch " << node_.epoch() << "; waiting for the coordinator's next view";
+  StopWorkInFlight(StrCat("node ", node, " was lost"));
+  phase_ = Phase::kInterrupted;
+  restore_.reset();
+  // The coordinator waits one timeout for the lost rank's replacement, then recovers anew.
+  deadline_ = std::max(deadline_, now + 3 * node_.options.timeout);
 }
+
+void RecoveryMember::StopWorkInFlight(const std::string& why) {
+  if (phase_ == Phase::kReprotecting && round_.active()) {
+    round_.Cancel(Status::Aborted("the recovery restarts: ", why));
+  }
+  // A partner may never answer (it was the one lost): the Connect would hold the connect helper,
+  // which the coordinator's node needs to dial the lost rank's next process.
+  if (partner_connect_ && peers_.connecting()) peers_.CancelConnecting();
+  partner_connect_ = false;
+}
+
+// A partner we could not reach (Unavailable) is lost, or about to be declared so: the coordinator
+// restarts the recovery in a newer view (or ends it with an ABORT), which we wait for.
+bool RecoveryMember::AwaitLoss(const Status& failed) {
+  if (failed.code() != StatusCode::kUnavailable) return false;
+  phase_ = Phase::kInterrupted;
+  restore_.reset();
+  deadline_ = std::max(deadline_, node_.Now() + 3 * node_.options.timeout);
+  return true;
+}
+
+bool RecoveryMember::Quiet() const { return !reader_.active() && !round_.active(); }
 
 void RecoveryMember::Take(RecoverRequest* request) {
   request_ = request;
@@ -90,10 +123,25 @@ bool RecoveryMember::OnControlMessage(NodeId from, const recovery::Message& mess
 }
 
 void RecoveryMember::OnView(const recovery::ViewMessage& view) {
-  // A view only moves forward; a replacement is in it from its first connection.
-  if (view.epoch < node_.epoch() || (view.epoch == node_.epoch() && phase_ != Phase::kIdle)) {
+  // A view only moves forward. A replacement is in it from its first connection, and the
+  // coordinator's node moved to it before it sent it: both take a view of their own epoch when
+  // no recovery runs there yet (or the one that ran was interrupted).
+  const bool ours =
+      view.epoch == node_.epoch() && (phase_ == Phase::kIdle || phase_ == Phase::kInterrupted);
+  if (view.epoch < node_.epoch() || (view.epoch == node_.epoch() && !ours)) return;
+  if (phase_ != Phase::kIdle && phase_ != Phase::kViewed && phase_ != Phase::kRestored &&
+      (phase_ != Phase::kInterrupted || !Quiet())) {
+    // A restart whose loss we had not heard of yet, or work of the old view still in flight
+    // (READs into our memory, WRITEs from it): the view waits for it to end.
+    StopWorkInFlight(StrCat("epoch ", view.epoch, " began"));
+    phase_ = Phase::kInterrupted;
+    pending_view_ = view;
     return;
   }
+  pending_view_.reset();
+  read_status_.reset();
+  partner_connect_ = false;
+  scratch_ = AlignedBuffer();
   if (view.epoch > node_.epoch()) {
     const uint64_t old_epoch = node_.epoch();
     node_.view.epoch = view.epoch;
@@ -150,6 +198,14 @@ Nanos RecoveryMember::next_deadline() const {
 }
 
 bool RecoveryMember::Step() {
+  if (phase_ == Phase::kInterrupted) {
+    if (!pending_view_ || !Quiet()) {
+      if (request_ == nullptr || node_.Now() <= deadline_) return false;
+    } else {
+      OnView(*std::exchange(pending_view_, std::nullopt));
+      return true;
+    }
+  }
   if (request_ == nullptr && phase_ != Phase::kReprotecting) return false;
   if (request_ != nullptr && node_.Now() > deadline_ && phase_ != Phase::kReprotecting) {
     Finish(Status::DeadlineExceeded(
@@ -161,6 +217,7 @@ bool RecoveryMember::Step() {
   switch (phase_) {
     case Phase::kIdle:
     case Phase::kRestored:
+    case Phase::kInterrupted:
       return false;
     case Phase::kViewed:
       if (!restore_ || request_ == nullptr) return false;
@@ -188,6 +245,7 @@ bool RecoveryMember::Step() {
           partners,
           recovery::EncodePartnerConnect(node_.rank(), node_.epoch(), memory_.store_keys()),
           std::max(Nanos(0), deadline_ - node_.Now()), tag_);
+      partner_connect_ = connected.ok() && !*connected;
       if (!connected.ok()) {
         Restored(connected.status().WithContext(
             StrCat("node ", node_.rank(), " connecting to its partners for recovery")));
@@ -210,7 +268,7 @@ bool RecoveryMember::Step() {
       return true;
     case Phase::kReprotecting:
       if (!reprotect_->done) return false;
-      if (!reprotect_->result.ok()) {
+      if (!reprotect_->result.ok() && !AwaitLoss(reprotect_->result)) {
         Finish(reprotect_->result.WithContext(
             StrCat("node ", node_.rank(), " re-protecting version ", restore_->version)));
       }
@@ -343,6 +401,7 @@ void RecoveryMember::Restored(Status status) {
   if (!status.ok()) {
     FT_LOG(kWarn) << "node " << node_.rank() << ": could not restore version " << restore_->version
                   << ": " << status;
+    if (AwaitLoss(status)) return;
     Finish(std::move(status));
     return;
   }
@@ -360,7 +419,10 @@ void RecoveryMember::Finish(Status status) {
   }
   report_.total_seconds = SecondsBetween(called_, now);
   phase_ = Phase::kIdle;
-  scratch_ = AlignedBuffer();
+  pending_view_.reset();
+  // The reader may still be READing into it (a deadline during the read): it goes with the next
+  // read or view, once the reader is done.
+  if (!reader_.active()) scratch_ = AlignedBuffer();
   if (reprotect_ && !status.ok() && round_.active()) {
     // The recovery ended under a re-protection (an ABORT, our removal): so does the round.
     round_.Cancel(status);

@@ -9,6 +9,10 @@
 //   lost) ─► RESTORED ─► REPROTECT: the round rewrites our columns that lived on a lost node
 //   ─► COMMIT(e', v): Recover() returns; ABORT(e', kRecoveryVersion): it fails with the reason.
 //
+// Another member lost before the COMMIT restarts the recovery: what is in flight (the reader's
+// READs, a re-protection's WRITEs, a partner Connect) is let end or cancelled, and the member
+// waits for the coordinator's VIEW of a newer epoch (kInterrupted), then starts over from it.
+//
 // The protected memory is touched only while the application is inside Recover(): a RESTORE
 // that comes before the call waits for it. Worker-owned.
 #ifndef FT_ENGINE_RECOVERY_MEMBER_H_
@@ -18,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/buffer.h"
@@ -43,8 +48,9 @@ class RecoveryMember {
 
   // This node is a replacement process (its image is to be rebuilt), started at `now`.
   void StartAsReplacement(Nanos now);
-  // This node learnt of a loss (the start of its time at reduced redundancy).
-  void OnLossLearned(Nanos now);
+  // This node learnt of the loss of `node` (the start of its time at reduced redundancy); during
+  // a recovery, the recovery starts over in the coordinator's next view.
+  void OnLossLearned(NodeId node, Nanos now);
   // The application called Recover().
   void Take(RecoverRequest* request);
   bool active() const { return request_ != nullptr || phase_ != Phase::kIdle; }
@@ -61,16 +67,23 @@ class RecoveryMember {
 
  private:
   enum class Phase {
-    kIdle,         // no recovery under way
-    kViewed,       // in the new view, reported; waiting for RESTORE and the application's call
-    kStoring,      // a replacement registering its store
-    kConnecting,   // connecting the partners of the restored placement
-    kRestoring,    // copying or reading the image
-    kRestored,     // RESTORED sent: waiting for REPROTECT or COMMIT
-    kReprotecting  // the round rewrites our columns on the replacements
+    kIdle,          // no recovery under way
+    kViewed,        // in the new view, reported; waiting for RESTORE and the application's call
+    kStoring,       // a replacement registering its store
+    kConnecting,    // connecting the partners of the restored placement
+    kRestoring,     // copying or reading the image
+    kRestored,      // RESTORED sent: waiting for REPROTECT or COMMIT
+    kReprotecting,  // the round rewrites our columns on the replacements
+    kInterrupted    // a member was lost: what is in flight ends, then the next VIEW starts over
   };
 
   void OnView(const recovery::ViewMessage& view);
+  // Cancels the re-protection round and our partner Connect of an interrupted recovery.
+  void StopWorkInFlight(const std::string& why);
+  // Nothing of the interrupted recovery is in flight any more: a new VIEW may be taken.
+  bool Quiet() const;
+  // A failure that a partner's loss explains (Unavailable): wait for the restart. False otherwise.
+  bool AwaitLoss(const Status& failed);
   void BeginRestore();
   void StartRead();
   void Restored(Status status);
@@ -91,6 +104,7 @@ class RecoveryMember {
   Phase phase_ = Phase::kIdle;
   RecoverRequest* request_ = nullptr;
   std::optional<recovery::ViewMessage> view_;
+  std::optional<recovery::ViewMessage> pending_view_;  // came while kInterrupted was not quiet
   std::optional<recovery::RestoreMessage> restore_;
   std::optional<CommittedVersion> restoring_;
   std::optional<Status> read_status_;
@@ -100,7 +114,8 @@ class RecoveryMember {
   std::vector<RegionRef> regions_;
   std::vector<recovery::LayoutRegion> layout_;  // the regions' ids and sizes
   std::shared_ptr<CheckpointHandle::State> reprotect_;
-  uint64_t tag_ = 0;  // of our partner Connects: distinct from the round's generations
+  uint64_t tag_ = 0;              // of our partner Connects: distinct from the round's generations
+  bool partner_connect_ = false;  // ours may be the Connect in flight
   Nanos loss_learned_{0}, called_{0}, deadline_{0}, restore_began_{0}, restored_at_{0};
   RecoveryReport report_;
 };

@@ -293,6 +293,7 @@ void Worker::OnEvent(const verbs::Event& event) {
     peers_.FenceAll();
     round_.OnOwnFabricLost(event.detail);
     reader_.OnOwnFabricLost(event.detail);
+    recovery_.End(Status::Unavailable("node ", node_.rank(), " lost its fabric: ", event.detail));
     return;
   }
   if (std::optional<PeerTable::LinkInfo> fenced = peers_.FenceQp(event.qp)) {
@@ -554,7 +555,7 @@ bool Worker::HeartbeatTurn() {
 
 void Worker::OnNodeLost(NodeId node, std::string_view why) {
   heartbeat_.Forget(node);
-  recovery_.OnLossLearned(node_.Now());
+  recovery_.OnLossLearned(node, node_.Now());
   if (std::optional<PeerTable::LinkInfo> fenced = peers_.Fence(node, LinkRole::kData)) {
     OnLinkFenced(*fenced, why);
   }

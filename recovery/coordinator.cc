@@ -217,6 +217,10 @@ void Coordinator::OnDone(const DoneMessage& message, Outbox* outbox) {
   // The version before keeps its fragments in the other slots when both used one placement.
   older_in_place_ = committed_version_ > 0 && committed_placement_id_ == placement_id_;
   older_epoch_ = committed_epoch_;
+  older_image_bytes_.clear();
+  for (const PrepareMessage& older : committed_prepares_) {
+    older_image_bytes_.push_back(older.image_bytes);
+  }
   committed_version_ = version_in_flight_;
   committed_epoch_ = options_.epoch;
   committed_placement_ = placement_;
@@ -419,8 +423,13 @@ void Coordinator::AdoptRecovery(uint64_t version, uint64_t written_epoch,
                                 std::span<const std::pair<NodeId, StoreKeys>> new_stores) {
   if (version != committed_version_) {
     // Rolled back to the version before: the newest one is not restorable, and its slots are
-    // the next round's to overwrite.
+    // the next round's to overwrite. The images and layouts are that version's again.
     older_in_place_ = false;
+    for (NodeId node = 0; node < committed_prepares_.size() && node < older_image_bytes_.size();
+         ++node) {
+      committed_prepares_[node].image_bytes = older_image_bytes_[node];
+    }
+    layouts_.RollBack();
   }
   committed_version_ = version;
   committed_epoch_ = written_epoch;

@@ -107,6 +107,8 @@ class Coordinator {
   // were written with one placement), written in older_epoch().
   bool older_in_place() const { return older_in_place_; }
   uint64_t older_epoch() const { return older_epoch_; }
+  // ... and each node's image size in it (by node).
+  const std::vector<uint64_t>& older_image_bytes() const { return older_image_bytes_; }
   const std::vector<PrepareMessage>& committed_prepares() const { return committed_prepares_; }
   // The region layout of `node`'s committed image (empty when nothing is committed).
   const RegionLayout& committed_layout(NodeId node) const { return layouts_.committed(node); }
@@ -167,6 +169,7 @@ class Coordinator {
   uint64_t committed_epoch_ = 0;
   bool older_in_place_ = false;
   uint64_t older_epoch_ = 0;
+  std::vector<uint64_t> older_image_bytes_;
   std::vector<uint8_t> lost_;
   uint32_t lost_count_ = 0;
   // PREPAREs of nodes that reported DONE in the round in flight and gave up waiting for its end

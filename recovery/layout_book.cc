@@ -13,7 +13,8 @@ const RegionLayout& EmptyLayout() {
 
 }  // namespace
 
-LayoutBook::LayoutBook(uint32_t nodes) : known_(nodes), committed_(nodes), pulls_(nodes) {}
+LayoutBook::LayoutBook(uint32_t nodes)
+    : known_(nodes), committed_(nodes), older_(nodes), pulls_(nodes) {}
 
 std::optional<LayoutRequestMessage> LayoutBook::PullUnlessKnown(const PrepareMessage& prepare) {
   const NodeId node = prepare.node;
@@ -71,7 +72,12 @@ void LayoutBook::Cancel(NodeId node) {
 
 void LayoutBook::CancelAll() { std::fill(pulls_.begin(), pulls_.end(), std::nullopt); }
 
-void LayoutBook::Commit() { committed_ = known_; }
+void LayoutBook::Commit() {
+  older_ = committed_;
+  committed_ = known_;
+}
+
+void LayoutBook::RollBack() { committed_ = older_; }
 
 const RegionLayout& LayoutBook::committed(NodeId node) const {
   if (node >= committed_.size() || !committed_[node]) return EmptyLayout();

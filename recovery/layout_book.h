@@ -48,8 +48,11 @@ class LayoutBook {
   void Cancel(NodeId node);  // its PREPARE was withdrawn
   void CancelAll();          // the round in preparation ended (an ABORT, a new view)
 
-  // The round every node prepared with its known layout committed: those are the committed ones.
+  // The round every node prepared with its known layout committed: those are the committed ones
+  // (the ones before are kept for a rollback).
   void Commit();
+  // A recovery rolled back to the version before the committed one: its layouts are again.
+  void RollBack();
   const RegionLayout& committed(NodeId node) const;
   std::vector<RegionLayout> committed_layouts() const;
 
@@ -60,6 +63,7 @@ class LayoutBook {
   };
   std::vector<std::shared_ptr<const RegionLayout>> known_;      // by node; null: none yet
   std::vector<std::shared_ptr<const RegionLayout>> committed_;  // by node; null: empty
+  std::vector<std::shared_ptr<const RegionLayout>> older_;      // the version before's
   std::vector<std::optional<Pull>> pulls_;
 };
 

@@ -130,7 +130,9 @@ void RecoveryCoordinator::SendRestores(Outbox* outbox) {
       outbox->emplace_back(node, std::move(restore));
       continue;
     }
-    restore.image_bytes = input_.prepares[node].image_bytes;
+    restore.image_bytes = version_ != input_.version && node < input_.older_image_bytes.size()
+                              ? input_.older_image_bytes[node]
+                              : input_.prepares[node].image_bytes;
     restore.slot_bytes = input_.placement.footprint_bytes(node) / 2;
     restore.holders = HoldersOf(node);
     for (const HostedFragment& hosted : input_.placement.HostedBy(node)) {
@@ -152,9 +154,9 @@ void RecoveryCoordinator::OnRestored(const RestoredMessage& restored, Outbox* ou
     return;
   }
   if (restored.code != StatusCode::kOk) {
-    Fail(Status(restored.code, StrCat("node ", restored.node, " could not restore version ",
-                                      version_, " (see its log)")),
-         outbox);
+    const Status failed(restored.code, StrCat("node ", restored.node, " could not restore version ",
+                                              version_, " (see its log)"));
+    if (!AwaitsALoss(failed)) Fail(failed, outbox);
     return;
   }
   answered_[restored.node] = 1;
@@ -191,13 +193,22 @@ void RecoveryCoordinator::OnDone(const DoneMessage& done, Outbox* outbox) {
     return;
   }
   if (done.code != StatusCode::kOk) {
-    Fail(Status(done.code, StrCat("node ", done.node, " could not re-protect version ", version_,
-                                  " on the replacements (see its log)")),
-         outbox);
+    const Status failed(done.code, StrCat("node ", done.node, " could not re-protect version ",
+                                          version_, " on the replacements (see its log)"));
+    if (!AwaitsALoss(failed)) Fail(failed, outbox);
     return;
   }
   reprotecting_[done.node] = 0;
   if (--reprotecting_count_ == 0) Finish(outbox);
+}
+
+// A member that could not reach a partner (Unavailable) saw a loss before this coordinator did:
+// the loss will come and restart the recovery in a newer view. If it does not, the deadline ends
+// the recovery with this reason.
+bool RecoveryCoordinator::AwaitsALoss(const Status& failed) {
+  if (failed.code() != StatusCode::kUnavailable) return false;
+  if (awaited_loss_.ok()) awaited_loss_ = failed;
+  return true;
 }
 
 void RecoveryCoordinator::OnNodeLost(NodeId node, std::string_view why, Outbox* outbox) {
@@ -226,6 +237,12 @@ void RecoveryCoordinator::OnDeadline(Outbox* outbox) {
         break;
     }
     if (waiting) silent += StrCat(silent.empty() ? "" : ", ", node);
+  }
+  if (!awaited_loss_.ok()) {
+    Fail(awaited_loss_.WithContext(StrCat("recovery in epoch ", input_.epoch,
+                                          " ran out of time waiting for the loss behind it")),
+         outbox);
+    return;
   }
   Fail(Status::DeadlineExceeded("recovery in epoch ", input_.epoch, " ran out of time: node",
                                 silent.find(',') != std::string::npos ? "s " : " ", silent,

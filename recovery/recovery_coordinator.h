@@ -41,18 +41,22 @@ class RecoveryCoordinator {
     // V - 1 was written with V's placement (into the other slots), in older_written_epoch.
     bool older_in_place = false;
     uint64_t older_written_epoch = 0;
-    Placement placement;                   // V's (empty when V = 0)
-    std::vector<PrepareMessage> prepares;  // its inputs, by node (the world's size)
+    std::vector<uint64_t> older_image_bytes;  // V - 1's image sizes, by node (empty: V's)
+    Placement placement;                      // V's (empty when V = 0)
+    std::vector<PrepareMessage> prepares;     // its inputs, by node (the world's size)
   };
 
   // Checks the input (InvalidArgument naming the problem) and sends the VIEWs.
   static Result<std::unique_ptr<RecoveryCoordinator>> Start(Input input, Outbox* outbox);
 
   void OnReport(const ReportMessage& report, Outbox* outbox);
+  // A member's RESTORED, or a reprotecting owner's DONE (its columns are rewritten). A failure
+  // ends the recovery, except Unavailable: a member that could not reach a partner saw a loss
+  // this coordinator will see too (the engine then restarts the recovery in a newer view).
   void OnRestored(const RestoredMessage& restored, Outbox* outbox);
-  // A reprotecting owner's DONE (its columns are rewritten, or it failed).
   void OnDone(const DoneMessage& done, Outbox* outbox);
   // A member was lost meanwhile: the recovery fails (Unavailable), every member hears ABORT.
+  // (The engine's coordinator restarts the recovery in a newer view instead.)
   void OnNodeLost(NodeId node, std::string_view why, Outbox* outbox);
   // The recovery's time ran out: it fails (DeadlineExceeded) naming the members that have not
   // answered the phase it is in (an application that never called Recover(), a hung member).
@@ -84,6 +88,7 @@ class RecoveryCoordinator {
   void Reprotect(Outbox* outbox);
   void Finish(Outbox* outbox);
   void Fail(Status why, Outbox* outbox);
+  bool AwaitsALoss(const Status& failed);
   std::vector<HolderAddress> HoldersOf(NodeId owner) const;
 
   Input input_;
@@ -98,6 +103,7 @@ class RecoveryCoordinator {
   std::vector<uint8_t> reprotecting_;  // by owner: REPROTECT sent, DONE awaited
   uint32_t reprotecting_count_ = 0;
   Status failure_;
+  Status awaited_loss_;  // an Unavailable from a member, waiting for the loss behind it
   std::string table_;
 };
 

@@ -163,6 +163,22 @@ TEST_F(CoordinatorLayoutTest, AKnownLayoutIsNotPulledAgainAndAChangedOneIs) {
   EXPECT_EQ(coordinator_->committed_layout(2).regions, RegionsOf(2, 4));
 }
 
+// A recovery that rolls back to the version before the committed one makes that version's
+// layouts and image sizes the committed ones again.
+TEST_F(CoordinatorLayoutTest, ARollbackRestoresTheLayoutsOfTheVersionBefore) {
+  PrepareAll();
+  CommitVersion(1);
+  regions_[2] = RegionsOf(2, 4);
+  digests_[2] = 0xbeef;
+  PrepareAll();
+  CommitVersion(2);
+  ASSERT_EQ(coordinator_->committed_layout(2).regions, RegionsOf(2, 4));
+  coordinator_->AdoptRecovery(1, kEpoch, {});
+  EXPECT_EQ(coordinator_->committed_version(), 1u);
+  EXPECT_EQ(coordinator_->committed_layout(2).regions, RegionsOf(2, 3));
+  EXPECT_EQ(coordinator_->committed_layout(2).digest, 0xd1600002u);
+}
+
 TEST_F(CoordinatorLayoutTest, AnEmptyLayoutIsNeverPulled) {
   Outbox outbox;
   for (NodeId node = 0; node < kNodes; ++node) {

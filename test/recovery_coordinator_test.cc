@@ -166,6 +166,57 @@ TEST(RecoveryCoordinatorTest, TheVersionBeforeWhenTheNewestIsTornOnTooManyHolder
       << run.recovery->table();
 }
 
+// V - 1 is restored with its own image sizes (images may change size within their extents).
+TEST(RecoveryCoordinatorTest, TheVersionBeforeIsRestoredWithItsOwnImageSizes) {
+  Recovery run;
+  // A second run whose input knows V - 1's sizes.
+  RecoveryCoordinator::Input input = SampleInput();
+  for (NodeId node = 0; node < kNodes; ++node) input.older_image_bytes.push_back(90'000 + node);
+  RecoveryCoordinator::Outbox outbox;
+  auto started = RecoveryCoordinator::Start(input, &outbox);
+  ASSERT_TRUE(started.ok()) << started.status();
+  outbox.clear();
+  for (const auto& [node, view] : run.views) {
+    ReportMessage report{2, node, 5, {}};
+    for (const HostedCheck& check : view.checks) {
+      report.intact.push_back((check.owner == 6 && check.column > 0 ? 0 : kNewestIntact) |
+                              kOlderIntact);
+    }
+    (*started)->OnReport(report, &outbox);
+  }
+  const auto restores = Take<RestoreMessage>(outbox);
+  ASSERT_EQ(restores.size(), kNodes);
+  for (const auto& [node, restore] : restores) {
+    EXPECT_EQ(restore.version, 4u);
+    EXPECT_EQ(restore.image_bytes, 90'000u + node);
+  }
+}
+
+// A member that could not reach a partner (Unavailable) saw a loss first: the recovery waits for
+// it (the engine restarts the recovery); any other failure ends it at once.
+TEST(RecoveryCoordinatorTest, AnUnavailableMemberWaitsForTheLossOtherFailuresEndIt) {
+  Recovery run;
+  run.Report([](NodeId, uint32_t) { return kNewestIntact | kOlderIntact; });
+  Take<RestoreMessage>(run.outbox);
+  run.recovery->OnRestored({2, 4, 5, StatusCode::kUnavailable, 0, 0}, &run.outbox);
+  EXPECT_TRUE(run.outbox.empty());
+  EXPECT_EQ(run.recovery->phase(), RecoveryCoordinator::Phase::kRestoring);
+  // No loss came: the deadline ends it with the member's reason.
+  run.recovery->OnDeadline(&run.outbox);
+  auto aborts = Take<AbortMessage>(run.outbox);
+  ASSERT_EQ(aborts.size(), kNodes);
+  EXPECT_EQ(aborts[0].second.code, StatusCode::kUnavailable);
+  EXPECT_NE(aborts[0].second.reason.find("node 4 could not restore"), std::string::npos)
+      << aborts[0].second.reason;
+
+  Recovery other;
+  other.Report([](NodeId, uint32_t) { return kNewestIntact | kOlderIntact; });
+  Take<RestoreMessage>(other.outbox);
+  other.recovery->OnRestored({2, 4, 5, StatusCode::kFailedPrecondition, 0, 0}, &other.outbox);
+  EXPECT_EQ(Take<AbortMessage>(other.outbox).size(), kNodes);
+  EXPECT_EQ(other.recovery->phase(), RecoveryCoordinator::Phase::kFailed);
+}
+
 TEST(RecoveryCoordinatorTest, TooFewFragmentsIsDataLossOnEveryMember) {
   Recovery run;
   run.Report([](NodeId owner, uint32_t) -> uint8_t { return owner == 5 ? 0 : kNewestIntact; });

@@ -116,7 +116,7 @@ void AddFailureOptions(CLI::App& checkpoint, CheckpointOptions* options) {
       "  commit    every DONE of F+1 in, the coordinator's answer held from the victims; "
       "restores what the coordinator decided (F+1 when it committed)\n"
       "  recovery  as idle, then the replacements die while their images are read back: the "
-      "recovery fails with Unavailable (a restart in a newer view is not built), exit 1\n"
+      "recovery restarts in a newer view once second new processes take the ranks\n"
       "--kill: the processes die (broken links); --freeze: they hang, only the heartbeat tells "
       "(about 1 s). The first --spares victims get replacement processes with fresh images; "
       "every member calls Recover(); every image must equal the restored version; the run "

@@ -113,6 +113,8 @@ class FailureRun {
   // Every member's Recover() (a replacement first Protects its fresh image); `recoveries` gets
   // each rank's outcome.
   Status RecoverAll(std::vector<MemberRecovery>* recoveries);
+  // A new process for `rank` protecting `image` (the committed size), then its Recover().
+  Result<RecoveryReport> ReplaceAndRecover(uint32_t rank, AlignedBuffer& image);
   // Checks that every member recovered the same version with the right losses and that every
   // image holds that version's bytes; fills the figures. Its error is the run's (exit 1).
   Status CheckRecovery(const std::vector<MemberRecovery>& recoveries, RecoveryFigures* figures);
@@ -379,6 +381,15 @@ Status FailureRun::SettleFailure() {
   return Status();
 }
 
+Result<RecoveryReport> FailureRun::ReplaceAndRecover(uint32_t rank, AlignedBuffer& image) {
+  Result<Engine*> replaced = world_->Replace(rank);
+  if (!replaced.ok()) return replaced.status().WithContext("Replace");
+  if (Status protect = (*replaced)->Protect(0, image.data(), o_.size); !protect.ok()) {
+    return protect.WithContext("the replacement's Protect");
+  }
+  return (*replaced)->Recover();
+}
+
 Status FailureRun::RecoverAll(std::vector<MemberRecovery>* recoveries) {
   // A replacement's image: fresh memory of the committed size, holding garbage until Recover().
   std::vector<AlignedBuffer> fresh(o_.nodes);
@@ -394,6 +405,7 @@ Status FailureRun::RecoverAll(std::vector<MemberRecovery>* recoveries) {
     }
   }
   std::atomic<bool> recovered{false};
+  std::vector<AlignedBuffer> killed_images(o_.nodes);  // `recovery`: the first replacements'
   {
     // `recovery`: once every replacement is restoring (a READ of its image held), they die.
     std::jthread second_loss;
@@ -407,36 +419,49 @@ Status FailureRun::RecoverAll(std::vector<MemberRecovery>* recoveries) {
             },
             plan_.timeout, std::chrono::microseconds(200));
         if (!restoring || recovered.load()) return;
-        for (uint32_t victim : plan_.replaced) (void)world_->Kill(victim);
+        // First: a victim's thread that sees its Recover() fail checks the flag, and its second
+        // process must read freely (the held READs die with the first).
         second_loss_ = true;
+        for (verbs::FaultRuleId id : read_rules) faults_->Remove(id);
+        for (uint32_t victim : plan_.replaced) (void)world_->Kill(victim);
       });
     }
     (void)world_->Run([&](uint32_t rank, Engine& engine) -> Status {
       MemberRecovery& member = (*recoveries)[rank];
-      Engine* process = &engine;
-      if (IsVictim(rank)) {
-        if (!IsReplaced(rank)) return Status();  // no spare: this rank stays lost
-        Result<Engine*> replaced = world_->Replace(rank);
-        if (!replaced.ok()) {
-          member.report = replaced.status().WithContext("Replace");
-          return Status();
-        }
-        process = *replaced;
-        replaced_[rank] = 1;
-        if (Status protect = process->Protect(0, fresh[rank].data(), o_.size); !protect.ok()) {
-          member.report = protect.WithContext("the replacement's Protect");
-          return Status();
-        }
+      if (!IsVictim(rank)) {
+        member.took_part = true;
+        member.called = Now();
+        member.report = engine.Recover();
+        member.returned = Now();
+        return Status();
       }
+      if (!IsReplaced(rank)) return Status();  // no spare: this rank stays lost
+      replaced_[rank] = 1;
       member.took_part = true;
       member.called = Now();
-      member.report = process->Recover();
+      member.report = ReplaceAndRecover(rank, fresh[rank]);
+      if (!member.report.ok() && second_loss_) {
+        // `recovery`: this replacement was killed in Recover(); the recovery restarts once a
+        // second new process takes the rank, with fresh memory again.
+        killed_images[rank] = std::move(fresh[rank]);
+        Result<AlignedBuffer> again = AlignedBuffer::Create(o_.size);
+        if (!again.ok()) {
+          member.report = again.status();
+          return Status();
+        }
+        fresh[rank] = std::move(again).value();
+        std::memset(fresh[rank].data(), 0x5a, o_.size);
+        member.report = ReplaceAndRecover(rank, fresh[rank]);
+      }
       member.returned = Now();
       return Status();
     });
     recovered = true;
   }
   for (verbs::FaultRuleId id : read_rules) faults_->Remove(id);
+  for (AlignedBuffer& image : killed_images) {
+    if (image.size() > 0) retired_.push_back(std::move(image));
+  }
   for (uint32_t victim : plan_.replaced) {
     retired_.push_back(std::move(images_[victim]));
     images_[victim] = std::move(fresh[victim]);
@@ -621,10 +646,9 @@ int FailureRun::Run(const erasure::StripeGeometry& g) {
   if (failed != nullptr) {
     std::string why;
     if (plan_.at == FailAt::kRecovery && second_loss_) {
-      why = StrCat(" (the replacement", plan_.replaced.size() > 1 ? "s" : "", " of rank",
+      why = StrCat(" (after the replacement", plan_.replaced.size() > 1 ? "s" : "", " of rank",
                    plan_.replaced.size() > 1 ? "s " : " ", JoinRanks(plan_.replaced),
-                   " killed while Recover() ran: a loss during recovery ends it, restarting it "
-                   "in a newer view is not built yet)");
+                   " were killed while Recover() ran)");
     } else if (plan_.replaced.size() < plan_.victims.size()) {
       why = StrCat(" (--spares ", plan_.spares, " for ", plan_.victims.size(), " victims)");
     }
