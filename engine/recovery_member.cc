@@ -123,12 +123,11 @@ bool RecoveryMember::OnControlMessage(NodeId from, const recovery::Message& mess
 }
 
 void RecoveryMember::OnView(const recovery::ViewMessage& view) {
-  // A view only moves forward. A replacement is in it from its first connection, and the
-  // coordinator's node moved to it before it sent it: both take a view of their own epoch when
-  // no recovery runs there yet (or the one that ran was interrupted).
-  const bool ours =
-      view.epoch == node_.epoch() && (phase_ == Phase::kIdle || phase_ == Phase::kInterrupted);
-  if (view.epoch < node_.epoch() || (view.epoch == node_.epoch() && !ours)) return;
+  // A view only moves forward, for the node and for its recoveries: a replacement is in its view
+  // from its first connection, and the coordinator's node moved to it before it sent it, so the
+  // node's epoch may already be the view's; the last view this member took must be older. (The
+  // coordinator's own member may take a dropped recovery's VIEW after the loss that dropped it.)
+  if (view.epoch < node_.epoch() || (view_ && view.epoch <= view_->epoch)) return;
   if (phase_ != Phase::kIdle && phase_ != Phase::kViewed && phase_ != Phase::kRestored &&
       (phase_ != Phase::kInterrupted || !Quiet())) {
     // A restart whose loss we had not heard of yet, or work of the old view still in flight
