@@ -58,7 +58,8 @@ std::vector<NodeId> CoordinatorHost::UnconnectedSpares() const {
   std::vector<NodeId> out;
   for (NodeId spare = node_.world.size; spare < node_.world.size + node_.world.spares; ++spare) {
     const bool known =
-        std::find(spares_.begin(), spares_.end(), spare) != spares_.end() ||
+        std::any_of(spares_.begin(), spares_.end(),
+                    [&](const recovery::SpareCandidate& s) { return s.id == spare; }) ||
         std::find(spares_gone_.begin(), spares_gone_.end(), spare) != spares_gone_.end();
     if (!known) out.push_back(spare);
   }
@@ -70,17 +71,19 @@ std::vector<NodeId> CoordinatorHost::ControlPeersToDial() const {
   return awaiting.empty() ? UnconnectedSpares() : awaiting;
 }
 
-void CoordinatorHost::OnSpareConnected(NodeId spare) {
-  spares_.push_back(spare);
-  std::sort(spares_.begin(), spares_.end());
-  FT_LOG(kInfo) << "coordinator: spare " << spare << " is ready";
+void CoordinatorHost::OnSpareConnected(NodeId spare, uint32_t priority, uint32_t domain) {
+  spares_.push_back({spare, priority, domain});
+  FT_LOG(kInfo) << "coordinator: spare " << spare << " is ready (domain " << domain << ", priority "
+                << (priority == recovery::kLaunchOrderPriority ? std::string("unset")
+                                                               : StrCat(priority))
+                << ")";
   recovery::Coordinator::Outbox outbox;
   AssignSpares(&outbox);  // a loss may be waiting for it
   SendAll(outbox);
 }
 
 void CoordinatorHost::OnSpareLost(NodeId spare) {
-  spares_.erase(std::remove(spares_.begin(), spares_.end(), spare), spares_.end());
+  std::erase_if(spares_, [&](const recovery::SpareCandidate& s) { return s.id == spare; });
   if (std::find(spares_gone_.begin(), spares_gone_.end(), spare) == spares_gone_.end()) {
     spares_gone_.push_back(spare);
   }
@@ -92,11 +95,18 @@ void CoordinatorHost::AssignSpares(recovery::Coordinator::Outbox* outbox) {
     if (std::find(assigned_ranks_.begin(), assigned_ranks_.end(), rank) != assigned_ranks_.end()) {
       continue;
     }
-    const NodeId spare = spares_.front();
-    spares_.erase(spares_.begin());
+    std::vector<uint32_t> domains;
+    for (const recovery::PrepareMessage& prepare : coordinator_->committed_prepares()) {
+      domains.push_back(prepare.domain);
+    }
+    const std::optional<recovery::SpareChoice> choice =
+        recovery::ChooseSpare(spares_, rank, coordinator_->committed_placement(), domains);
+    const recovery::SpareCandidate chosen = spares_[choice->index];
+    const NodeId spare = chosen.id;
+    spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(choice->index));
     spares_gone_.push_back(spare);
     assigned_ranks_.push_back(rank);
-    FT_LOG(kInfo) << "coordinator: spare " << spare << " takes rank " << rank;
+    FT_LOG(kInfo) << "coordinator: rank " << rank << " goes to " << choice->Describe(chosen);
     outbox->emplace_back(spare, recovery::AssignMessage{node_.epoch() + 1, rank});
   }
 }

@@ -20,6 +20,7 @@
 #include "recovery/coordinator.h"
 #include "recovery/protocol.h"
 #include "recovery/recovery_coordinator.h"
+#include "recovery/spare_choice.h"
 
 namespace ft::internal {
 
@@ -57,7 +58,8 @@ class CoordinatorHost {
   // Whom the coordinator dials for a control link: the lost ranks still awaiting a replacement,
   // else the idle spares not connected yet.
   std::vector<NodeId> ControlPeersToDial() const;
-  void OnSpareConnected(NodeId spare);
+  // An idle spare connected, with its priority and failure domain (recovery/spare_choice.h).
+  void OnSpareConnected(NodeId spare, uint32_t priority, uint32_t domain);
   void OnSpareLost(NodeId spare);
 
   const recovery::Coordinator& coordinator() const { return *coordinator_; }
@@ -74,7 +76,8 @@ class CoordinatorHost {
   void AddEndpoints(std::vector<NodeId> partners, std::vector<recovery::PeerEndpoint>* out) const;
   // The recovery ended (recovered or failed): its outcome becomes the coordinator's.
   void AfterRecoveryMessage();
-  // Gives each lost rank without a process the best connected spare (ASSIGN).
+  // Gives each lost rank without a process the best connected spare (ASSIGN): the one whose
+  // failure domain keeps the placement's rule best, then by priority and launch order.
   void AssignSpares(recovery::Coordinator::Outbox* outbox);
 
   NodeContext& node_;
@@ -88,10 +91,10 @@ class CoordinatorHost {
   Nanos first_loss_at_{0};
   Nanos recovery_started_at_{0};
   std::unique_ptr<recovery::RecoveryCoordinator> recovery_;
-  std::vector<NodeId> spares_;          // connected idle spares, best first (lowest number)
-  std::vector<NodeId> spares_gone_;     // assigned or lost: never dialled again
-  std::vector<NodeId> assigned_ranks_;  // lost ranks a spare was assigned to
-  uint64_t restarts_ = 0;               // recoveries restarted by a loss during them
+  std::vector<recovery::SpareCandidate> spares_;  // connected idle spares
+  std::vector<NodeId> spares_gone_;               // assigned or lost: never dialled again
+  std::vector<NodeId> assigned_ranks_;            // lost ranks a spare was assigned to
+  uint64_t restarts_ = 0;                         // recoveries restarted by a loss during them
 };
 
 }  // namespace ft::internal

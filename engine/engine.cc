@@ -64,8 +64,9 @@ class Engine::Impl {
     fabric_for_ = std::move(fabric_for);
     shared_.spare.store(true, std::memory_order_release);
     FT_ASSIGN_OR_RETURN(
-        spare_link_, internal::SpareLink::Connect(*node_.fabric, node_.rank(),
-                                                  node_.world.coordinator, node_.options.timeout));
+        spare_link_,
+        internal::SpareLink::Connect(*node_.fabric, node_.rank(), node_.options.spare_priority,
+                                     node_.domain, node_.world.coordinator, node_.options.timeout));
     return Status();
   }
   bool idle_spare() const { return spare_link_ != nullptr; }

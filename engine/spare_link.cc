@@ -9,8 +9,9 @@
 namespace ft::internal {
 
 Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
-                                                      recovery::NodeId spare_id,
-                                                      recovery::NodeId coordinator, Nanos timeout) {
+                                                      recovery::NodeId spare_id, uint32_t priority,
+                                                      uint32_t domain, recovery::NodeId coordinator,
+                                                      Nanos timeout) {
   auto link = std::make_unique<SpareLink>(PrivateTag{}, fabric);
   link->coordinator_ = coordinator;
   FT_ASSIGN_OR_RETURN(link->buffer_,
@@ -20,7 +21,7 @@ Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
   verbs::ConnectRequest request;
   request.peer = coordinator;
   request.private_data =
-      recovery::EncodeControlConnect(spare_id, recovery::kJoiningEpoch, fabric.endpoint());
+      recovery::EncodeSpareConnect(spare_id, priority, domain, fabric.endpoint());
   for (uint32_t i = 0; i < kReceives; ++i) {
     verbs::RecvRequest receive;
     receive.wr_id = WorkId{WorkKind::kRecv, 0, i}.Encode();

@@ -17,10 +17,12 @@ namespace ft::internal {
 
 class SpareLink {
  public:
-  // Connects spare `spare_id` to the coordinator (bounded by `timeout`).
+  // Connects spare `spare_id` to the coordinator (bounded by `timeout`), telling it the spare's
+  // priority and failure domain (recovery/spare_choice.h).
   static Result<std::unique_ptr<SpareLink>> Connect(verbs::Fabric& fabric,
-                                                    recovery::NodeId spare_id,
-                                                    recovery::NodeId coordinator, Nanos timeout);
+                                                    recovery::NodeId spare_id, uint32_t priority,
+                                                    uint32_t domain, recovery::NodeId coordinator,
+                                                    Nanos timeout);
   ~SpareLink();  // the QP before the memory it could address
   SpareLink(const SpareLink&) = delete;
   SpareLink& operator=(const SpareLink&) = delete;

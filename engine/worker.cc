@@ -506,10 +506,10 @@ Status Worker::AcceptReplacement(NodeId rank, std::span<const std::byte> private
                                  std::unique_ptr<verbs::QueuePair>* qp) {
   if (rank >= node_.world.size) {
     // An idle spare: a control link to send it ASSIGN on, nothing else.
-    FT_RETURN_IF_ERROR(
-        recovery::ParseControlConnect(private_data, rank, recovery::kJoiningEpoch).status());
+    FT_ASSIGN_OR_RETURN(const recovery::SpareConnect spare,
+                        recovery::ParseSpareConnect(private_data, rank));
     peers_.Add(rank, LinkRole::kControl, std::move(*qp));
-    coordinator_->OnSpareConnected(rank);
+    coordinator_->OnSpareConnected(rank, spare.priority, spare.domain);
     return Status();
   }
   const std::vector<NodeId> awaiting = coordinator_->AwaitingReplacement();

@@ -20,7 +20,9 @@ std::vector<std::byte> Header(uint32_t magic, NodeId rank, uint64_t epoch, size_
 Result<std::span<const std::byte>> CheckHeader(std::span<const std::byte> data,
                                                uint32_t expected_magic, NodeId expected_rank,
                                                uint64_t expected_epoch) {
-  const char* kind = expected_magic == kControlConnectMagic ? "control" : "partner";
+  const char* kind = expected_magic == kControlConnectMagic ? "control"
+                     : expected_magic == kSpareConnectMagic ? "spare"
+                                                            : "partner";
   if (data.size() < kConnectHeaderBytes) {
     return Status::Internal("node ", expected_rank, " sent ", data.size(), " bytes of ", kind,
                             " connection private data (the header alone is ", kConnectHeaderBytes,
@@ -69,6 +71,34 @@ std::vector<std::byte> EncodePartnerConnect(NodeId rank, uint64_t epoch, StoreKe
   std::memcpy(data.data() + kConnectHeaderBytes, &store.addr, 8);
   std::memcpy(data.data() + kConnectHeaderBytes + 8, &store.rkey, 4);
   return data;
+}
+
+std::vector<std::byte> EncodeSpareConnect(NodeId spare, uint32_t priority, uint32_t domain,
+                                          std::span<const std::byte> endpoint) {
+  FT_CHECK(endpoint.size() <= kMaxConnectEndpointBytes);
+  std::vector<std::byte> data =
+      Header(kSpareConnectMagic, spare, kJoiningEpoch, 8 + endpoint.size());
+  std::memcpy(data.data() + kConnectHeaderBytes, &priority, 4);
+  std::memcpy(data.data() + kConnectHeaderBytes + 4, &domain, 4);
+  if (!endpoint.empty()) {
+    std::memcpy(data.data() + kConnectHeaderBytes + 8, endpoint.data(), endpoint.size());
+  }
+  return data;
+}
+
+Result<SpareConnect> ParseSpareConnect(std::span<const std::byte> data, NodeId expected_spare) {
+  FT_ASSIGN_OR_RETURN(std::span<const std::byte> rest,
+                      CheckHeader(data, kSpareConnectMagic, expected_spare, kJoiningEpoch));
+  if (rest.size() < 8 || rest.size() - 8 > kMaxConnectEndpointBytes) {
+    return Status::Internal("spare ", expected_spare, " sent ", data.size(),
+                            " bytes of connection private data, expected ", kConnectHeaderBytes + 8,
+                            "..", kMaxSpareConnectBytes);
+  }
+  SpareConnect spare;
+  std::memcpy(&spare.priority, rest.data(), 4);
+  std::memcpy(&spare.domain, rest.data() + 4, 4);
+  spare.endpoint = rest.subspan(8);
+  return spare;
 }
 
 Result<std::span<const std::byte>> ParseControlConnect(std::span<const std::byte> data,

@@ -183,5 +183,23 @@ TEST(Bootstrap, HeartbeatOverridesFromTheEnvironment) {
   }
 }
 
+// A spare's priority: FT_SPARE_PRIORITY, 0 and up; unset keeps launch order.
+TEST(Bootstrap, SparePriorityFromTheEnvironment) {
+  const auto with = [](const Env& env) {
+    return OptionsFromEnvironment(EngineOptions(), [&env](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  };
+  EXPECT_EQ(with({})->spare_priority, EngineOptions::kLaunchOrder);
+  EXPECT_EQ(with({{"FT_SPARE_PRIORITY", "0"}})->spare_priority, 0u);
+  EXPECT_EQ(with({{"FT_SPARE_PRIORITY", "7"}})->spare_priority, 7u);
+  for (const char* value : {"-1", "4294967295", "first"}) {
+    EXPECT_TRUE(HasError(with({{"FT_SPARE_PRIORITY", value}}).status(),
+                         StatusCode::kInvalidArgument,
+                         std::string("FT_SPARE_PRIORITY=\"") + value + "\""));
+  }
+}
+
 }  // namespace
 }  // namespace ft

@@ -175,10 +175,12 @@ class EngineRecovery : public ::testing::Test {
     return reports;
   }
 
-  // Every rank calls Recover(); the victim's thread plays the first spare's process, which
-  // allocates its regions from the layout it is assigned (*layout).
+  // Every rank calls Recover(); the victim's thread plays the process of spare `expected` (the
+  // one the coordinator must choose), which allocates its regions from the layout it is
+  // assigned (*layout).
   std::vector<Result<RecoveryReport>> RecoverOntoSpare(uint32_t victim,
-                                                       std::vector<ProtectedRegion>* layout) {
+                                                       std::vector<ProtectedRegion>* layout,
+                                                       uint32_t expected = 0) {
     victims_ = {victim};
     std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
     std::vector<uint32_t> everyone(kNodes);
@@ -188,10 +190,10 @@ class EngineRecovery : public ::testing::Test {
         reports[rank] = engine.Recover();
         return Status();
       }
-      Engine& spare = world_->spare(0);  // the best: the lowest number
+      Engine& spare = world_->spare(expected);
       FT_ASSIGN_OR_RETURN(Assignment assigned, spare.WaitForAssignment(std::chrono::seconds(10)));
       if (assigned.rank != victim) {
-        return Status::Internal("spare 0 was assigned rank ", assigned.rank);
+        return Status::Internal("spare ", expected, " was assigned rank ", assigned.rank);
       }
       if (spare.world().rank != victim) {
         return Status::Internal("the spare's engine is not rank ", victim, "'s");
@@ -295,6 +297,41 @@ TEST_F(EngineRecovery, ASpareIsToldTheCommittedLayoutOfManyRegions) {
   EXPECT_EQ(layout, committed);
   ExpectRecovered(reports, 2);
   EXPECT_EQ(world_->engine(5).CommittedLayout(), committed);
+}
+
+// Every rank its own failure domain; spare 0 sits in rank 2's domain, where other fragments of
+// the owners rank 5 hosted live; spare 1 in a domain of its own. Rank 5 goes to spare 1, though
+// spare 0 was launched first.
+TEST_F(EngineRecovery, TheSpareWhoseDomainKeepsThePlacementRuleIsChosen) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.spares = 2;
+  options.domain_of = [](uint32_t node) { return node == kNodes ? 2u : node; };
+  Start(options);
+  ASSERT_OK(Commit(1, 2));
+  KillAndWait({5});
+  std::vector<ProtectedRegion> layout;
+  const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(5, &layout, 1);
+  ExpectRecovered(reports, 2);
+  EXPECT_EQ(&world_->engine(5), &world_->spare(1));
+  EXPECT_TRUE(world_->spare(0).IsSpare()) << "the spare in a clashing domain still waits";
+}
+
+// Spares in domains of their own: FT_SPARE_PRIORITY (here 0 for spare 1, unset for spare 0)
+// goes before launch order.
+TEST_F(EngineRecovery, ASparesPriorityGoesBeforeLaunchOrder) {
+  internal::LoopbackTestWorldOptions options = RecoveryWorld();
+  options.spares = 2;
+  options.spare_priority_of = [](uint32_t spare) {
+    return spare == 1 ? 0u : EngineOptions::kLaunchOrder;
+  };
+  Start(options);
+  ASSERT_OK(Commit(1, 1));
+  KillAndWait({4});
+  std::vector<ProtectedRegion> layout;
+  const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(4, &layout, 1);
+  ExpectRecovered(reports, 1);
+  EXPECT_EQ(&world_->engine(4), &world_->spare(1));
+  EXPECT_TRUE(world_->spare(0).IsSpare());
 }
 
 TEST_F(EngineRecovery, TheCoordinatorsPartnersAndTwoLossesAtOnce) {

@@ -76,6 +76,7 @@ ft::EngineOptions ToEngineOptions(const ft_options& o) {
   options.timeout = std::chrono::milliseconds(o.timeout_ms);
   options.heartbeat_interval = std::chrono::milliseconds(o.heartbeat_interval_ms);
   options.heartbeat_misses = o.heartbeat_misses;
+  options.spare_priority = o.spare_priority;
   return options;
 }
 
@@ -103,6 +104,7 @@ void ft_options_init(ft_options* options) {
   options->timeout_ms = defaults.timeout.count();
   options->heartbeat_interval_ms = defaults.heartbeat_interval.count();
   options->heartbeat_misses = defaults.heartbeat_misses;
+  options->spare_priority = defaults.spare_priority;
 }
 
 int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopback_world** world) {

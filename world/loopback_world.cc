@@ -53,8 +53,13 @@ Result<std::unique_ptr<Engine>> LoopbackWorld::Impl::MakeSpare(uint32_t node) {
   FT_ASSIGN_OR_RETURN(std::unique_ptr<verbs::Fabric> fabric, network_->CreateFabric(node));
   const WorldInfo world{node, options_.nodes, 0, options_.spares};
   Clock& clock = options_.clock != nullptr ? *options_.clock : SteadyClock::Default();
+  EngineOptions engine_options = options_.engine;
+  if (options_.domain_of) engine_options.failure_domain = options_.domain_of(node);
+  if (options_.spare_priority_of) {
+    engine_options.spare_priority = options_.spare_priority_of(node - options_.nodes);
+  }
   return internal::EngineFactory::CreateSpare(
-      options_.engine, world, std::move(fabric), clock,
+      engine_options, world, std::move(fabric), clock,
       [this](uint32_t rank) -> Result<std::unique_ptr<verbs::Fabric>> {
         // The rank's dead process's engine stays the world's until the spare took its place.
         return NewProcessFabric(rank);

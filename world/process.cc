@@ -194,22 +194,28 @@ Result<std::unique_ptr<Engine>> CreateProcessEngine(ProcessFabric process,
 
 Result<EngineOptions> OptionsFromEnvironment(const EngineOptions& options, const Getenv& getenv) {
   EngineOptions out = options;
-  const auto positive = [&](const char* name, int64_t max) -> Result<std::optional<int64_t>> {
+  const auto in_range = [&](const char* name, int64_t min,
+                            int64_t max) -> Result<std::optional<int64_t>> {
     const char* text = Get(getenv, name);
     if (text == nullptr || *text == '\0') return std::optional<int64_t>();
     char* end = nullptr;
     errno = 0;
     const long long value = std::strtoll(text, &end, 10);
-    if (*end != '\0' || errno != 0 || value < 1 || value > max) {
-      return Status::InvalidArgument(name, "=\"", text, "\" is not an integer in [1, ", max, "]");
+    if (*end != '\0' || errno != 0 || value < min || value > max) {
+      return Status::InvalidArgument(name, "=\"", text, "\" is not an integer in [", min, ", ", max,
+                                     "]");
     }
     return std::optional<int64_t>(value);
   };
+  const auto positive = [&](const char* name, int64_t max) { return in_range(name, 1, max); };
   FT_ASSIGN_OR_RETURN(std::optional<int64_t> interval,
                       positive("FT_HEARTBEAT_INTERVAL_MS", 3'600'000));
   FT_ASSIGN_OR_RETURN(std::optional<int64_t> misses, positive("FT_HEARTBEAT_MISSES", 1'000'000));
   if (interval) out.heartbeat_interval = std::chrono::milliseconds(*interval);
   if (misses) out.heartbeat_misses = static_cast<int>(*misses);
+  FT_ASSIGN_OR_RETURN(std::optional<int64_t> priority,
+                      in_range("FT_SPARE_PRIORITY", 0, EngineOptions::kLaunchOrder - 1));
+  if (priority) out.spare_priority = static_cast<uint32_t>(*priority);
   return out;
 }
 

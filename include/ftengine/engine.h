@@ -79,6 +79,12 @@ struct EngineOptions {
   // (Engine::CreateFromEnvironment).
   std::chrono::milliseconds heartbeat_interval{10};
   int heartbeat_misses = 3;
+  // An idle spare's priority: when a rank is lost, the coordinator gives it to the spare whose
+  // failure domain keeps the placement's rule (no two fragments of one owner in one domain),
+  // and among those to the lowest priority, then the first launched. kLaunchOrder: after every
+  // spare with a priority. FT_SPARE_PRIORITY overrides it (Engine::CreateFromEnvironment).
+  static constexpr uint32_t kLaunchOrder = UINT32_MAX;
+  uint32_t spare_priority = kLaunchOrder;
 };
 
 struct WorldInfo {

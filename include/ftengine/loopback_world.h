@@ -42,13 +42,15 @@ inline constexpr std::chrono::milliseconds kLoopbackHeartbeatBound{1000};
 struct LoopbackWorldOptions {
   uint32_t nodes = 8;  // at least 2; rank 0 coordinates
   EngineOptions engine;
-  // Failure domain of each rank (rack, switch); empty: engine.failure_domain for all (by default
-  // every node its own domain).
+  // Failure domain of each rank (rack, switch), and of each spare by its number (nodes, nodes +
+  // 1, ...); empty: engine.failure_domain for all (by default every node its own domain).
   std::function<uint32_t(uint32_t rank)> domain_of;
   // Store capacity of each rank; empty: engine.store_capacity for all.
   std::function<uint64_t(uint32_t rank)> capacity_of;
   // Idle spares: engines that wait (Engine::WaitForAssignment) to replace a lost rank.
   uint32_t spares = 0;
+  // Each spare's EngineOptions::spare_priority, by spare index; empty: engine.spare_priority.
+  std::function<uint32_t(uint32_t spare)> spare_priority_of;
 };
 
 class FT_EXPORT LoopbackWorld {
