@@ -301,6 +301,10 @@ void RecoveryMember::BeginRestore() {
                                    ": Protect regions of the committed sizes before Recover()"));
     return;
   }
+  if (Status layout = CheckAssignedLayout(); !layout.ok()) {
+    Restored(std::move(layout));
+    return;
+  }
   tag_ = (uint64_t{1} << 40) + node_.epoch();
   if (replacement_ && restore_->store_bytes > 0) {
     if (Status started = memory_.StartReplaceStore(restore_->store_bytes, 0); !started.ok()) {
@@ -318,6 +322,35 @@ void RecoveryMember::BeginRestore() {
       return;
     }
   }
+}
+
+// A replacement told its rank's committed layout must have protected regions of those sizes, in
+// that order: the same total in other pieces would be filled without an error, scrambled.
+Status RecoveryMember::CheckAssignedLayout() const {
+  if (!replacement_ || restore_->version == 0) return Status();
+  std::lock_guard lock(shared_.mutex);
+  if (!shared_.layout_assigned) return Status();
+  uint64_t assigned_bytes = 0;
+  for (const ProtectedRegion& region : shared_.committed_layout) assigned_bytes += region.bytes;
+  if (assigned_bytes != restore_->image_bytes) return Status();  // another version's image
+  const auto same = [&] {
+    if (layout_.size() != shared_.committed_layout.size()) return false;
+    for (size_t i = 0; i < layout_.size(); ++i) {
+      if (layout_[i].bytes != shared_.committed_layout[i].bytes) return false;
+    }
+    return true;
+  };
+  if (same()) return Status();
+  std::string assigned, protected_now;
+  for (const ProtectedRegion& region : shared_.committed_layout) {
+    assigned += StrCat(assigned.empty() ? "" : ", ", region.bytes);
+  }
+  for (const recovery::LayoutRegion& region : layout_) {
+    protected_now += StrCat(protected_now.empty() ? "" : ", ", region.bytes);
+  }
+  return Status::FailedPrecondition("node ", node_.rank(), " protects regions of ", protected_now,
+                                    " bytes; rank ", node_.rank(), "'s committed layout has ",
+                                    assigned, ": Protect the layout WaitForAssignment gave");
 }
 
 std::vector<int> RecoveryMember::ReplacedColumns() const {

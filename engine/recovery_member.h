@@ -89,6 +89,7 @@ class RecoveryMember {
   void Restored(Status status);
   void Finish(Status status);
   std::vector<int> ReplacedColumns() const;
+  Status CheckAssignedLayout() const;
   bool IsReplaced(NodeId node) const;
 
   NodeContext& node_;

@@ -393,7 +393,7 @@ void Worker::OnControlMessage(NodeId from, const recovery::Message& message) {
 // The coordinator tells a replacement the committed layout of its rank, in chunks, once it
 // joined: WaitForAssignment returns it when the last chunk is in.
 void Worker::OnAssignedLayout(NodeId from, const recovery::LayoutMessage& chunk) {
-  if (from != node_.coordinator() || chunk.node != node_.rank() ||
+  if (from != node_.coordinator() || chunk.node != node_.rank() || !node_.replacement ||
       chunk.first != assigned_layout_.size()) {
     FT_LOG(kWarn) << "node " << node_.rank() << ": ignored a LAYOUT of node " << chunk.node
                   << " from " << chunk.first << " (from node " << from << ", "

@@ -107,6 +107,10 @@ Result<CoordinatorState> DecodeState(std::span<const std::byte> bytes) {
     for (LayoutRegion& region : layout.regions) {
       (void)Take(in, &region.id);
       (void)Take(in, &region.bytes);
+      if (region.bytes == 0) {
+        return Status::InvalidArgument("coordinator state: node ", node,
+                                       " has a region of 0 bytes (id ", region.id, ")");
+      }
     }
     state.layouts.push_back(std::move(layout));
   }

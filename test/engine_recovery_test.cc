@@ -531,6 +531,34 @@ TEST_F(EngineRecovery, AReplacementWithTheWrongImageSizeFailsTheRecovery) {
   }
 }
 
+// The same total in other pieces would be restored scrambled: refused, naming the layout.
+TEST_F(EngineRecovery, AReplacementWithTheRightTotalInOtherPiecesFailsTheRecovery) {
+  Start();
+  ASSERT_OK(Commit(1, 1));
+  KillAndWait({2});
+  victims_ = {2};
+  std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
+  ASSERT_OK(world_->Run([&](uint32_t rank, Engine& engine) -> Status {
+    if (rank != 2) {
+      reports[rank] = engine.Recover();
+      return Status();
+    }
+    FT_ASSIGN_OR_RETURN(Engine * process, world_->Replace(2));
+    FT_RETURN_IF_ERROR(process->WaitForAssignment(std::chrono::seconds(10)).status());
+    states_[2].regions[0].resize(states_[2].regions[0].size() - 8);  // 8 bytes move to region 1
+    states_[2].regions[1].resize(states_[2].regions[1].size() + 8);
+    FT_RETURN_IF_ERROR(states_[2].ProtectAll(*process));
+    reports[rank] = process->Recover();
+    return Status();
+  }));
+  EXPECT_TRUE(
+      test::HasError(reports[2].status(), StatusCode::kFailedPrecondition, "committed layout has"))
+      << reports[2].status();
+  for (uint32_t rank = 0; rank < kNodes; ++rank) {
+    EXPECT_FALSE(reports[rank].ok()) << "rank " << rank;
+  }
+}
+
 TEST_F(EngineRecovery, ALostCoordinatorEndsRecoverAtOnce) {
   Start();
   ASSERT_OK(Commit(1, 1));
