@@ -210,21 +210,14 @@ void CheckpointRound::OnLayoutRequest(const recovery::LayoutRequestMessage& requ
       request.first >= region_layout_.size()) {
     return;  // a request for a PREPARE we no longer stand by
   }
-  recovery::LayoutMessage chunk{node_.epoch(),         node_.rank(),
-                                region_layout_digest_, static_cast<uint32_t>(region_layout_.size()),
-                                request.first,         {}};
-  const size_t end =
-      std::min(region_layout_.size(), request.first + recovery::kLayoutRegionsUpstream);
-  chunk.regions.assign(region_layout_.begin() + request.first, region_layout_.begin() + end);
-  channel_.Send(node_.coordinator(), std::move(chunk));
+  channel_.Send(
+      node_.coordinator(),
+      recovery::LayoutChunk(node_.epoch(), node_.rank(), region_layout_digest_, region_layout_,
+                            request.first, recovery::kLayoutRegionsUpstream));
 }
 
 void CheckpointRound::PublishCommittedLayout() {
-  std::vector<ProtectedRegion> layout;
-  layout.reserve(committed_.layout.size());
-  for (const recovery::LayoutRegion& region : committed_.layout) {
-    layout.push_back({region.id, region.bytes});
-  }
+  std::vector<ProtectedRegion> layout = ProtectedRegionsOf(committed_.layout);
   std::lock_guard lock(shared_.mutex);
   shared_.committed_layout = std::move(layout);
 }

@@ -90,14 +90,14 @@ void CoordinatorHost::OnSpareLost(NodeId spare) {
 }
 
 void CoordinatorHost::AssignSpares(recovery::Coordinator::Outbox* outbox) {
+  std::vector<uint32_t> domains;  // by node, as the committed placement saw them
+  for (const recovery::PrepareMessage& prepare : coordinator_->committed_prepares()) {
+    domains.push_back(prepare.domain);
+  }
   for (NodeId rank : AwaitingReplacement()) {
     if (spares_.empty()) return;
     if (std::find(assigned_ranks_.begin(), assigned_ranks_.end(), rank) != assigned_ranks_.end()) {
       continue;
-    }
-    std::vector<uint32_t> domains;
-    for (const recovery::PrepareMessage& prepare : coordinator_->committed_prepares()) {
-      domains.push_back(prepare.domain);
     }
     const std::optional<recovery::SpareChoice> choice =
         recovery::ChooseSpare(spares_, rank, coordinator_->committed_placement(), domains);
@@ -131,16 +131,14 @@ void CoordinatorHost::OnReplacementConnected(NodeId rank) {
   // What it must Protect before Recover(): its rank's committed layout, in chunks that its
   // posted receives hold (kMaxLayoutRegions bounds their number).
   const recovery::RegionLayout& layout = coordinator_->committed_layout(rank);
-  const auto total = static_cast<uint32_t>(layout.regions.size());
   uint32_t first = 0;
   do {
-    const uint32_t end = std::min<uint32_t>(
-        total, first + static_cast<uint32_t>(recovery::kLayoutRegionsDownstream));
-    recovery::LayoutMessage chunk{node_.epoch() + 1, rank, layout.digest, total, first, {}};
-    chunk.regions.assign(layout.regions.begin() + first, layout.regions.begin() + end);
+    recovery::LayoutMessage chunk =
+        recovery::LayoutChunk(node_.epoch() + 1, rank, layout.digest, layout.regions, first,
+                              recovery::kLayoutRegionsDownstream);
+    first += static_cast<uint32_t>(chunk.regions.size());
     channel_.Send(rank, std::move(chunk));
-    first = end;
-  } while (first < total);
+  } while (first < layout.regions.size());
 }
 
 bool CoordinatorHost::ReadyToRecover() const {

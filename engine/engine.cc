@@ -17,6 +17,7 @@
 #include "erasure/fragment.h"
 #include "erasure/geometry.h"
 #include "recovery/placement.h"
+#include "recovery/spare_choice.h"
 #include "verbs/fabric.h"
 
 namespace ft {
@@ -24,6 +25,8 @@ namespace {
 
 constexpr uint64_t kMinCellBytes = 512;
 static_assert(kMaxProtectedRegions == recovery::kMaxLayoutRegions);
+// SpareLink hands EngineOptions::spare_priority to the coordinator's choice as it is.
+static_assert(EngineOptions::kLaunchOrder == recovery::kLaunchOrderPriority);
 
 }  // namespace
 

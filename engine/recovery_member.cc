@@ -39,10 +39,14 @@ void RecoveryMember::OnLossLearned(NodeId node, Nanos now) {
   FT_LOG(kInfo) << "node " << node_.rank() << ": node " << node << " was lost during the recovery"
                 << " in epoch " << node_.epoch() << "; waiting for the coordinator's next view";
   StopWorkInFlight(StrCat("node ", node, " was lost"));
+  Interrupt();
+}
+
+void RecoveryMember::Interrupt() {
   phase_ = Phase::kInterrupted;
   restore_.reset();
   // The coordinator waits one timeout for the lost rank's replacement, then recovers anew.
-  deadline_ = std::max(deadline_, now + 3 * node_.options.timeout);
+  deadline_ = std::max(deadline_, node_.Now() + 3 * node_.options.timeout);
 }
 
 void RecoveryMember::StopWorkInFlight(const std::string& why) {
@@ -59,9 +63,7 @@ void RecoveryMember::StopWorkInFlight(const std::string& why) {
 // restarts the recovery in a newer view (or ends it with an ABORT), which we wait for.
 bool RecoveryMember::AwaitLoss(const Status& failed) {
   if (failed.code() != StatusCode::kUnavailable) return false;
-  phase_ = Phase::kInterrupted;
-  restore_.reset();
-  deadline_ = std::max(deadline_, node_.Now() + 3 * node_.options.timeout);
+  Interrupt();
   return true;
 }
 

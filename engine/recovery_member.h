@@ -78,6 +78,8 @@ class RecoveryMember {
   };
 
   void OnView(const recovery::ViewMessage& view);
+  // Waits for the coordinator's next VIEW (or its ABORT), for up to the time a restart takes.
+  void Interrupt();
   // Cancels the re-protection round and our partner Connect of an interrupted recovery.
   void StopWorkInFlight(const std::string& why);
   // Nothing of the interrupted recovery is in flight any more: a new VIEW may be taken.

@@ -105,6 +105,15 @@ struct SharedState {
   bool layout_assigned = false;
 };
 
+// A layout as the public API gives it.
+inline std::vector<ProtectedRegion> ProtectedRegionsOf(
+    std::span<const recovery::LayoutRegion> layout) {
+  std::vector<ProtectedRegion> regions;
+  regions.reserve(layout.size());
+  for (const recovery::LayoutRegion& region : layout) regions.push_back({region.id, region.bytes});
+  return regions;
+}
+
 // The layout of the regions (the caller holds the mutex).
 inline std::vector<recovery::LayoutRegion> LayoutOf(const std::map<uint64_t, Region>& regions) {
   std::vector<recovery::LayoutRegion> layout;

@@ -400,13 +400,12 @@ void Worker::OnAssignedLayout(NodeId from, const recovery::LayoutMessage& chunk)
                   << assigned_layout_.size() << " regions received)";
     return;
   }
-  for (const recovery::LayoutRegion& region : chunk.regions) {
-    assigned_layout_.push_back({region.id, region.bytes});
-  }
+  assigned_layout_.insert(assigned_layout_.end(), chunk.regions.begin(), chunk.regions.end());
   if (assigned_layout_.size() < chunk.total) return;
+  std::vector<ProtectedRegion> layout = ProtectedRegionsOf(std::exchange(assigned_layout_, {}));
   {
     std::lock_guard lock(shared_.mutex);
-    shared_.committed_layout = std::exchange(assigned_layout_, {});
+    shared_.committed_layout = std::move(layout);
     shared_.layout_assigned = true;
   }
   shared_.cv.notify_all();

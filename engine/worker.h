@@ -109,7 +109,7 @@ class Worker {
   std::vector<verbs::Completion> deferred_;
   size_t next_awaited_ = 0;  // the lost rank (or spare) the coordinator dials next
   Nanos next_control_dial_{0};
-  std::vector<ProtectedRegion> assigned_layout_;  // a replacement's layout, chunks so far
+  std::vector<recovery::LayoutRegion> assigned_layout_;  // a replacement's layout, chunks so far
   std::thread thread_;
 };
 

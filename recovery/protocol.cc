@@ -405,6 +405,16 @@ Result<Message> DecodeRecoveryMessage(MessageType type, uint64_t epoch, Reader& 
 
 }  // namespace
 
+LayoutMessage LayoutChunk(uint64_t epoch, NodeId node, uint64_t digest,
+                          std::span<const LayoutRegion> regions, uint32_t first,
+                          size_t max_regions) {
+  const std::span<const LayoutRegion> rest = regions.subspan(first);
+  const std::span<const LayoutRegion> chunk = rest.first(std::min(rest.size(), max_regions));
+  return LayoutMessage{epoch,  node,
+                       digest, static_cast<uint32_t>(regions.size()),
+                       first,  std::vector<LayoutRegion>(chunk.begin(), chunk.end())};
+}
+
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out) {
   const std::vector<PeerEndpoint>* endpoints = nullptr;
   if (const auto* go = std::get_if<GoMessage>(&message)) endpoints = &go->endpoints;

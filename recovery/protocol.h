@@ -320,6 +320,13 @@ using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessa
                              ReportMessage, RestoreMessage, RestoredMessage, ReprotectMessage,
                              AssignMessage, LayoutRequestMessage, LayoutMessage>;
 
+// The LAYOUT carrying regions [first, first + at most max_regions) of `node`'s layout `regions`
+// (a node answering LAYOUT_REQUEST: kLayoutRegionsUpstream; the coordinator telling a replacement:
+// kLayoutRegionsDownstream). `first` <= regions.size().
+LayoutMessage LayoutChunk(uint64_t epoch, NodeId node, uint64_t digest,
+                          std::span<const LayoutRegion> regions, uint32_t first,
+                          size_t max_regions);
+
 // Writes `message` into `out`; returns the bytes used, or ResourceExhausted when it does not fit.
 Result<size_t> EncodeMessage(const Message& message, std::span<std::byte> out);
 // Parses one message; InvalidArgument for anything truncated, unknown or inconsistent.
