@@ -29,12 +29,7 @@ constexpr uint64_t kRestartEpoch = 3;
 constexpr int kHoldSteps = 1 << 30;
 
 bool PollFor(const std::function<bool()>& done, std::chrono::seconds limit) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
+  return test::PollUntil(done, limit, std::chrono::milliseconds(1));
 }
 
 class RecoveryRestart : public ::testing::Test {

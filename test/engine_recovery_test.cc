@@ -65,12 +65,8 @@ bool IsVictimOf(const std::vector<uint32_t>& victims, uint32_t rank) {
 }
 
 bool WaitForFailure(LoopbackWorld& world, uint32_t rank) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!world.engine(rank).FailureDetected()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
+  return test::PollUntil([&] { return world.engine(rank).FailureDetected(); },
+                         std::chrono::seconds(20), std::chrono::milliseconds(10));
 }
 
 // Reads each owner's committed image back with every choice of m columns treated as lost: all

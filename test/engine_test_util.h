@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "engine/engine_factory.h"
@@ -132,6 +134,17 @@ inline Result<std::vector<Status>> SwapImagesAndCheckpoint(LoopbackWorld& world,
   });
   if (!swapped.ok()) return swapped;
   return results;
+}
+
+// Polls `done` every `interval` until it holds (true) or `limit` passed (false).
+inline bool PollUntil(const std::function<bool()>& done, std::chrono::milliseconds limit,
+                      std::chrono::milliseconds interval) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(interval);
+  }
+  return true;
 }
 
 }  // namespace ft::test
