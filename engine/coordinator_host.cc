@@ -50,8 +50,24 @@ void CoordinatorHost::OnMessage(const recovery::Message& message) {
   } else if (const auto* layout = std::get_if<recovery::LayoutMessage>(&message)) {
     coordinator_->OnLayout(*layout, &outbox);
   }
+  if (coordinator_->committed_version() != hinted_version_) HintSpares(&outbox);
   SendAll(outbox);
   AfterRecoveryMessage();
+}
+
+void CoordinatorHost::HintSpares(recovery::Coordinator::Outbox* outbox) {
+  hinted_version_ = coordinator_->committed_version();
+  const recovery::Placement* placement = coordinator_->committed_placement();
+  if (spares_.empty() || placement == nullptr) return;
+  const uint64_t bytes =
+      recovery::LargestReplacementStoreBytes(coordinator_->committed_prepares(), *placement);
+  for (const recovery::SpareCandidate& spare : spares_) {
+    SpareHint& hint = spare_hints_[spare.id];
+    // A spare keeps one receive for its ASSIGN: it hears at most kMaxStoreHints of these.
+    if (bytes <= hint.bytes || hint.sent >= kMaxStoreHints) continue;
+    hint = {bytes, hint.sent + 1};
+    outbox->emplace_back(spare.id, recovery::StoreHintMessage{node_.epoch(), bytes});
+  }
 }
 
 std::vector<NodeId> CoordinatorHost::UnconnectedSpares() const {
@@ -71,6 +87,13 @@ std::vector<NodeId> CoordinatorHost::ControlPeersToDial() const {
   return awaiting.empty() ? UnconnectedSpares() : awaiting;
 }
 
+bool CoordinatorHost::SpareStarting() const {
+  const std::vector<NodeId> awaiting = AwaitingReplacement();
+  return std::any_of(awaiting.begin(), awaiting.end(), [&](NodeId rank) {
+    return std::find(assigned_ranks_.begin(), assigned_ranks_.end(), rank) != assigned_ranks_.end();
+  });
+}
+
 void CoordinatorHost::OnSpareConnected(NodeId spare, uint32_t priority, uint32_t domain) {
   spares_.push_back({spare, priority, domain});
   FT_LOG(kInfo) << "coordinator: spare " << spare << " is ready (domain " << domain << ", priority "
@@ -79,6 +102,7 @@ void CoordinatorHost::OnSpareConnected(NodeId spare, uint32_t priority, uint32_t
                 << ")";
   recovery::Coordinator::Outbox outbox;
   AssignSpares(&outbox);  // a loss may be waiting for it
+  HintSpares(&outbox);    // or it waits: with the store it would need
   SendAll(outbox);
 }
 

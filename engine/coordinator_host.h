@@ -10,6 +10,7 @@
 #define FT_ENGINE_COORDINATOR_HOST_H_
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -58,6 +59,8 @@ class CoordinatorHost {
   // Whom the coordinator dials for a control link: the lost ranks still awaiting a replacement,
   // else the idle spares not connected yet.
   std::vector<NodeId> ControlPeersToDial() const;
+  // A rank awaiting its replacement was assigned an idle spare, which is starting its engine.
+  bool SpareStarting() const;
   // An idle spare connected, with its priority and failure domain (recovery/spare_choice.h).
   void OnSpareConnected(NodeId spare, uint32_t priority, uint32_t domain);
   void OnSpareLost(NodeId spare);
@@ -79,6 +82,8 @@ class CoordinatorHost {
   // Gives each lost rank without a process the best connected spare (ASSIGN): the one whose
   // failure domain keeps the placement's rule best, then by priority and launch order.
   void AssignSpares(recovery::Coordinator::Outbox* outbox);
+  // STORE_HINT to the idle spares whose hint is smaller than the committed placement needs.
+  void HintSpares(recovery::Coordinator::Outbox* outbox);
 
   NodeContext& node_;
   ControlChannel& channel_;
@@ -95,6 +100,13 @@ class CoordinatorHost {
   std::vector<NodeId> spares_gone_;               // assigned or lost: never dialled again
   std::vector<NodeId> assigned_ranks_;            // lost ranks a spare was assigned to
   uint64_t restarts_ = 0;                         // recoveries restarted by a loss during them
+  struct SpareHint {
+    uint64_t bytes = 0;
+    int sent = 0;
+  };
+  static constexpr int kMaxStoreHints = 2;
+  std::map<NodeId, SpareHint> spare_hints_;  // STORE_HINTs sent, by spare
+  uint64_t hinted_version_ = 0;              // the committed version the hints were made for
 };
 
 }  // namespace ft::internal

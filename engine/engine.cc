@@ -76,6 +76,12 @@ class Engine::Impl {
   Result<recovery::AssignMessage> WaitAssigned(std::chrono::milliseconds timeout) {
     return spare_link_->WaitForAssignment(timeout, node_.clock);
   }
+  // The store memory an idle spare zeroed while it waited, for the replacement it becomes.
+  std::future<Result<internal::AlignedBuffer>> TakeSpareStore() { return spare_link_->TakeStore(); }
+  void AdoptSpareStore(std::future<Result<internal::AlignedBuffer>> store) {
+    std::lock_guard lock(shared_.mutex);
+    shared_.spare_store = std::move(store);
+  }
   // A replacement: waits (until `deadline` on the engine's clock) for the coordinator to send
   // its rank's committed layout, which it does once the replacement joined.
   Result<std::vector<ProtectedRegion>> WaitForLayout(Nanos deadline);
@@ -489,8 +495,10 @@ Result<Assignment> Engine::WaitForAssignment(std::chrono::milliseconds timeout) 
   }
   FT_ASSIGN_OR_RETURN(std::unique_ptr<verbs::Fabric> fabric, impl_->fabric_for()(rank));
   WorldInfo as{rank, spare.size, spare.coordinator, spare.spares};
+  std::future<Result<internal::AlignedBuffer>> spare_store = impl_->TakeSpareStore();
   FT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> replacement,
                       Create(options(), as, std::move(fabric), impl_->clock(), true));
+  replacement->impl_->AdoptSpareStore(std::move(spare_store));
   impl_ = std::move(replacement->impl_);        // the spare's link and fabric go with the old one
   if (!IsSpare()) return Assignment{rank, {}};  // joined while the job was starting: nothing yet
   // This engine is rank's now: a late ASSIGN must not leave it without its layout (the caller

@@ -37,9 +37,24 @@ Status NodeMemory::AllocatePipeline() {
   return Status();
 }
 
-Result<NodeMemory::Store> NodeMemory::AllocateStore(const NodeContext& node, uint64_t bytes) {
+Result<NodeMemory::Store> NodeMemory::AllocateStore(const NodeContext& node, uint64_t bytes,
+                                                    std::future<Result<AlignedBuffer>> prepared) {
   Store store;
-  FT_ASSIGN_OR_RETURN(store.buffer, AlignedBuffer::Allocate(bytes));
+  if (prepared.valid()) {
+    // Memory a spare zeroed while it waited: used if it came and is large enough.
+    Result<AlignedBuffer> ready = prepared.get();
+    if (ready.ok() && ready->size() >= bytes) {
+      store.buffer = std::move(ready).value();
+      store.prepared = true;
+    } else {
+      FT_LOG(kInfo) << "node " << node.rank() << ": the store this spare prepared ("
+                    << (ready.ok() ? StrCat(ready->size(), " bytes") : ready.status().ToString())
+                    << ") does not do for " << bytes << " bytes";
+    }
+  }
+  if (store.buffer.size() == 0) {
+    FT_ASSIGN_OR_RETURN(store.buffer, AlignedBuffer::Allocate(bytes));
+  }
   PlaceNearDevice(node, store.buffer);
   FT_ASSIGN_OR_RETURN(
       store.mr, node.fabric->RegisterMemory(store.buffer.data(), store.buffer.size(),
@@ -66,7 +81,8 @@ uint64_t NodeMemory::retired_store_bytes() const {
   return bytes;
 }
 
-Status NodeMemory::StartReplaceStore(uint64_t bytes, uint64_t keep_id) {
+Status NodeMemory::StartReplaceStore(uint64_t bytes, uint64_t keep_id,
+                                     std::future<Result<AlignedBuffer>> prepared) {
   if (replacing_.valid()) {
     // An earlier round's replacement (it gave up before the store came): take it, whatever it
     // gave, before deciding what this one needs.
@@ -90,11 +106,12 @@ Status NodeMemory::StartReplaceStore(uint64_t bytes, uint64_t keep_id) {
   if (store_.id != keep_id) ReleaseInBackground(std::exchange(store_, Store{}));
   replacing_keep_id_ = keep_id;
   // The worker sleeps until something happens: the allocation ends its wait when it is done.
-  replacing_ = std::async(std::launch::async, [&node = node_, bytes] {
-    Result<Store> store = AllocateStore(node, bytes);
-    node.fabric->Interrupt();
-    return store;
-  });
+  replacing_ = std::async(std::launch::async,
+                          [&node = node_, bytes, prepared = std::move(prepared)]() mutable {
+                            Result<Store> store = AllocateStore(node, bytes, std::move(prepared));
+                            node.fabric->Interrupt();
+                            return store;
+                          });
   return Status();
 }
 

@@ -54,8 +54,11 @@ class NodeMemory {
   // kept, retired, when its id is `keep_id` (it holds the committed version's fragments);
   // otherwise it goes at once, with every retired store of another id. ResourceExhausted at once
   // when the stores would exceed 90% of the machine's memory (changing nothing). A replacement
-  // still running from an earlier round is waited for first.
-  Status StartReplaceStore(uint64_t bytes, uint64_t keep_id);
+  // still running from an earlier round is waited for first. `prepared`: memory zeroed
+  // beforehand (an idle spare's, SharedState::spare_store), registered instead of new memory
+  // when it is at least `bytes`.
+  Status StartReplaceStore(uint64_t bytes, uint64_t keep_id,
+                           std::future<Result<AlignedBuffer>> prepared = {});
   // Not yet: nullopt. Done: OK (the new store is the current one) or why it could not be had
   // (ResourceExhausted; the current store is then none, or the kept one).
   std::optional<Status> PollReplaceStore();
@@ -78,6 +81,9 @@ class NodeMemory {
     return {reinterpret_cast<uint64_t>(store_.buffer.data()), store_.mr ? store_.mr->rkey() : 0};
   }
   uint64_t store_bytes() const { return store_.buffer.size(); }
+  // The current store's memory was zeroed before it was asked for (StartReplaceStore's
+  // `prepared`).
+  bool store_prepared() const { return store_.prepared; }
   std::byte* pipeline() const { return pipeline_.data(); }
   uint32_t pipeline_lkey() const { return pipeline_mr_->lkey(); }
   std::byte* headers() const { return headers_.data(); }
@@ -90,13 +96,16 @@ class NodeMemory {
  private:
   struct Store {
     uint64_t id = 0;
+    bool prepared = false;  // its memory was zeroed beforehand (a spare's)
     AlignedBuffer buffer;
     std::unique_ptr<verbs::MemoryRegion> mr;
   };
   Result<Store> RegisterStore(uint64_t bytes);
   // Allocates, places and registers a store's memory (any thread: touches nothing of this
   // object but the fabric, which is thread-safe). The caller gives it its id.
-  static Result<Store> AllocateStore(const NodeContext& node, uint64_t bytes);
+  // `prepared`: memory zeroed beforehand (a spare's), used when it is large enough.
+  static Result<Store> AllocateStore(const NodeContext& node, uint64_t bytes,
+                                     std::future<Result<AlignedBuffer>> prepared = {});
   Status InstallStore(Result<Store> grown);
   // Deregisters and frees a store on a thread of its own: unpinning and unmapping gigabytes
   // takes long enough to stall the worker past the heartbeat's bound.

@@ -225,15 +225,9 @@ bool RecoveryMember::Step() {
       BeginRestore();
       return true;
     case Phase::kStoring: {
-      std::optional<Status> stored = memory_.PollReplaceStore();
+      std::optional<Status> stored = StoreReady();
       if (!stored) return false;
-      if (!stored->ok()) {
-        Restored(stored->WithContext(StrCat("replacement node ", node_.rank(),
-                                            " registering a store of ", restore_->store_bytes,
-                                            " bytes")));
-        return true;
-      }
-      phase_ = Phase::kConnecting;
+      Restored(stored->ok() ? *read_status_ : *stored);
       return true;
     }
     case Phase::kConnecting: {
@@ -253,11 +247,16 @@ bool RecoveryMember::Step() {
         return true;
       }
       if (!*connected) return false;
+      FT_LOG(kDebug) << "node " << node_.rank() << ": partners connected after "
+                     << SecondsBetween(restore_began_, node_.Now()) * 1e3 << " ms";
       StartRead();
       return true;
     }
     case Phase::kRestoring:
-      if (!read_status_) return false;
+      if (!read_status_) {
+        (void)StoreReady();  // installs it as soon as it comes
+        return false;
+      }
       if (read_status_->ok() && scratch_.size() > 0) {
         uint64_t offset = 0;
         for (const RegionRef& region : regions_) {
@@ -265,7 +264,13 @@ bool RecoveryMember::Step() {
           offset += region.bytes;
         }
       }
-      Restored(*read_status_);
+      image_restored_at_ = node_.Now();
+      if (read_status_->ok() && storing_) {
+        // RESTORED names our store, which the re-protection writes into: it must be there.
+        phase_ = Phase::kStoring;
+        return true;
+      }
+      Restored(read_status_->ok() ? store_failure_ : *read_status_);
       return true;
     case Phase::kReprotecting:
       if (!reprotect_->done) return false;
@@ -281,6 +286,7 @@ bool RecoveryMember::Step() {
 
 void RecoveryMember::BeginRestore() {
   restore_began_ = node_.Now();
+  image_restored_at_ = Nanos(0);
   report_.wait_seconds = SecondsBetween(called_, restore_began_);
   report_.version = restore_->version;
   report_.epoch = node_.epoch();
@@ -308,15 +314,28 @@ void RecoveryMember::BeginRestore() {
     return;
   }
   tag_ = (uint64_t{1} << 40) + node_.epoch();
-  if (replacement_ && restore_->store_bytes > 0) {
-    if (Status started = memory_.StartReplaceStore(restore_->store_bytes, 0); !started.ok()) {
+  // A replacement's store is only written by the re-protection, after RESTORED: registering it
+  // (zeroing hundreds of MiB, the longest step of a recovery on a fresh process) runs beside the
+  // connects and the read instead of before them. A spare that registered one while it waited
+  // (StoreHint) uses that.
+  storing_ = false;
+  store_failure_ = Status();
+  storing_ =
+      replacement_ && restore_->store_bytes > 0 && memory_.store_bytes() < restore_->store_bytes;
+  if (storing_) {
+    std::future<Result<AlignedBuffer>> prepared;
+    {
+      std::lock_guard lock(shared_.mutex);
+      prepared = std::move(shared_.spare_store);
+    }
+    if (Status started = memory_.StartReplaceStore(restore_->store_bytes, 0, std::move(prepared));
+        !started.ok()) {
+      storing_ = false;
       Restored(started);
       return;
     }
-    phase_ = Phase::kStoring;
-  } else {
-    phase_ = Phase::kConnecting;
   }
+  phase_ = Phase::kConnecting;
   for (const recovery::PeerEndpoint& endpoint : restore_->endpoints) {
     if (Status learned = node_.fabric->LearnEndpoint(endpoint.node, endpoint.bytes);
         !learned.ok()) {
@@ -324,6 +343,24 @@ void RecoveryMember::BeginRestore() {
       return;
     }
   }
+}
+
+std::optional<Status> RecoveryMember::StoreReady() {
+  if (!storing_) return Status();
+  std::optional<Status> stored = memory_.PollReplaceStore();
+  if (!stored) return std::nullopt;
+  storing_ = false;
+  if (!stored->ok()) {
+    store_failure_ =
+        stored->WithContext(StrCat("replacement node ", node_.rank(), " registering a store of ",
+                                   restore_->store_bytes, " bytes"));
+    return store_failure_;
+  }
+  report_.store_prepared = memory_.store_prepared();
+  FT_LOG(kDebug) << "node " << node_.rank() << ": replacement store of " << memory_.store_bytes()
+                 << " bytes ready after " << SecondsBetween(restore_began_, node_.Now()) * 1e3
+                 << " ms";
+  return Status();
 }
 
 // A replacement told its rank's committed layout must have protected regions of those sizes, in
@@ -421,7 +458,9 @@ void RecoveryMember::StartRead() {
 }
 
 void RecoveryMember::Restored(Status status) {
-  restored_at_ = node_.Now();
+  // A replacement's wait for its store counts as re-protection (the store holds the columns
+  // rewritten): restore_seconds is the image's.
+  restored_at_ = image_restored_at_ > restore_began_ ? image_restored_at_ : node_.Now();
   report_.restore_seconds = SecondsBetween(restore_began_, restored_at_);
   recovery::RestoredMessage restored;
   restored.epoch = node_.epoch();
@@ -439,6 +478,7 @@ void RecoveryMember::Restored(Status status) {
     Finish(std::move(status));
     return;
   }
+  if (restoring_ && replacement_) restoring_->store_id = memory_.store_id();  // ready now
   if (restoring_) round_.AdoptRestored(*restoring_, restore_->holders, restore_->hosted_owners);
   phase_ = Phase::kRestored;
 }

@@ -69,9 +69,9 @@ class RecoveryMember {
   enum class Phase {
     kIdle,          // no recovery under way
     kViewed,        // in the new view, reported; waiting for RESTORE and the application's call
-    kStoring,       // a replacement registering its store
     kConnecting,    // connecting the partners of the restored placement
-    kRestoring,     // copying or reading the image
+    kRestoring,     // copying or reading the image (a replacement registers its store meanwhile)
+    kStoring,       // read: a replacement waiting for its store
     kRestored,      // RESTORED sent: waiting for REPROTECT or COMMIT
     kReprotecting,  // the round rewrites our columns on the replacements
     kInterrupted    // a member was lost: what is in flight ends, then the next VIEW starts over
@@ -88,6 +88,9 @@ class RecoveryMember {
   bool AwaitLoss(const Status& failed);
   void BeginRestore();
   void StartRead();
+  // A replacement's store: OK once it is registered (at once when none was needed), nullopt
+  // while it is being registered, or why it could not be (kept in store_failure_).
+  std::optional<Status> StoreReady();
   void Restored(Status status);
   void Finish(Status status);
   std::vector<int> ReplacedColumns() const;
@@ -111,6 +114,8 @@ class RecoveryMember {
   std::optional<recovery::RestoreMessage> restore_;
   std::optional<CommittedVersion> restoring_;
   std::optional<Status> read_status_;
+  bool storing_ = false;  // a replacement's store is being registered
+  Status store_failure_;  // ... and why it could not be
   // A recovery that failed while the application was not in Recover(): its next call hears it.
   std::optional<Status> unclaimed_failure_;
   AlignedBuffer scratch_;  // a multi-region image read whole, then scattered
@@ -120,6 +125,7 @@ class RecoveryMember {
   uint64_t tag_ = 0;              // of our partner Connects: distinct from the round's generations
   bool partner_connect_ = false;  // ours may be the Connect in flight
   Nanos loss_learned_{0}, called_{0}, deadline_{0}, restore_began_{0}, restored_at_{0};
+  Nanos image_restored_at_{0};  // the read (or copy) into the regions ended
   RecoveryReport report_;
 };
 

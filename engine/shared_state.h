@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -103,6 +104,9 @@ struct SharedState {
   // replacement joined (layout_assigned; cv is notified).
   std::vector<ProtectedRegion> committed_layout;
   bool layout_assigned = false;
+  // A spare's store memory, zeroed while it waited (STORE_HINT): the replacement registers it
+  // instead of allocating its store in the recovery. Invalid when there is none.
+  std::future<Result<AlignedBuffer>> spare_store;
 };
 
 // A layout as the public API gives it.

@@ -2,7 +2,9 @@
 #include "engine/spare_link.h"
 
 #include <chrono>
+#include <future>
 
+#include "common/log.h"
 #include "engine/work_ids.h"
 #include "recovery/connection.h"
 
@@ -41,6 +43,23 @@ Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
 
 SpareLink::~SpareLink() { qp_.reset(); }
 
+Status SpareLink::Repost(uint32_t index) {
+  verbs::RecvRequest receive;
+  receive.wr_id = WorkId{WorkKind::kRecv, 0, index}.Encode();
+  receive.sge = {
+      reinterpret_cast<uint64_t>(buffer_.data()) + index * recovery::kMaxControlMessageBytes,
+      static_cast<uint32_t>(recovery::kMaxControlMessageBytes), mr_->lkey()};
+  return qp_->PostRecv({&receive, 1});
+}
+
+void SpareLink::TakeHint(uint64_t bytes) {
+  if (bytes <= store_bytes_) return;
+  // A larger hint replaces a smaller store (waiting here for the one being zeroed, if any).
+  store_bytes_ = bytes;
+  FT_LOG(kDebug) << "spare: zeroing a store of " << bytes << " bytes while it waits";
+  store_ = std::async(std::launch::async, [bytes] { return AlignedBuffer::Allocate(bytes); });
+}
+
 Result<recovery::AssignMessage> SpareLink::WaitForAssignment(Nanos timeout, Clock& clock) {
   const Nanos deadline = clock.Now() + timeout;
   while (true) {
@@ -59,6 +78,10 @@ Result<recovery::AssignMessage> SpareLink::WaitForAssignment(Nanos timeout, Cloc
           {buffer_.data() + id.index * recovery::kMaxControlMessageBytes, c.bytes});
       if (!message.ok()) return message.status();
       if (const auto* assign = std::get_if<recovery::AssignMessage>(&*message)) return *assign;
+      if (const auto* hint = std::get_if<recovery::StoreHintMessage>(&*message)) {
+        TakeHint(hint->store_bytes);
+      }
+      if (Status reposted = Repost(id.index); !reposted.ok()) return reposted;
     }
     verbs::Event events[4];
     const size_t e = fabric_.PollEvents(events);

@@ -479,12 +479,15 @@ bool Worker::CoordinatorRecoveryTurn() {
   }
   // Replacements of lost ranks first, idle spares when none is awaited. One peer per Connect
   // (a batch succeeds only whole, and they come one by one), in turn, each briefly: they may come
-  // at any time. A peer that is not there at all (dead) fails at once: not again for 100 ms.
+  // at any time. A peer that is not there at all (dead) fails at once: not again for 100 ms
+  // (2 ms when a spare was assigned the rank: it comes within milliseconds).
   if (peers_.connecting() || now < next_control_dial_) return false;
   const std::vector<NodeId> candidates = coordinator_->ControlPeersToDial();
   if (candidates.empty()) return false;
   const NodeId peer = candidates[next_awaited_++ % candidates.size()];
-  next_control_dial_ = now + std::chrono::milliseconds(100);
+  // A spare told to take a rank is starting its engine now: dial it again soon.
+  next_control_dial_ = now + (coordinator_->SpareStarting() ? std::chrono::milliseconds(2)
+                                                            : std::chrono::milliseconds(100));
   verbs::ConnectRequest request{
       peer,
       recovery::EncodeControlConnect(node_.rank(), node_.epoch() + 1, node_.fabric->endpoint()),

@@ -223,6 +223,11 @@ void Write(Writer& w, const AssignMessage& m) {
   w.Put(m.rank);
 }
 
+void Write(Writer& w, const StoreHintMessage& m) {
+  PutHeader(w, MessageType::kStoreHint, m.epoch);
+  w.Put(m.store_bytes);
+}
+
 void Write(Writer& w, const LayoutRequestMessage& m) {
   PutHeader(w, MessageType::kLayoutRequest, m.epoch);
   w.Put(m.node);
@@ -369,6 +374,12 @@ Result<Message> DecodeRecoveryMessage(MessageType type, uint64_t epoch, Reader& 
       AssignMessage m;
       m.epoch = epoch;
       if (!r.Get(&m.rank)) return Truncated("ASSIGN");
+      return Message(m);
+    }
+    case MessageType::kStoreHint: {
+      StoreHintMessage m;
+      m.epoch = epoch;
+      if (!r.Get(&m.store_bytes) || m.store_bytes == 0) return Truncated("STORE_HINT");
       return Message(m);
     }
     case MessageType::kLayoutRequest: {
@@ -538,6 +549,7 @@ Result<Message> DecodeMessage(std::span<const std::byte> in) {
     case MessageType::kAssign:
     case MessageType::kLayoutRequest:
     case MessageType::kLayout:
+    case MessageType::kStoreHint:
       return DecodeRecoveryMessage(static_cast<MessageType>(type), epoch, r);
   }
   return Status::InvalidArgument("control message type ", static_cast<int>(type), " is unknown");

@@ -87,6 +87,7 @@ enum class MessageType : uint8_t {
   kAssign = 14,
   kLayoutRequest = 15,
   kLayout = 16,
+  kStoreHint = 17,
 };
 
 // One protected region of a node's image (the image is its regions concatenated in id order).
@@ -292,6 +293,16 @@ struct AssignMessage {
   bool operator==(const AssignMessage&) const = default;
 };
 
+// coordinator -> idle spare: "a replacement would need a store of store_bytes": the largest any
+// rank would be given (ReplacementStoreBytes), sent when it grows. The spare zeroes that much
+// memory while it waits, so that taking a rank does not start with it (the longest step of a
+// recovery on a fresh process). A hint: what the spare is later told in RESTORE decides.
+struct StoreHintMessage {
+  uint64_t epoch = 0;
+  uint64_t store_bytes = 0;
+  bool operator==(const StoreHintMessage&) const = default;
+};
+
 // coordinator -> node: "send the regions of your layout `digest` from index `first` on".
 struct LayoutRequestMessage {
   uint64_t epoch = 0;
@@ -318,7 +329,7 @@ struct LayoutMessage {
 using Message = std::variant<PrepareMessage, GoMessage, DoneMessage, CommitMessage, AbortMessage,
                              GrowMessage, BeatTargetMessage, LostMessage, ViewMessage,
                              ReportMessage, RestoreMessage, RestoredMessage, ReprotectMessage,
-                             AssignMessage, LayoutRequestMessage, LayoutMessage>;
+                             AssignMessage, LayoutRequestMessage, LayoutMessage, StoreHintMessage>;
 
 // The LAYOUT carrying regions [first, first + at most max_regions) of `node`'s layout `regions`
 // (a node answering LAYOUT_REQUEST: kLayoutRegionsUpstream; the coordinator telling a replacement:

@@ -8,6 +8,22 @@
 
 namespace ft::recovery {
 
+uint64_t ReplacementStoreBytes(const PrepareMessage& prepare, const Placement& placement,
+                               NodeId node) {
+  const uint64_t placed = node < placement.nodes() ? placement.used_bytes(node) : 0;
+  return std::max<uint64_t>({prepare.capacity_bytes, placed, 1});
+}
+
+uint64_t LargestReplacementStoreBytes(const std::vector<PrepareMessage>& prepares,
+                                      const Placement& placement) {
+  if (placement.nodes() == 0) return 0;
+  uint64_t largest = 0;
+  for (NodeId node = 0; node < prepares.size(); ++node) {
+    largest = std::max(largest, ReplacementStoreBytes(prepares[node], placement, node));
+  }
+  return largest;
+}
+
 Result<std::unique_ptr<RecoveryCoordinator>> RecoveryCoordinator::Start(Input input,
                                                                         Outbox* outbox) {
   const uint32_t n = static_cast<uint32_t>(input.prepares.size());
@@ -141,8 +157,7 @@ void RecoveryCoordinator::SendRestores(Outbox* outbox) {
       }
     }
     if (IsReplaced(node)) {
-      restore.store_bytes = std::max<uint64_t>(
-          {input_.prepares[node].capacity_bytes, input_.placement.used_bytes(node), 1});
+      restore.store_bytes = ReplacementStoreBytes(input_.prepares[node], input_.placement, node);
     }
     outbox->emplace_back(node, std::move(restore));
   }

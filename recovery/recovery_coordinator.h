@@ -28,6 +28,14 @@
 
 namespace ft::recovery {
 
+// The store a process replacing `node` registers (RESTORE's store_bytes): the node's capacity, or
+// what the placement puts there if that is more.
+uint64_t ReplacementStoreBytes(const PrepareMessage& prepare, const Placement& placement,
+                               NodeId node);
+// The largest of these over the placement's nodes (an idle spare's STORE_HINT); 0 without one.
+uint64_t LargestReplacementStoreBytes(const std::vector<PrepareMessage>& prepares,
+                                      const Placement& placement);
+
 class RecoveryCoordinator {
  public:
   using Outbox = std::vector<std::pair<NodeId, Message>>;

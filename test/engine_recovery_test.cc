@@ -243,7 +243,9 @@ TEST_F(EngineRecovery, AKilledRankIsRebuiltOnAReplacementAndEveryoneRollsBack) {
   // A checkpoint now is refused, naming the lost rank.
   EXPECT_TRUE(
       test::HasError(world_->engine(1).Checkpoint().status(), StatusCode::kUnavailable, "node 3"));
-  ExpectRecovered(RecoverAll({3}), 2);
+  const std::vector<Result<RecoveryReport>> reports = RecoverAll({3});
+  ExpectRecovered(reports, 2);
+  EXPECT_FALSE(reports[3]->store_prepared) << "a process started after the loss";
   // The job goes on: the next version commits on every rank, the replacement's too.
   ASSERT_OK(Commit(3, 3));
   ExpectFullRedundancy(*world_, states_, 4, 2);
@@ -263,6 +265,9 @@ TEST_F(EngineRecovery, AnIdleSpareTakesTheLostRank) {
   const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(5, &layout);
   EXPECT_EQ(layout, LayoutOf(States()[5]));
   ExpectRecovered(reports, 2);
+  // The coordinator told the spares how large a store a replacement needs (STORE_HINT): the
+  // spare zeroed it before it was given the rank.
+  EXPECT_TRUE(reports[5]->store_prepared);
   EXPECT_EQ(&world_->engine(5), &world_->spare(0));  // the world's rank 5 is the spare now
   EXPECT_TRUE(world_->spare(1).IsSpare());           // the other one still waits
   ASSERT_OK(Commit(3, 3));

@@ -262,11 +262,22 @@ TEST(FtbenchRecoveryTest, AKillBetweenVersionsIsRecoveredAndReported) {
   EXPECT_EQ(out.value("kill_at", ""), "idle") << out;
   EXPECT_EQ(out.value("failure", ""), "kill") << out;
   EXPECT_EQ(out.value("spares", -1), 1) << out;
+  EXPECT_EQ(out.value("respawn", true), false) << out;
   EXPECT_EQ(out.value("rebuilt_bytes", 0), 256 * 1024) << out;
+  // The idle spare zeroed the store a replacement needs while it waited (STORE_HINT).
+  EXPECT_EQ(out.value("replacement_store_prepared", false), true) << out;
   // A killed process breaks its links: far below the 1 s heartbeat bound.
   EXPECT_LT(out.value("detect_ms", 1e9), 500.0) << out;
   // Timed: 2 before the failure, 4 and 5 after it (3 is the first after the recovery).
   EXPECT_EQ(out.value("timed_versions", json()), json({2, 4, 5})) << out;
+}
+
+TEST(FtbenchRecoveryTest, RespawnRecoversOntoANewProcessStartedAfterTheLoss) {
+  const json out = RecoveredRun({"--kill", "3", "--respawn"}, {3}, 2);
+  EXPECT_EQ(out.value("respawn", false), true) << out;
+  EXPECT_EQ(out.value("spares", -1), 0) << out;
+  EXPECT_EQ(out.value("rebuilt_bytes", 0), 256 * 1024) << out;
+  EXPECT_EQ(out.value("replacement_store_prepared", true), false) << out;
 }
 
 TEST(FtbenchRecoveryTest, TheTextReportHasARecoverySection) {
@@ -353,6 +364,7 @@ TEST(FtbenchRecoveryTest, BadFailureFlagsExit2SayingWhy) {
       {{"--kill", "x"}, "'x' is not a rank"},
       {{"--kill", "3,"}, "'' is not a rank"},
       {{"--kill", "3", "--spares", "-1"}, "--spares"},
+      {{"--kill", "3", "--respawn", "--spares", "1"}, "--respawn and --spares are exclusive"},
       {{"--kill", "3", "--versions", "2"}, "needs at least 3"},
       {{"--kill", "3", "--fabric", "rdma"}, "recovery runs over rdma go through ftrun --kill"},
   };
@@ -373,8 +385,8 @@ TEST(FtbenchRecoveryTest, HelpNamesTheFailureFlags) {
   const ProgramResult run = RunProgram({FTBENCH_PATH, "checkpoint", "--help"}, {}, kDeadline);
   ASSERT_FALSE(run.timed_out);
   EXPECT_EQ(run.status, 0);
-  for (const char* says : {"--kill", "--freeze", "--kill-at", "--spares", "prepare", "headers",
-                           "commit", "recovery"}) {
+  for (const char* says : {"--kill", "--freeze", "--kill-at", "--spares", "--respawn", "prepare",
+                           "headers", "commit", "recovery"}) {
     EXPECT_NE(run.out.find(says), std::string::npos) << says << " missing from:\n" << run.out;
   }
 }

@@ -191,6 +191,7 @@ std::vector<Message> SampleRecoveryMessages() {
   messages.emplace_back(RestoredMessage{5, 2, 12, StatusCode::kDataLoss, 0, 0});
   messages.emplace_back(ReprotectMessage{5, 12, 4, 0b100100, SampleGo(6, 0).holders});
   messages.emplace_back(AssignMessage{5, 3});
+  messages.emplace_back(StoreHintMessage{5, uint64_t{226541568}});
   messages.emplace_back(LayoutRequestMessage{5, 7, 0xfeedfacecafebeef, 10});
   messages.emplace_back(SampleLayout(0, 0, 0));
   messages.emplace_back(SampleLayout(12, 10, 2));
@@ -516,7 +517,7 @@ TEST(ProtocolTest, EveryTruncationIsInvalidArgument) {
 }
 
 TEST(ProtocolTest, UnknownTypeIsInvalidArgument) {
-  for (const int type : {0, 17, 18, 127, 255}) {
+  for (const int type : {0, 18, 19, 127, 255}) {
     std::vector<std::byte> bytes = Encode(SamplePrepare());
     bytes[0] = static_cast<std::byte>(type);
     Result<Message> decoded = DecodeExact(bytes);

@@ -213,6 +213,7 @@ int ft_recover(ft_engine* engine, ft_recovery_report* report) {
       for (size_t i = 0; i < shown; ++i) report->lost[i] = r.lost[i];
       report->replacement = r.replacement ? 1 : 0;
       report->from_local_copy = r.from_local_copy ? 1 : 0;
+      report->store_prepared = r.store_prepared ? 1 : 0;
       report->restored_bytes = r.restored_bytes;
       report->wait_seconds = r.wait_seconds;
       report->restore_seconds = r.restore_seconds;

@@ -117,6 +117,10 @@ Result<Engine*> LoopbackWorld::Replace(uint32_t rank) {
   Result<std::unique_ptr<verbs::Fabric>> fabric = impl_->NewProcessFabric(rank);
   if (!fabric.ok()) return fabric.status().WithContext("Replace");
   impl_->engines_[rank].reset();  // the dead process's remains
+  for (std::unique_ptr<Engine>& spare : impl_->spares_) {
+    // A spare that had taken the rank was that process: engine(rank) is the new one from now on.
+    if (spare && spare->world().rank == rank) spare.reset();
+  }
   FT_ASSIGN_OR_RETURN(impl_->engines_[rank],
                       impl_->MakeEngine(rank, true, std::move(fabric).value()));
   return impl_->engines_[rank].get();
@@ -138,6 +142,8 @@ Engine& LoopbackWorld::engine(uint32_t rank) {
 
 Engine& LoopbackWorld::spare(uint32_t index) {
   FT_CHECK_MSG(index < impl_->spares_.size(), "LoopbackWorld::spare: no such spare");
+  FT_CHECK_MSG(impl_->spares_[index] != nullptr,
+               "LoopbackWorld::spare: this spare took a rank whose process was replaced");
   return *impl_->spares_[index];
 }
 

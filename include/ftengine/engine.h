@@ -124,11 +124,15 @@ struct RecoveryReport {
   std::vector<uint32_t> lost;    // the ranks that were lost, each served by a new process now
   bool replacement = false;      // this node is one of those processes: its image was rebuilt
   bool from_local_copy = false;  // rolled back from the local copy (keep_local_copy)
-  uint64_t restored_bytes = 0;   // this node's image
+  // A replacement that was an idle spare: its store's memory was zeroed while it waited (the
+  // coordinator's STORE_HINT), so the recovery did not wait for that.
+  bool store_prepared = false;
+  uint64_t restored_bytes = 0;  // this node's image
   // Seconds, measured on this node: from the Recover() call until the version was chosen and
   // every lost rank had a replacement (waiting), restoring the image, re-protecting (every owner
-  // rewriting its fragments that lived on the lost nodes), and the whole call. Reduced redundancy:
-  // from this node learning of the loss (a replacement: its start) to full redundancy.
+  // rewriting its fragments that lived on the lost nodes; on a replacement it includes waiting
+  // for its store to be registered, which overlaps the restore), and the whole call. Reduced
+  // redundancy: from this node learning of the loss (a replacement: its start) to full redundancy.
   double wait_seconds = 0;
   double restore_seconds = 0;
   double reprotect_seconds = 0;

@@ -69,6 +69,7 @@ typedef struct ft_recovery_report {
   uint32_t lost[16];
   int32_t replacement;     /* 1: this process replaced a lost rank (its image was rebuilt) */
   int32_t from_local_copy; /* 1: rolled back from the local copy */
+  int32_t store_prepared;  /* 1: a spare's store memory was zeroed while it waited */
   uint64_t restored_bytes;
   double wait_seconds;
   double restore_seconds;

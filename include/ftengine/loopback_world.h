@@ -70,7 +70,8 @@ class FT_EXPORT LoopbackWorld {
   // error and aborts.
   Engine& engine(uint32_t rank);
   // Idle spare number `index` (< options.spares; programmer error otherwise): it waits in
-  // WaitForAssignment() until a rank is lost, then is that rank's engine.
+  // WaitForAssignment() until a rank is lost, then is that rank's engine (until Replace gives
+  // the rank a new process: then the spare is gone and calling this is a programmer error).
   Engine& spare(uint32_t index);
 
   // Runs body(rank, engine) on one thread per node, all at once, and joins them. Returns OK or

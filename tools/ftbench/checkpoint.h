@@ -57,6 +57,7 @@ struct CheckpointOptions {
   std::string freeze;
   std::string kill_at;
   int spares = -1;
+  bool respawn = false;  // new processes after the loss instead of idle spares
 };
 
 // The heartbeat misses a run uses: --hb-misses, or by default 3 over rdma (a process per node)

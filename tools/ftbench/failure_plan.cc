@@ -88,6 +88,12 @@ Result<FailurePlan> PlanOf(const CheckpointOptions& o) {
     return Status::InvalidArgument("--kill-at ", at, ": not a failure point");
   }
   plan.at = static_cast<FailAt>(named - kFailAtNames.begin());
+  if (o.respawn && o.spares >= 0) {
+    return Status::InvalidArgument(
+        "--respawn and --spares are exclusive: with --respawn every victim gets a new process "
+        "after the loss; --spares starts idle spares with the world");
+  }
+  plan.respawn = o.respawn;
   plan.spares =
       o.spares < 0 ? static_cast<uint32_t>(plan.victims.size()) : static_cast<uint32_t>(o.spares);
   const size_t replaced = std::min<size_t>(plan.spares, plan.victims.size());
@@ -118,8 +124,11 @@ void AddFailureOptions(CLI::App& checkpoint, CheckpointOptions* options) {
       "  recovery  as idle, then the replacements die while their images are read back: the "
       "recovery restarts in a newer view once second new processes take the ranks\n"
       "--kill: the processes die (broken links); --freeze: they hang, only the heartbeat tells "
-      "(about 1 s). The first --spares victims get replacement processes with fresh images; "
-      "every member calls Recover(); every image must equal the restored version; the run "
+      "(about 1 s). --spares S idle spares (default one per victim) start with the world and "
+      "wait in WaitForAssignment; the coordinator gives each a lost rank (with --respawn, a new "
+      "process starts for each victim after the loss instead, as under ftrun --respawn). A "
+      "replacement protects a fresh image; every member calls Recover(); every image must "
+      "equal the restored version; the run "
       "checkpoints on to V+1 and verifies it. Timed: every version but the first, the one the "
       "failure hit and the first after the recovery. --json adds lost, detect_ms, recovery_ms, "
       "reprotect_ms, reduced_redundancy_ms, restored_version, rebuild_gbps and more (README).\n"
@@ -141,17 +150,22 @@ void AddFailureOptions(CLI::App& checkpoint, CheckpointOptions* options) {
           "When the ranks fail (default idle): idle (between versions), prepare (the others "
           "called CheckpointAsync), write (their cell WRITEs in flight), headers (cells landed, "
           "header WRITEs held), commit (every DONE sent, the COMMIT held from them), recovery "
-          "(a second loss: the replacements die while Recover() runs; exits 1 today)")
+          "(a second loss: the replacements die while Recover() runs; new processes take the "
+          "ranks and the recovery restarts)")
       ->check(CLI::IsMember(kFailAtNames));
   checkpoint
       .add_option("--spares", options->spares,
-                  "Replacement processes (default: one per failed rank); a failed rank without "
-                  "one makes the recovery fail after --timeout")
+                  "Idle spares started with the world (default: one per failed rank); they wait "
+                  "to be assigned a lost rank. A failed rank without one makes the recovery "
+                  "fail after --timeout")
       ->check(CLI::Range(0, 65536));
+  checkpoint.add_flag("--respawn", options->respawn,
+                      "No idle spares: a new process starts for each failed rank after the "
+                      "loss (LoopbackWorld::Replace, as ftrun --respawn)");
 }
 
 bool FailureRequested(const CheckpointOptions& o) {
-  return !o.kill.empty() || !o.freeze.empty() || !o.kill_at.empty() || o.spares >= 0;
+  return !o.kill.empty() || !o.freeze.empty() || !o.kill_at.empty() || o.spares >= 0 || o.respawn;
 }
 
 }  // namespace ft::ftbench

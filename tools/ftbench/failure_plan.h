@@ -26,7 +26,8 @@ struct FailurePlan {
   bool freeze = false;
   std::vector<uint32_t> victims;   // sorted
   std::vector<uint32_t> replaced;  // the victims that get a replacement: the first `spares`
-  uint32_t spares = 0;
+  uint32_t spares = 0;        // idle spares started with the world, or with respawn new processes
+  bool respawn = false;       // the replacements are new processes started after the loss
   uint64_t version = 0;       // F: the last version committed before the failure
   uint64_t last_version = 0;  // V + 1: the run checkpoints up to it
   std::chrono::milliseconds timeout{60'000};

@@ -10,6 +10,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -66,6 +67,7 @@ struct RecoveryFigures {
   double engine_reduced_redundancy_ms = 0;  // RecoveryReport.reduced_redundancy_seconds, max
   double rebuild_gbps = 0;
   uint64_t rebuilt_bytes = 0;
+  bool store_prepared = true;  // every replacement's store was zeroed while it waited
   double first_after_recovery_seconds = 0;
   uint64_t held_requests = 0;  // requests the rules held when the victims failed
   std::vector<uint64_t> timed_versions;
@@ -112,9 +114,17 @@ class FailureRun {
   void RemoveRules();
   // Every member's Recover() (a replacement first Protects its fresh image); `recoveries` gets
   // each rank's outcome.
-  Status RecoverAll(std::vector<MemberRecovery>* recoveries);
+  Status RecoverAll();
+  void StartSpares();
+  void StopSpares();
+  // A replacement's part once it runs for `rank`: `first` is its Recover(); at `recovery`, a
+  // second process takes the rank when the first was killed.
+  void RecoverReplacement(uint32_t rank, const std::function<Result<RecoveryReport>()>& first);
   // A new process for `rank` protecting `image` (the committed size), then its Recover().
   Result<RecoveryReport> ReplaceAndRecover(uint32_t rank, AlignedBuffer& image);
+  // Idle spare `spare`'s WaitForAssignment, until it is given a rank (OK), the recovery ends
+  // without it (NotFound) or the run's timeout.
+  Result<uint32_t> WaitForSpareAssignment(uint32_t spare);
   // Checks that every member recovered the same version with the right losses and that every
   // image holds that version's bytes; fills the figures. Its error is the run's (exit 1).
   Status CheckRecovery(const std::vector<MemberRecovery>& recoveries, RecoveryFigures* figures);
@@ -140,8 +150,19 @@ class FailureRun {
   Nanos created_at_{0}, injected_at_{0}, detected_at_{0};
   std::vector<CheckpointHandle> handles_;  // by rank: the checkpoint the failure hit
   std::vector<uint8_t> replaced_;          // by rank: runs a replacement process now
-  uint64_t expected_version_ = 0;          // what the recovery must restore
-  bool committed_across_ = false;          // `commit`: version F + 1 committed before the loss
+  // Idle spares (no --respawn): each has a thread from the world's creation on, waiting in
+  // WaitForAssignment as a spare process would (and zeroing the store the coordinator hints).
+  // Once given a rank, it protects that rank's fresh image and, at the go, recovers.
+  std::vector<AlignedBuffer> fresh_;        // by rank: a replacement's image (victims only)
+  std::vector<MemberRecovery> recoveries_;  // by rank
+  std::vector<Status> spare_failures_;      // by spare
+  std::atomic<bool> recover_go_{false};     // every member may call Recover() now
+  std::atomic<bool> spares_stop_{false};    // the recovery is over, or the run
+  std::mutex killed_mutex_;
+  std::vector<AlignedBuffer> killed_images_;  // `recovery`: the first replacements' images
+  std::vector<std::jthread> spare_threads_;
+  uint64_t expected_version_ = 0;  // what the recovery must restore
+  bool committed_across_ = false;  // `commit`: version F + 1 committed before the loss
 };
 
 std::vector<uint32_t> FailureRun::Survivors() const {
@@ -159,6 +180,7 @@ std::vector<uint32_t> FailureRun::AllRanks() const {
 }
 
 FailureRun::~FailureRun() {
+  StopSpares();
   if (world_ == nullptr) return;
   // A victim's first process may still be hung (frozen, with no replacement) or, when the run
   // ended before the failure, still holding requests the rules keep: kill it, so that the
@@ -184,10 +206,18 @@ Status FailureRun::CreateWorld() {
       return std::make_unique<verbs::FaultyFabric>(std::move(inner), faults);
     };
   }
+  options.spares = plan_.respawn ? 0 : plan_.spares;
   FT_ASSIGN_OR_RETURN(world_, internal::LoopbackWorldTesting::Create(options));
   created_at_ = Now();
   handles_.resize(o_.nodes);
   replaced_.assign(o_.nodes, 0);
+  // A replacement's image: fresh memory of the committed size, holding garbage until Recover().
+  fresh_.resize(o_.nodes);
+  for (uint32_t victim : plan_.victims) {
+    FT_ASSIGN_OR_RETURN(fresh_[victim], AlignedBuffer::Create(o_.size));
+    std::memset(fresh_[victim].data(), 0x5a, o_.size);
+  }
+  StartSpares();
   return Status();
 }
 
@@ -390,13 +420,81 @@ Result<RecoveryReport> FailureRun::ReplaceAndRecover(uint32_t rank, AlignedBuffe
   return (*replaced)->Recover();
 }
 
-Status FailureRun::RecoverAll(std::vector<MemberRecovery>* recoveries) {
-  // A replacement's image: fresh memory of the committed size, holding garbage until Recover().
-  std::vector<AlignedBuffer> fresh(o_.nodes);
-  for (uint32_t victim : plan_.replaced) {
-    FT_ASSIGN_OR_RETURN(fresh[victim], AlignedBuffer::Create(o_.size));
-    std::memset(fresh[victim].data(), 0x5a, o_.size);
+Result<uint32_t> FailureRun::WaitForSpareAssignment(uint32_t spare) {
+  Engine& engine = world_->spare(spare);
+  // In slices: a spare no rank needs stops waiting when the run is over.
+  while (!spares_stop_.load()) {
+    Result<Assignment> assigned = engine.WaitForAssignment(milliseconds(50));
+    if (assigned.ok()) return assigned->rank;
+    if (assigned.status().code() != StatusCode::kDeadlineExceeded) {
+      return assigned.status().WithContext(StrCat("spare ", spare, "'s WaitForAssignment"));
+    }
   }
+  return Status::NotFound("no rank was assigned to spare ", spare);
+}
+
+void FailureRun::StartSpares() {
+  recoveries_.assign(o_.nodes, MemberRecovery{});
+  spare_failures_.assign(plan_.respawn ? 0 : plan_.spares, Status());
+  for (uint32_t spare = 0; spare < spare_failures_.size(); ++spare) {
+    spare_threads_.emplace_back([this, spare] {
+      Result<uint32_t> rank = WaitForSpareAssignment(spare);
+      if (!rank.ok()) {
+        if (rank.status().code() != StatusCode::kNotFound) spare_failures_[spare] = rank.status();
+        return;
+      }
+      if (*rank >= o_.nodes || !IsVictim(*rank) || fresh_[*rank].size() == 0) {
+        spare_failures_[spare] =
+            Status::Internal("spare ", spare, " was assigned rank ", *rank, ", not a victim");
+        return;
+      }
+      // Recover() with the others: its time is measured from the same start.
+      if (!PollUntil([&] { return recover_go_.load() || spares_stop_.load(); },
+                     plan_.timeout + 4 * HeartbeatBound(), std::chrono::microseconds(200)) ||
+          !recover_go_.load()) {
+        spare_failures_[spare] = Status::DeadlineExceeded(
+            "spare ", spare, " took rank ", *rank, " but the survivors never called Recover()");
+        return;
+      }
+      RecoverReplacement(*rank, [&]() -> Result<RecoveryReport> {
+        Engine& engine = world_->engine(*rank);
+        FT_RETURN_IF_ERROR(
+            engine.Protect(0, fresh_[*rank].data(), o_.size).WithContext("the spare's Protect"));
+        return engine.Recover();
+      });
+    });
+  }
+}
+
+void FailureRun::StopSpares() {
+  spares_stop_ = true;
+  spare_threads_.clear();  // joined
+}
+
+void FailureRun::RecoverReplacement(uint32_t rank,
+                                    const std::function<Result<RecoveryReport>()>& first) {
+  MemberRecovery& member = recoveries_[rank];
+  replaced_[rank] = 1;
+  member.took_part = true;
+  member.called = Now();
+  member.report = first();
+  if (!member.report.ok() && second_loss_) {
+    // `recovery`: this replacement was killed in Recover(); the recovery restarts once a
+    // second new process takes the rank, with fresh memory again.
+    Result<AlignedBuffer> again = AlignedBuffer::Create(o_.size);
+    if (!again.ok()) {
+      member.report = again.status();
+      return;
+    }
+    std::lock_guard lock(killed_mutex_);
+    killed_images_.push_back(std::exchange(fresh_[rank], std::move(again).value()));
+    std::memset(fresh_[rank].data(), 0x5a, o_.size);
+    member.report = ReplaceAndRecover(rank, fresh_[rank]);
+  }
+  member.returned = Now();
+}
+
+Status FailureRun::RecoverAll() {
   std::vector<verbs::FaultRuleId> read_rules;
   if (plan_.at == FailAt::kRecovery) {
     for (uint32_t victim : plan_.replaced) {
@@ -405,7 +503,6 @@ Status FailureRun::RecoverAll(std::vector<MemberRecovery>* recoveries) {
     }
   }
   std::atomic<bool> recovered{false};
-  std::vector<AlignedBuffer> killed_images(o_.nodes);  // `recovery`: the first replacements'
   {
     // `recovery`: once every replacement is restoring (a READ of its image held), they die.
     std::jthread second_loss;
@@ -426,8 +523,9 @@ Status FailureRun::RecoverAll(std::vector<MemberRecovery>* recoveries) {
         for (uint32_t victim : plan_.replaced) (void)world_->Kill(victim);
       });
     }
+    recover_go_ = true;  // the spares' threads given a rank recover now too
     (void)world_->Run([&](uint32_t rank, Engine& engine) -> Status {
-      MemberRecovery& member = (*recoveries)[rank];
+      MemberRecovery& member = recoveries_[rank];
       if (!IsVictim(rank)) {
         member.took_part = true;
         member.called = Now();
@@ -435,36 +533,23 @@ Status FailureRun::RecoverAll(std::vector<MemberRecovery>* recoveries) {
         member.returned = Now();
         return Status();
       }
-      if (!IsReplaced(rank)) return Status();  // no spare: this rank stays lost
-      replaced_[rank] = 1;
-      member.took_part = true;
-      member.called = Now();
-      member.report = ReplaceAndRecover(rank, fresh[rank]);
-      if (!member.report.ok() && second_loss_) {
-        // `recovery`: this replacement was killed in Recover(); the recovery restarts once a
-        // second new process takes the rank, with fresh memory again.
-        killed_images[rank] = std::move(fresh[rank]);
-        Result<AlignedBuffer> again = AlignedBuffer::Create(o_.size);
-        if (!again.ok()) {
-          member.report = again.status();
-          return Status();
-        }
-        fresh[rank] = std::move(again).value();
-        std::memset(fresh[rank].data(), 0x5a, o_.size);
-        member.report = ReplaceAndRecover(rank, fresh[rank]);
+      // --respawn: a new process for each victim; otherwise the spares' threads take part.
+      if (plan_.respawn && IsReplaced(rank)) {
+        RecoverReplacement(rank, [&] { return ReplaceAndRecover(rank, fresh_[rank]); });
       }
-      member.returned = Now();
       return Status();
     });
     recovered = true;
+    StopSpares();
+    for (const Status& failed : spare_failures_) FT_RETURN_IF_ERROR(failed);
   }
   for (verbs::FaultRuleId id : read_rules) faults_->Remove(id);
-  for (AlignedBuffer& image : killed_images) {
-    if (image.size() > 0) retired_.push_back(std::move(image));
-  }
-  for (uint32_t victim : plan_.replaced) {
+  for (AlignedBuffer& image : killed_images_) retired_.push_back(std::move(image));
+  killed_images_.clear();
+  for (uint32_t victim : plan_.victims) {
+    if (!replaced_[victim]) continue;
     retired_.push_back(std::move(images_[victim]));
-    images_[victim] = std::move(fresh[victim]);
+    images_[victim] = std::move(fresh_[victim]);
   }
   return Status();
 }
@@ -501,6 +586,7 @@ Status FailureRun::CheckRecovery(const std::vector<MemberRecovery>& recoveries,
         std::max(figures->engine_reduced_redundancy_ms, report.reduced_redundancy_seconds * 1e3);
     if (report.replacement) {
       figures->rebuilt_bytes += report.restored_bytes;
+      figures->store_prepared = figures->store_prepared && report.store_prepared;
       rebuild_seconds = std::max(rebuild_seconds, report.restore_seconds);
     }
   }
@@ -544,11 +630,13 @@ PublishExtra FailureRun::Extra(const RecoveryFigures& f) const {
     out["failure"] = plan_.freeze ? "freeze" : "kill";
     out["kill_at"] = plan_.at_name();
     out["failed_after_version"] = plan_.version;
-    out["spares"] = plan_.spares;
+    out["spares"] = plan_.respawn ? 0 : plan_.spares;
+    out["respawn"] = plan_.respawn;
     out["wait_ms"] = f.wait_ms;
     out["restore_ms"] = f.restore_ms;
     out["reduced_redundancy_engine_ms"] = f.engine_reduced_redundancy_ms;
     out["rebuilt_bytes"] = f.rebuilt_bytes;
+    out["replacement_store_prepared"] = f.rebuilt_bytes > 0 && f.store_prepared;
     out["held_requests"] = f.held_requests;
     out["timeout_ms"] = plan_.timeout.count();
     out["timed_versions"] = f.timed_versions;
@@ -558,8 +646,12 @@ PublishExtra FailureRun::Extra(const RecoveryFigures& f) const {
   const auto ms = [](double value) { return FormatFixed(value, 1) + " ms"; };
   text << "recovery: rank" << (plan_.victims.size() > 1 ? "s " : " ") << JoinRanks(plan_.victims)
        << " " << plan_.verb() << " at " << plan_.at_name() << " (version " << plan_.version
-       << " committed); " << plan_.replaced.size() << " replacement process"
-       << (plan_.replaced.size() == 1 ? "" : "es") << "\n";
+       << " committed); "
+       << (plan_.respawn
+               ? StrCat(plan_.replaced.size(), " new process",
+                        plan_.replaced.size() == 1 ? "" : "es", " after the loss (--respawn)")
+               : StrCat(plan_.spares, " idle spare", plan_.spares == 1 ? "" : "s"))
+       << "\n";
   text << "  detected by every survivor in " << ms(f.detect_ms) << "; Recover() took "
        << ms(f.recovery_ms) << " on the slowest rank (waiting " << ms(f.wait_ms) << ", restore "
        << ms(f.restore_ms) << ", re-protection " << ms(f.reprotect_ms) << ")\n";
@@ -621,8 +713,8 @@ int FailureRun::Run(const erasure::StripeGeometry& g) {
   if (!status.ok()) return Failed(status);
 
   // 2. The recovery.
-  std::vector<MemberRecovery> recoveries(n);
-  if (status = RecoverAll(&recoveries); !status.ok()) return Failed(status);
+  if (status = RecoverAll(); !status.ok()) return Failed(status);
+  const std::vector<MemberRecovery>& recoveries = recoveries_;
   const MemberRecovery* data_loss = nullptr;
   const MemberRecovery* failed = nullptr;
   uint32_t failed_rank = 0;
