@@ -87,14 +87,49 @@ void Coordinator::AcceptPrepare(const PrepareMessage& message, Outbox* outbox) {
   if (++prepared_count_ == options_.world_size) StartRound(outbox);
 }
 
+namespace {
+// Distinct failure domains among an owner and its holders, for each owner.
+std::vector<size_t> DomainsPerOwner(const Placement& placement,
+                                    const std::vector<PrepareMessage>& prepares) {
+  std::vector<size_t> counts(placement.nodes());
+  std::vector<uint32_t> domains;
+  for (NodeId owner = 0; owner < placement.nodes(); ++owner) {
+    domains.assign(1, prepares[owner].domain);
+    for (const FragmentSlot& slot : placement.HoldersOf(owner)) {
+      domains.push_back(prepares[slot.holder].domain);
+    }
+    std::sort(domains.begin(), domains.end());
+    counts[owner] =
+        static_cast<size_t>(std::unique(domains.begin(), domains.end()) - domains.begin());
+  }
+  return counts;
+}
+}  // namespace
+
+bool Coordinator::SpreadKept(const Placement& placement, const std::vector<PrepareMessage>& before,
+                             const std::vector<PrepareMessage>& now) {
+  const std::vector<size_t> old_counts = DomainsPerOwner(placement, before);
+  const std::vector<size_t> new_counts = DomainsPerOwner(placement, now);
+  for (size_t owner = 0; owner < old_counts.size(); ++owner) {
+    if (new_counts[owner] < old_counts[owner]) return false;
+  }
+  return true;
+}
+
 void Coordinator::StartRound(Outbox* outbox) {
   const uint64_t version = committed_version_ + 1;
   const uint32_t n = options_.world_size;
 
   // Each owner keeps its extent while its image still fits (the extents have slack): a slightly
   // grown image needs no new placement.
+  // A placement is recomputed when an extent, a capacity or how a store is sized changed, or a
+  // failure domain did and the spread got worse; new store keys alone (a replacement's store)
+  // only send it again. Recomputing after a recovery would move every fragment to new extents
+  // beside the committed ones: every store would grow.
   std::vector<uint64_t> extents(n);
   bool changed = !placement_.has_value();
+  bool resend = std::exchange(resend_placement_, false);
+  bool domains_changed = false;
   for (NodeId node = 0; node < n; ++node) {
     const PrepareMessage& p = prepares_[node];
     const uint64_t placed = placement_ ? placement_->footprint_bytes(node) : 0;
@@ -104,10 +139,15 @@ void Coordinator::StartRound(Outbox* outbox) {
     extents[node] = keep ? placed : ExtentBytesFor(p.footprint_bytes);
     if (changed) continue;
     const PrepareMessage& old_prepare = placed_prepares_[node];
-    changed = extents[node] != placed || old_prepare.domain != p.domain ||
-              old_prepare.capacity_bytes != p.capacity_bytes ||
-              old_prepare.store_sized_by_coordinator != p.store_sized_by_coordinator ||
-              old_prepare.store_addr != p.store_addr || old_prepare.store_rkey != p.store_rkey;
+    changed = extents[node] != placed || old_prepare.capacity_bytes != p.capacity_bytes ||
+              old_prepare.store_sized_by_coordinator != p.store_sized_by_coordinator;
+    domains_changed = domains_changed || old_prepare.domain != p.domain;
+    resend =
+        resend || old_prepare.store_addr != p.store_addr || old_prepare.store_rkey != p.store_rkey;
+  }
+  if (!changed && domains_changed) changed = !SpreadKept(*placement_, placed_prepares_, prepares_);
+  if (!changed && resend) {
+    placed_prepares_ = prepares_;  // the same slots, at the stores' new addresses
   }
   if (changed) {
     Result<PlacementPlan> plan = PlanPlacement(extents);
@@ -155,7 +195,7 @@ void Coordinator::StartRound(Outbox* outbox) {
     }
     placement_ = std::move(placement);
     placed_prepares_ = prepares_;
-    ++placement_id_;
+    placement_id_ = ++last_placement_id_;
   }
 
   std::fill(prepared_.begin(), prepared_.end(), 0);
@@ -171,8 +211,8 @@ void Coordinator::StartRound(Outbox* outbox) {
     go.epoch = options_.epoch;
     go.version = version;
     go.placement_id = placement_id_;
-    go.has_placement = changed;
-    if (changed) {
+    go.has_placement = changed || resend;
+    if (go.has_placement) {
       go.slot_bytes = placement_->footprint_bytes(node) / 2;
       for (const FragmentSlot& slot : placement_->HoldersOf(node)) {
         go.holders.push_back(HolderAddress{slot, prepares_[slot.holder].store_addr,
@@ -479,7 +519,13 @@ Status Coordinator::InstallView(const View& view, Outbox* outbox) {
   lost_reason_.clear();
   std::fill(early_prepares_.begin(), early_prepares_.end(), std::nullopt);  // of the old epoch
   layouts_.CancelAll();
-  placement_.reset();  // members may have changed: the next round places anew
+  // The committed placement stays: the new view has the same ranks, and a replacement takes its
+  // rank's slots (in a store of its own, whose keys its PREPARE brings). The next GO carries the
+  // placement again, which every member then holds with the new keys.
+  placement_ = committed_placement_;
+  placed_prepares_ = committed_prepares_;
+  placement_id_ = committed_placement_id_;
+  resend_placement_ = placement_.has_value();
   return Status();
 }
 

@@ -130,6 +130,10 @@ class Coordinator {
   enum class Phase { kCollectingPrepare, kCollectingDone };
   void AcceptPrepare(const PrepareMessage& message, Outbox* outbox);
   void StartRound(Outbox* outbox);
+  // No owner has its fragments in fewer failure domains with the domains of `now` than with
+  // those of `before` (a replacement in another domain): the placement may stay.
+  static bool SpreadKept(const Placement& placement, const std::vector<PrepareMessage>& before,
+                         const std::vector<PrepareMessage>& now);
   void OnWithdraw(const DoneMessage& message, Outbox* outbox);
   struct PlacementPlan {
     std::optional<Placement> placement;              // to send in the GO, or
@@ -160,7 +164,9 @@ class Coordinator {
   std::vector<uint8_t> done_;
   uint32_t done_count_ = 0;
   std::vector<PrepareMessage> placed_prepares_;  // the input of the placement last sent in a GO
-  std::optional<Placement> placement_;           // ... which the nodes hold now
+  bool resend_placement_ = false;       // the next GO carries the placement (a view kept it)
+  uint64_t last_placement_id_ = 0;      // placement ids are never reused
+  std::optional<Placement> placement_;  // ... which the nodes hold now
   uint64_t placement_id_ = 0;
   // The committed version's placement and its inputs: changed only by a COMMIT.
   std::optional<Placement> committed_placement_;

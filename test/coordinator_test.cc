@@ -329,10 +329,10 @@ TEST_F(CoordinatorTest, ChangedInputsRecomputeThePlacement) {
   };
   const Change changes[] = {
       {"footprint", [](PrepareMessage& p) { p.footprint_bytes += kMiB; }},
-      {"store_rkey", [](PrepareMessage& p) { p.store_rkey += 0x100; }},
-      {"store_addr", [](PrepareMessage& p) { p.store_addr += 0x1000; }},
       {"capacity", [](PrepareMessage& p) { p.capacity_bytes += 2 * kFootprint; }},
-      {"domain", [](PrepareMessage& p) { p.domain += 1; }},
+      // Node 3 (domain 3) into domain 0, with other holders of the owners it hosts for: the
+      // spread gets worse.
+      {"domain", [](PrepareMessage& p) { p.domain = 0; }},
   };
   uint64_t version = 2;
   uint64_t placement_id = 1;
@@ -349,6 +349,36 @@ TEST_F(CoordinatorTest, ChangedInputsRecomputeThePlacement) {
       EXPECT_FALSE(go.has_placement);
       EXPECT_EQ(go.placement_id, placement_id);
     }
+  }
+}
+
+// A new store (a replacement's) moves no fragment: the same placement goes out again with the
+// new keys; a domain of its own for a node spreads no owner less, and changes nothing.
+TEST_F(CoordinatorTest, NewStoreKeysResendThePlacementWithoutRecomputingIt) {
+  ExpectPlacementInGos(Round(1));
+  const std::optional<Placement> placed = *coordinator_->committed_placement();
+  struct Change {
+    const char* field;
+    void (*apply)(PrepareMessage&);
+    bool resent;
+  };
+  const Change changes[] = {
+      {"store_rkey", [](PrepareMessage& p) { p.store_rkey += 0x100; }, true},
+      {"store_addr", [](PrepareMessage& p) { p.store_addr += 0x1000; }, true},
+      {"a domain of its own", [](PrepareMessage& p) { p.domain = 1000; }, false},
+  };
+  uint64_t version = 2;
+  for (const Change& change : changes) {
+    SCOPED_TRACE(change.field);
+    change.apply(prepares_[3]);
+    const std::vector<GoMessage> gos = Round(version++);
+    EXPECT_EQ(coordinator_->placement_id(), 1u);
+    for (const GoMessage& go : gos) {
+      EXPECT_EQ(go.placement_id, 1u);
+      EXPECT_EQ(go.has_placement, change.resent);
+    }
+    if (change.resent) ExpectPlacementInGos(gos);
+    EXPECT_TRUE(*coordinator_->committed_placement() == *placed) << "no fragment moved";
   }
 }
 

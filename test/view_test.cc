@@ -143,6 +143,63 @@ TEST(CoordinatorViewTest, OnlyNewerValidViewsOfTheSameSizeAreInstalled) {
   EXPECT_EQ((*made)->epoch(), 3u);
 }
 
+// A recovery keeps the committed placement: a replacement takes its rank's slots in a store of
+// its own, so the next round sends the same placement (same id, same slots) with the new store's
+// keys, and grows no store. Recomputing would place every fragment beside the committed extents.
+TEST(CoordinatorViewTest, ANewViewKeepsTheCommittedPlacementWithTheReplacementsKeys) {
+  auto made = Coordinator::Create({kNodes, kK, kM, 1});
+  ASSERT_TRUE(made.ok());
+  Coordinator& c = **made;
+  PrepareAll(c, 1);
+  DoneAll(c, 1, 1);
+  const Placement committed = *c.committed_placement();
+  const uint64_t committed_id = c.placement_id();
+  // A round under a new placement (every image grew) is in flight when node 4 is lost.
+  ASSERT_TRUE(Only<GoMessage>(PrepareAll(c, 1, 3 << 19))[0].second.has_placement);
+  ASSERT_NE(*c.placement(), committed);
+  Coordinator::Outbox outbox;
+  c.OnNodeLost(4, "killed", &outbox);
+  View next = View::Initial(kNodes, 0);
+  next.epoch = 2;
+  outbox.clear();
+  ASSERT_TRUE(c.InstallView(next, &outbox).ok());
+  c.AdoptRecovery(1, 1, {});
+  const auto prepare_all = [&] {
+    Coordinator::Outbox sent;
+    for (NodeId node = 0; node < kNodes; ++node) {
+      PrepareMessage p = PrepareOf(node, 2);
+      if (node == 4) {
+        p.store_addr = 0x7700000000ull;  // the replacement's store
+        p.store_rkey = 4444;
+      }
+      c.OnPrepare(p, &sent);
+    }
+    return sent;
+  };
+  outbox = prepare_all();
+  EXPECT_TRUE(Only<GrowMessage>(outbox).empty());
+  const auto gos = Only<GoMessage>(outbox);
+  ASSERT_EQ(gos.size(), kNodes);
+  EXPECT_EQ(*c.placement(), committed) << "the committed placement, not the aborted round's";
+  size_t holders_on_4 = 0;
+  for (const auto& [to, go] : gos) {
+    EXPECT_TRUE(go.has_placement) << "every member learns the replacement's keys";
+    EXPECT_EQ(go.placement_id, committed_id);
+    for (const HolderAddress& holder : go.holders) {
+      if (holder.slot.holder != 4) continue;
+      ++holders_on_4;
+      EXPECT_EQ(holder.store_addr, 0x7700000000ull);
+      EXPECT_EQ(holder.store_rkey, 4444u);
+    }
+  }
+  EXPECT_GT(holders_on_4, 0u);
+  EXPECT_EQ(Only<CommitMessage>(DoneAll(c, 2, 2)).size(), kNodes);
+  // Unchanged after that: the short GO again.
+  const auto later = Only<GoMessage>(prepare_all());
+  ASSERT_EQ(later.size(), kNodes);
+  for (const auto& [to, go] : later) EXPECT_FALSE(go.has_placement) << "node " << to;
+}
+
 TEST(CoordinatorViewTest, LostMarksOfTheOldViewAreForgotten) {
   auto made = Coordinator::Create({kNodes, kK, kM, 1});
   ASSERT_TRUE(made.ok());
