@@ -17,13 +17,21 @@ namespace {
 constexpr uint32_t kHeaderWindow = 0;
 }  // namespace
 
-FragmentReader::FragmentReader(NodeContext& node, PeerTable& peers, std::function<void()> beat)
-    : node_(node), peers_(peers), beat_(std::move(beat)) {}
+FragmentReader::FragmentReader(NodeContext& node, PeerTable& peers, NodeMemory& memory,
+                               std::function<void()> beat)
+    : node_(node), peers_(peers), memory_(memory), beat_(std::move(beat)) {}
 
 std::byte* FragmentReader::CellOf(size_t slot, int column) const {
   const erasure::StripeGeometry& g = *committed_.geometry;
-  return buffer_.data() + g.width() * header_area_bytes_ +
-         (slot * g.width() + static_cast<size_t>(column)) * g.cell_bytes();
+  return memory_.pipeline() + (slot * g.width() + static_cast<size_t>(column)) * g.cell_bytes();
+}
+
+std::byte* FragmentReader::DirectCell(uint64_t stripe, int column) const {
+  const erasure::StripeGeometry& g = *committed_.geometry;
+  if (!out_lkey_ || column >= g.k()) return nullptr;
+  const erasure::CellExtent extent = g.DataCell(stripe, column);
+  if (extent.image_bytes != g.cell_bytes()) return nullptr;  // the image ends inside it
+  return out_.data() + extent.image_offset;
 }
 
 uint64_t FragmentReader::SlotAddr(int column) const {
@@ -33,12 +41,14 @@ uint64_t FragmentReader::SlotAddr(int column) const {
 }
 
 void FragmentReader::Start(NodeId owner, const CommittedVersion& committed,
-                           std::span<std::byte> out, std::span<const int> skip, Done done) {
+                           std::span<std::byte> out, std::span<const int> skip, Done done,
+                           std::optional<uint32_t> out_lkey) {
   FT_CHECK_MSG(phase_ == Phase::kIdle, "a read started while another is in flight");
   generation_ = NextGeneration(generation_);
   owner_ = owner;
   committed_ = committed;
   out_ = out;
+  out_lkey_ = out_lkey;
   done_ = std::move(done);
   first_problem_ = Status();
   result_.reset();
@@ -65,24 +75,12 @@ void FragmentReader::Start(NodeId owner, const CommittedVersion& committed,
     usable_[column] = 0;
   }
   header_area_bytes_ = erasure::HeaderAreaBytes(g.stripes());
+  // As many windows as the pipeline has stripes of cells (the memory is the checkpoint's).
   const size_t windows = static_cast<size_t>(
       std::min<uint64_t>(static_cast<uint64_t>(node_.options.pipeline_depth), g.stripes()));
-  const uint64_t bytes = header_area_bytes_ * width + windows * width * g.cell_bytes();
-  if (buffer_.size() < bytes) {
-    mr_.reset();
-    Result<AlignedBuffer> buffer = AlignedBuffer::Allocate(bytes);
-    if (!buffer.ok()) {
-      Finish(buffer.status());
-      return;
-    }
-    buffer_ = std::move(buffer).value();
-    Result<std::unique_ptr<verbs::MemoryRegion>> mr =
-        node_.fabric->RegisterMemory(buffer_.data(), buffer_.size(), verbs::kAccessLocalWrite);
-    if (!mr.ok()) {
-      Finish(mr.status());
-      return;
-    }
-    mr_ = std::move(mr).value();
+  if (Status headers = memory_.EnsureHeaders(header_area_bytes_ * width); !headers.ok()) {
+    Finish(headers);
+    return;
   }
   windows_.assign(windows, Window{});
   column_outstanding_.assign(width, 0);
@@ -90,7 +88,8 @@ void FragmentReader::Start(NodeId owner, const CommittedVersion& committed,
   // Every column's header, all holders in parallel.
   for (int c = 0; c < width; ++c) {
     if (!usable_[c]) continue;
-    if (Status posted = PostRead(c, c, HeaderOf(c), header_area_bytes_, SlotAddr(c));
+    if (Status posted =
+            PostRead(c, c, HeaderOf(c), memory_.headers_lkey(), header_area_bytes_, SlotAddr(c));
         !posted.ok()) {
       usable_[c] = 0;
       Note(posted);
@@ -98,15 +97,15 @@ void FragmentReader::Start(NodeId owner, const CommittedVersion& committed,
   }
 }
 
-Status FragmentReader::PostRead(int column, uint32_t index, std::byte* local, uint64_t bytes,
-                                uint64_t remote) {
+Status FragmentReader::PostRead(int column, uint32_t index, std::byte* local, uint32_t lkey,
+                                uint64_t bytes, uint64_t remote) {
   const NodeId holder = committed_.holders[column].slot.holder;
   verbs::QueuePair* qp = peers_.Usable(holder, LinkRole::kData);
   if (qp == nullptr) return Status::Unavailable("holder node ", holder, " is unreachable");
   verbs::SendRequest read;
   read.wr_id = WorkId{WorkKind::kRead, generation_, index}.Encode();
   read.opcode = verbs::Opcode::kRead;
-  read.sge[0] = {reinterpret_cast<uint64_t>(local), static_cast<uint32_t>(bytes), mr_->lkey()};
+  read.sge[0] = {reinterpret_cast<uint64_t>(local), static_cast<uint32_t>(bytes), lkey};
   read.num_sge = 1;
   read.remote_addr = remote;
   read.rkey = committed_.holders[column].store_rkey;
@@ -148,7 +147,7 @@ void FragmentReader::OnReadCompleted(WorkId id, verbs::WcStatus status, NodeId p
   (void)InPieces(
       g.cell_bytes(),
       [&](uint64_t at, uint64_t bytes) {
-        crc = erasure::Crc64(CellOf(window - 1, column) + at, bytes, crc);
+        crc = erasure::Crc64(Landing(w, window - 1, column) + at, bytes, crc);
         return Status();
       },
       beat_);
@@ -197,7 +196,9 @@ bool FragmentReader::Plan(Window& window, size_t slot) {
     const erasure::StripeGeometry& g = *committed_.geometry;
     const uint64_t remote = SlotAddr(c) + header_area_bytes_ + window.stripe * g.cell_bytes();
     const uint32_t index = (static_cast<uint32_t>(slot + 1) << 8) | static_cast<uint32_t>(c);
-    if (Status posted = PostRead(c, index, CellOf(slot, c), g.cell_bytes(), remote); !posted.ok()) {
+    std::byte* landing = Landing(window, slot, c);
+    const uint32_t lkey = landing == CellOf(slot, c) ? memory_.pipeline_lkey() : *out_lkey_;
+    if (Status posted = PostRead(c, index, landing, lkey, g.cell_bytes(), remote); !posted.ok()) {
       usable_[c] = 0;
       Note(posted);
       continue;
@@ -217,14 +218,14 @@ Status FragmentReader::Emit(const Window& window, size_t slot) {
   for (int c = 0; c < g.width() && static_cast<int>(present.size()) < k; ++c) {
     if (window.cells[c] != Cell::kGood) continue;
     present.push_back(c);
-    present_cells.push_back(reinterpret_cast<const uint8_t*>(CellOf(slot, c)));
+    present_cells.push_back(reinterpret_cast<const uint8_t*>(Landing(window, slot, c)));
   }
   std::vector<int> wanted;
   std::vector<uint8_t*> outputs;
   for (int c = 0; c < k; ++c) {
     if (window.cells[c] != Cell::kGood) {
       wanted.push_back(c);
-      outputs.push_back(reinterpret_cast<uint8_t*>(CellOf(slot, c)));
+      outputs.push_back(reinterpret_cast<uint8_t*>(Landing(window, slot, c)));
     }
   }
   // In pieces, with a heartbeat between them (kCpuPieceBytes).
@@ -241,6 +242,7 @@ Status FragmentReader::Emit(const Window& window, size_t slot) {
         beat_));
   }
   for (int c = 0; c < k; ++c) {
+    if (DirectCell(window.stripe, c) != nullptr) continue;  // read or decoded in place
     const erasure::CellExtent extent = g.DataCell(window.stripe, c);
     (void)InPieces(
         extent.image_bytes,

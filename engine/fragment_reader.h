@@ -24,9 +24,9 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/buffer.h"
 #include "engine/committed_version.h"
 #include "engine/node_context.h"
+#include "engine/node_memory.h"
 #include "engine/peer_table.h"
 #include "engine/work_ids.h"
 #include "verbs/fabric.h"
@@ -40,16 +40,25 @@ class FragmentReader {
 
   // `beat` is called between pieces of the CPU work on large cells (engine/datapath.h,
   // kCpuPieceBytes): the worker beats its heartbeat there. It must only post.
-  FragmentReader(NodeContext& node, PeerTable& peers, std::function<void()> beat);
+  // The reader borrows the checkpoint's registered buffers from `memory`: its cells land in the
+  // pipeline (pipeline_depth x (k + m) cells, as a window of stripes needs), its headers in the
+  // header buffer. A read and a checkpoint round never run at once (ReadCommitted refuses while
+  // one is in flight; a recovery restores before it re-protects), and a node keeps no memory of
+  // its own for reading, none to touch for the first time in a recovery.
+  FragmentReader(NodeContext& node, PeerTable& peers, NodeMemory& memory,
+                 std::function<void()> beat);
   FragmentReader(const FragmentReader&) = delete;
   FragmentReader& operator=(const FragmentReader&) = delete;
 
   bool active() const { return phase_ != Phase::kIdle; }
 
   // Starts reading `owner`'s version `committed` into `out` (exactly the image bytes), treating
-  // the columns of `skip` as lost. Bad input ends the read at once through `done`.
+  // the columns of `skip` as lost. Bad input ends the read at once through `done`. `out_lkey`:
+  // `out` is registered memory (a protected region): intact data cells are then READ straight
+  // into it, checked there, and never copied (a restore's largest saving); otherwise every cell
+  // lands in the reader's buffer first.
   void Start(NodeId owner, const CommittedVersion& committed, std::span<std::byte> out,
-             std::span<const int> skip, Done done);
+             std::span<const int> skip, Done done, std::optional<uint32_t> out_lkey = std::nullopt);
   // Posts what can be posted, checks what arrived. Returns true when it got anywhere.
   bool Step();
   // When Step must run even if nothing arrives (its deadline); Nanos::max() when idle.
@@ -71,7 +80,8 @@ class FragmentReader {
     int reading = 0;
   };
 
-  Status PostRead(int column, uint32_t index, std::byte* local, uint64_t bytes, uint64_t remote);
+  Status PostRead(int column, uint32_t index, std::byte* local, uint32_t lkey, uint64_t bytes,
+                  uint64_t remote);
   void CheckHeaders();
   // Asks for more columns of the window's stripe until k are good or being read; false when no
   // usable column is left (the stripe cannot be restored).
@@ -81,22 +91,29 @@ class FragmentReader {
   void Finish(Status status);
   void FenceOutstanding();
   void Note(Status problem);
-  std::byte* HeaderOf(int column) const { return buffer_.data() + column * header_area_bytes_; }
+  std::byte* HeaderOf(int column) const { return memory_.headers() + column * header_area_bytes_; }
   std::byte* CellOf(size_t slot, int column) const;
+  // Where a data cell of `stripe` lands directly in `out` (out_lkey given, and the cell whole
+  // inside the image), or nullptr: then it lands in CellOf.
+  std::byte* DirectCell(uint64_t stripe, int column) const;
+  std::byte* Landing(const Window& window, size_t slot, int column) const {
+    std::byte* direct = DirectCell(window.stripe, column);
+    return direct != nullptr ? direct : CellOf(slot, column);
+  }
   uint64_t SlotAddr(int column) const;
 
   NodeContext& node_;
   PeerTable& peers_;
+  NodeMemory& memory_;
   std::function<void()> beat_;
   Phase phase_ = Phase::kIdle;
   uint32_t generation_ = 0;
   NodeId owner_ = 0;
   CommittedVersion committed_;
   std::span<std::byte> out_;
+  std::optional<uint32_t> out_lkey_;
   Done done_;
   Nanos deadline_{0};
-  AlignedBuffer buffer_;
-  std::unique_ptr<verbs::MemoryRegion> mr_;
   uint64_t header_area_bytes_ = 0;
   std::vector<uint8_t> usable_;  // by column: header intact and link alive
   std::vector<int> order_;       // columns to read, preferred first

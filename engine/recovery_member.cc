@@ -441,8 +441,10 @@ void RecoveryMember::StartRead() {
     }
   }
   std::span<std::byte> out;
+  std::optional<uint32_t> out_lkey;
   if (regions_.size() == 1) {
     out = {regions_[0].ptr, regions_[0].bytes};
+    out_lkey = regions_[0].lkey;  // registered: cells are READ straight into it
   } else {
     Result<AlignedBuffer> scratch = AlignedBuffer::Allocate(restore_->image_bytes);
     if (!scratch.ok()) {
@@ -453,8 +455,9 @@ void RecoveryMember::StartRead() {
     out = {scratch_.data(), restore_->image_bytes};
   }
   const std::vector<int> skip = ReplacedColumns();
-  reader_.Start(node_.rank(), *restoring_, out, skip,
-                [this](Status status) { read_status_ = std::move(status); });
+  reader_.Start(
+      node_.rank(), *restoring_, out, skip,
+      [this](Status status) { read_status_ = std::move(status); }, out_lkey);
 }
 
 void RecoveryMember::Restored(Status status) {

@@ -20,7 +20,7 @@ Worker::Worker(NodeContext& node, SharedState& shared)
       channel_(node, peers_, [this](NodeId to, std::string_view why) { OnUndeliverable(to, why); }),
       memory_(node),
       round_(node, memory_, peers_, channel_, shared, [this] { PollDatapath(); }),
-      reader_(node, peers_, [this] { PollInside(Inside::kReader); }),
+      reader_(node, peers_, memory_, [this] { PollInside(Inside::kReader); }),
       recovery_(node, shared, peers_, channel_, memory_, round_, reader_,
                 [this] { PollInside(Inside::kReader); }),
       heartbeat_(node, peers_) {}
@@ -453,6 +453,13 @@ Result<std::vector<std::unique_ptr<verbs::QueuePair>>> Worker::JoinAsReplacement
   return connected;
 }
 
+Nanos Worker::NextControlDial() const {
+  // A spare told to take a rank is starting its engine now: dial it again soon (also when the
+  // last dial, to the dead process, came before the spare was assigned).
+  return last_control_dial_ + (coordinator_->SpareStarting() ? std::chrono::milliseconds(2)
+                                                             : std::chrono::milliseconds(100));
+}
+
 Nanos Worker::NextDeadline() const {
   Nanos due =
       std::min({round_.next_deadline(), reader_.next_deadline(), recovery_.next_deadline()});
@@ -460,7 +467,7 @@ Nanos Worker::NextDeadline() const {
     due = std::min(due, coordinator_->next_deadline());
     // A rank or spare still to dial: the next turn.
     if (!peers_.connecting() && !coordinator_->ControlPeersToDial().empty()) {
-      due = std::min(due, next_control_dial_);
+      due = std::min(due, NextControlDial());
     }
   }
   return due;
@@ -481,13 +488,11 @@ bool Worker::CoordinatorRecoveryTurn() {
   // (a batch succeeds only whole, and they come one by one), in turn, each briefly: they may come
   // at any time. A peer that is not there at all (dead) fails at once: not again for 100 ms
   // (2 ms when a spare was assigned the rank: it comes within milliseconds).
-  if (peers_.connecting() || now < next_control_dial_) return false;
+  if (peers_.connecting() || now < NextControlDial()) return false;
   const std::vector<NodeId> candidates = coordinator_->ControlPeersToDial();
   if (candidates.empty()) return false;
   const NodeId peer = candidates[next_awaited_++ % candidates.size()];
-  // A spare told to take a rank is starting its engine now: dial it again soon.
-  next_control_dial_ = now + (coordinator_->SpareStarting() ? std::chrono::milliseconds(2)
-                                                            : std::chrono::milliseconds(100));
+  last_control_dial_ = now;
   verbs::ConnectRequest request{
       peer,
       recovery::EncodeControlConnect(node_.rank(), node_.epoch() + 1, node_.fabric->endpoint()),

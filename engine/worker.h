@@ -87,6 +87,8 @@ class Worker {
   bool CoordinatorRecoveryTurn();
   // The earliest time a step must run even if nothing arrives (a deadline, the next dial).
   Nanos NextDeadline() const;
+  // When the coordinator dials a rank or spare it awaits next.
+  Nanos NextControlDial() const;
   Status AcceptReplacement(NodeId rank, std::span<const std::byte> private_data,
                            std::unique_ptr<verbs::QueuePair>* qp);
   // This process replaces a lost rank: its control link to the coordinator, in the epoch the
@@ -108,7 +110,7 @@ class Worker {
   Nanos published_gap_{0};  // the longest heartbeat gap the metrics show
   std::vector<verbs::Completion> deferred_;
   size_t next_awaited_ = 0;  // the lost rank (or spare) the coordinator dials next
-  Nanos next_control_dial_{0};
+  Nanos last_control_dial_{-std::chrono::hours(1)};      // none yet: the first is due at once
   std::vector<recovery::LayoutRegion> assigned_layout_;  // a replacement's layout, chunks so far
   std::thread thread_;
 };
