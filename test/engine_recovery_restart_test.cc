@@ -1,7 +1,8 @@
 // A loss during recovery restarts it in a newer view (loopback): a survivor that dies while the
 // replacement of the first loss is being rebuilt, the replacement itself dying while it reads its
-// image back, and more losses than parity, found by the restarted selection. Every case checks
-// the images every rank holds afterwards, and that every fragment is readable again.
+// image back, an owner dying while it re-protects, and more losses than parity, found by the
+// restarted selection. Every case checks the images every rank holds afterwards, and that every
+// fragment is readable again.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -185,6 +186,46 @@ TEST_F(RecoveryRestart, AReplacementLostWhileItReadsIsReplacedAgain) {
   });
   ASSERT_TRUE(ran.ok()) << ran;
   ExpectRecoveredInTheRestart(reports, {3});
+}
+
+// Rank 3 dies; rank 5, an owner with a column on rank 3 (holders of r are r+1 .. r+6), dies while
+// it re-protects: its WRITEs of that column to rank 3's replacement are held. Rank 3's store then
+// holds half-rewritten columns without their headers (written last), which the restarted
+// selection counts as lost; the recovery restarts with both replaced and rebuilds every column.
+TEST_F(RecoveryRestart, AnOwnerLostWhileItReprotectsRestartsTheRecovery) {
+  KillAndWaitForDetection(3);
+  replaced_first_ = 3;
+  const verbs::FaultRuleId held = faults_->Add(verbs::FaultRule::Delay(kHoldSteps)
+                                                   .For(verbs::Opcode::kWrite)
+                                                   .ForWrIds(test::IsDataWrite)
+                                                   .OnNode(5)
+                                                   .ToPeer(3));
+  std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
+  const auto started = std::chrono::steady_clock::now();
+  const Status ran = world_->Run([&](uint32_t rank, Engine& engine) -> Status {
+    if (rank == 3) {
+      reports[rank] = ReplaceAndRecover(3);
+    } else if (rank == 5) {
+      std::jthread killer([&] {
+        if (PollFor([&] { return faults_->fired(held) > 0; }, std::chrono::seconds(30))) {
+          (void)world_->Kill(5);
+        }
+      });
+      Result<RecoveryReport> first = engine.Recover();
+      killer.join();
+      if (first.ok()) return Status::Internal("rank 5 recovered although killed re-protecting");
+      faults_->Remove(held);  // its new process writes freely
+      reports[rank] = ReplaceAndRecover(5);
+    } else {
+      reports[rank] = engine.Recover();
+    }
+    return Status();
+  });
+  ASSERT_TRUE(ran.ok()) << ran;
+  // The other owners' re-protection rounds were cancelled at the loss, not left to their
+  // deadline (the engines' 20 s timeout).
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  ExpectRecoveredInTheRestart(reports, {3, 5});
 }
 
 // With m = 2, ranks 2 and 3 are lost and recovery starts; rank 4 dies during it (after its
