@@ -374,6 +374,10 @@ Result<std::unique_ptr<Engine>> Engine::CreateAs(const EngineOptions& options,
   if (options.timeout.count() <= 0) {
     return Status::InvalidArgument("timeout = ", options.timeout.count(), " ms: must be > 0");
   }
+  if (options.startup_timeout.count() <= 0) {
+    return Status::InvalidArgument("startup_timeout = ", options.startup_timeout.count(),
+                                   " ms: must be > 0");
+  }
   if (options.heartbeat_interval.count() < 1 || options.heartbeat_interval > options.timeout) {
     return Status::InvalidArgument("heartbeat_interval = ", options.heartbeat_interval.count(),
                                    " ms: must be in [1 ms, timeout = ", options.timeout.count(),

@@ -56,12 +56,22 @@ Status Worker::Start() {
   for (size_t i = 0; i < requests.size(); ++i) {
     requests[i].receives = channel_.ReceivesFor(static_cast<int>(i), requests[i].peer);
   }
+  // The job's start has a bound of its own: a rank that never comes ends it on every node
+  // within startup_timeout, named by the Connect's error.
+  const Nanos startup = std::min<Nanos>(node_.options.startup_timeout, node_.options.timeout);
   auto connected = node_.replacement ? JoinAsReplacement(std::move(requests))
-                                     : node_.fabric->Connect(requests, node_.options.timeout);
+                                     : node_.fabric->Connect(requests, startup);
   if (!connected.ok()) {
+    const bool timed_out = connected.status().code() == StatusCode::kDeadlineExceeded;
     return connected.status().WithContext(StrCat(
         "node ", node_.rank(), " connecting to the ",
-        is_coordinator ? "other nodes" : StrCat("coordinator (rank ", node_.coordinator(), ")")));
+        is_coordinator ? "other nodes" : StrCat("coordinator (rank ", node_.coordinator(), ")"),
+        timed_out && !node_.replacement
+            ? StrCat(" at start (within ",
+                     std::chrono::duration_cast<std::chrono::milliseconds>(startup).count(),
+                     " ms: startup_timeout, FT_STARTUP_TIMEOUT_MS; a rank that died before it "
+                     "connected, or was never started)")
+            : std::string()));
   }
   for (auto& qp : *connected) {
     const NodeId peer = qp->peer();

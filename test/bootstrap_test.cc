@@ -166,18 +166,23 @@ TEST(Bootstrap, HeartbeatOverridesFromTheEnvironment) {
   EXPECT_EQ(untouched->heartbeat_interval, EngineOptions().heartbeat_interval);
   EXPECT_EQ(untouched->heartbeat_misses, EngineOptions().heartbeat_misses);
   EXPECT_EQ(untouched->k, 3);
-  Result<EngineOptions> tuned =
-      with({{"FT_HEARTBEAT_INTERVAL_MS", "100"}, {"FT_HEARTBEAT_MISSES", "5"}});
+  EXPECT_EQ(untouched->startup_timeout, EngineOptions().startup_timeout);
+  Result<EngineOptions> tuned = with({{"FT_HEARTBEAT_INTERVAL_MS", "100"},
+                                      {"FT_HEARTBEAT_MISSES", "5"},
+                                      {"FT_STARTUP_TIMEOUT_MS", "120000"}});
   ASSERT_TRUE(tuned.ok()) << tuned.status();
   EXPECT_EQ(tuned->heartbeat_interval, std::chrono::milliseconds(100));
   EXPECT_EQ(tuned->heartbeat_misses, 5);
+  EXPECT_EQ(tuned->startup_timeout, std::chrono::milliseconds(120000));
   EXPECT_EQ(tuned->k, 3);
   for (const auto& [name, value] :
        std::vector<std::pair<std::string, std::string>>{{"FT_HEARTBEAT_INTERVAL_MS", "0"},
                                                         {"FT_HEARTBEAT_INTERVAL_MS", "10ms"},
                                                         {"FT_HEARTBEAT_INTERVAL_MS", "-5"},
                                                         {"FT_HEARTBEAT_MISSES", "1000001"},
-                                                        {"FT_HEARTBEAT_MISSES", "x"}}) {
+                                                        {"FT_HEARTBEAT_MISSES", "x"},
+                                                        {"FT_STARTUP_TIMEOUT_MS", "0"},
+                                                        {"FT_STARTUP_TIMEOUT_MS", "30s"}}) {
     Result<EngineOptions> bad = with({{name, value}});
     EXPECT_TRUE(HasError(bad.status(), StatusCode::kInvalidArgument, name + "=\"" + value + "\""));
   }

@@ -115,6 +115,7 @@ int main(void) {
   EXPECT(options.heartbeat_interval_ms == 10);
   EXPECT(options.heartbeat_misses == 3);
   EXPECT(options.spare_priority == UINT32_MAX);
+  EXPECT(options.startup_timeout_ms == 30000);
 
   ft_loopback_world* world = NULL;
   EXPECT(ft_loopback_world_create(1, &options, &world) == FT_INVALID_ARGUMENT);

@@ -15,6 +15,7 @@
 #include "ftengine/engine.h"
 #include "test/engine_test_util.h"
 #include "test/recording_fabric.h"
+#include "test/status_matchers.h"
 #include "verbs/loopback/loopback.h"
 #include "world/loopback_world_internal.h"
 
@@ -155,6 +156,54 @@ TEST(EngineFaults, DeadlineWaitingForTheCoordinatorLeavesTheEngineUsable) {
 // Destroying an engine completes every handle: one queued and perhaps not taken yet by the
 // worker, and one in flight (waiting for a GO that cannot come: the others never checkpoint).
 // Before the fix the first could block Wait() forever when Stop won the race.
+// Rank 3 of 4 is never started (it died before it connected): the start ends on every node
+// within the start-up timeout, not the 20 s engine timeout, and the coordinator names rank 3.
+TEST(EngineFaults, ARankThatNeverConnectsEndsTheStartWithinTheStartupTimeout) {
+  auto network = verbs::LoopbackNetwork::Create(4);
+  ASSERT_TRUE(network.ok()) << network.status();
+  EngineOptions options;
+  options.k = 2;
+  options.m = 1;
+  options.cell_bytes = 4096;
+  options.timeout = 20s;
+  options.startup_timeout = 1s;
+  options.heartbeat_interval = 100ms;
+  options.heartbeat_misses = 20;
+  std::vector<Status> outcome(3);
+  const auto started = std::chrono::steady_clock::now();
+  {
+    std::vector<std::jthread> threads;
+    for (uint32_t rank = 0; rank < 3; ++rank) {
+      threads.emplace_back([&, rank] {
+        auto fabric = (*network)->CreateFabric(rank);
+        if (!fabric.ok()) {
+          outcome[rank] = fabric.status();
+          return;
+        }
+        auto engine =
+            internal::EngineFactory::Create(options, {rank, 4, 0}, std::move(fabric).value());
+        if (!engine.ok()) {
+          outcome[rank] = engine.status();
+          return;
+        }
+        // Connected to a coordinator that then gave up: its first collective call fails.
+        std::vector<std::byte> memory(8192);
+        Status status = (*engine)->Protect(0, memory.data(), memory.size());
+        if (status.ok()) status = (*engine)->Checkpoint().status();
+        outcome[rank] =
+            status.ok() ? Status::Internal("a version committed without rank 3") : status;
+      });
+    }
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(test::HasError(outcome[0], StatusCode::kDeadlineExceeded, "3")) << outcome[0];
+  EXPECT_NE(outcome[0].message().find("at start"), std::string_view::npos) << outcome[0];
+  for (uint32_t rank = 1; rank < 3; ++rank) {
+    EXPECT_FALSE(outcome[rank].ok()) << "rank " << rank;
+  }
+  EXPECT_LT(elapsed, 10s) << "the start waited for the engine timeout";
+}
+
 TEST(EngineFaults, DestroyingAnEngineCompletesEveryHandle) {
   for (int trial = 0; trial < 20; ++trial) {
     auto network = verbs::LoopbackNetwork::Create(3);

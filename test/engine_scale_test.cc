@@ -21,6 +21,7 @@ TEST(Engine, ThousandNodesCheckpointAndVerify) {
   constexpr uint32_t kNodes = 1024;
   auto options = SmallWorld(kNodes, 4, 2, 1024);
   options.engine.timeout = 50s;
+  options.engine.startup_timeout = 50s;  // 1024 threads start on 2 cores
   // 1024 worker threads on a 2-core machine (under ASan, next to other tests): a worker was seen
   // to wait more than 10 s for its turn. This test is about the checkpoint path at scale; the
   // heartbeat has its own tests.

@@ -15,6 +15,7 @@
 #include "erasure/fragment.h"
 #include "test/engine_test_util.h"
 #include "test/recording_fabric.h"
+#include "test/status_matchers.h"
 #include "verbs/faulty/faulty.h"
 #include "verbs/loopback/loopback.h"
 #include "world/loopback_world_internal.h"
@@ -221,6 +222,13 @@ TEST(Engine, CreateRejectsBadOptions) {
     const Status refused = make(bad, {0, 4, 0});
     EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused;
     EXPECT_NE(refused.message().find(named), std::string_view::npos) << refused;
+  }
+  {
+    EngineOptions bad = options;
+    bad.startup_timeout = std::chrono::milliseconds(0);
+    const Status refused = make(bad, {0, 4, 0});
+    EXPECT_TRUE(test::HasError(refused, StatusCode::kInvalidArgument, "startup_timeout = 0 ms"))
+        << refused;
   }
   EXPECT_EQ(make(options, {5, 4, 0}).code(), StatusCode::kInvalidArgument);  // rank outside
   EXPECT_EQ(make(options, {0, 1, 0}).code(), StatusCode::kInvalidArgument);  // world of 1

@@ -77,6 +77,7 @@ ft::EngineOptions ToEngineOptions(const ft_options& o) {
   options.heartbeat_interval = std::chrono::milliseconds(o.heartbeat_interval_ms);
   options.heartbeat_misses = o.heartbeat_misses;
   options.spare_priority = o.spare_priority;
+  options.startup_timeout = std::chrono::milliseconds(o.startup_timeout_ms);
   return options;
 }
 
@@ -105,6 +106,7 @@ void ft_options_init(ft_options* options) {
   options->heartbeat_interval_ms = defaults.heartbeat_interval.count();
   options->heartbeat_misses = defaults.heartbeat_misses;
   options->spare_priority = defaults.spare_priority;
+  options->startup_timeout_ms = defaults.startup_timeout.count();
 }
 
 int ft_loopback_world_create(uint32_t nodes, const ft_options* options, ft_loopback_world** world) {

@@ -213,6 +213,9 @@ Result<EngineOptions> OptionsFromEnvironment(const EngineOptions& options, const
   FT_ASSIGN_OR_RETURN(std::optional<int64_t> misses, positive("FT_HEARTBEAT_MISSES", 1'000'000));
   if (interval) out.heartbeat_interval = std::chrono::milliseconds(*interval);
   if (misses) out.heartbeat_misses = static_cast<int>(*misses);
+  FT_ASSIGN_OR_RETURN(std::optional<int64_t> startup,
+                      positive("FT_STARTUP_TIMEOUT_MS", 24 * 3'600'000));
+  if (startup) out.startup_timeout = std::chrono::milliseconds(*startup);
   FT_ASSIGN_OR_RETURN(std::optional<int64_t> priority,
                       in_range("FT_SPARE_PRIORITY", 0, EngineOptions::kLaunchOrder - 1));
   if (priority) out.spare_priority = static_cast<uint32_t>(*priority);

@@ -49,9 +49,10 @@ Result<ProcessFabric> CreateProcessFabric(const Bootstrap& bootstrap,
                                           const verbs::RdmaOptions& rdma,
                                           const Getenv& getenv = {});
 
-// `options` with the launcher's overrides applied: FT_HEARTBEAT_INTERVAL_MS and
-// FT_HEARTBEAT_MISSES (positive integers), so that a job can be tuned to its machine (an
-// emulated or oversubscribed one needs a longer bound) without rebuilding the application.
+// `options` with the launcher's overrides applied: FT_HEARTBEAT_INTERVAL_MS,
+// FT_HEARTBEAT_MISSES and FT_STARTUP_TIMEOUT_MS (positive integers), so that a job can be tuned
+// to its machine (an emulated or oversubscribed one needs a longer bound) without rebuilding the
+// application; and FT_SPARE_PRIORITY.
 // InvalidArgument naming the variable when one is malformed.
 Result<EngineOptions> OptionsFromEnvironment(const EngineOptions& options,
                                              const Getenv& getenv = {});

@@ -70,6 +70,12 @@ struct EngineOptions {
   bool keep_local_copy = false;
   // Bound on every collective wait (connecting, waiting for the coordinator, a checkpoint).
   std::chrono::milliseconds timeout{60'000};
+  // Bound on the job's start (the smaller of this and `timeout`): the coordinator waits this long
+  // for every rank to connect, a rank this long for the coordinator. A rank that died before it
+  // connected (or was never started) ends the start on every node within it, named, instead of
+  // after `timeout`. Raise it where the launcher starts ranks far apart. FT_STARTUP_TIMEOUT_MS
+  // overrides it (Engine::CreateFromEnvironment).
+  std::chrono::milliseconds startup_timeout{30'000};
   // Failure detection: every node WRITEs a heartbeat into the coordinator's memory (and the
   // coordinator into every node's) each interval; a peer whose heartbeat has not advanced for
   // heartbeat_misses intervals is lost. A node whose own progress stalled that long (a SIGSTOP,

@@ -46,7 +46,8 @@ typedef struct ft_options {
   int64_t timeout_ms;
   int64_t heartbeat_interval_ms; /* failure detection: a heartbeat each interval (default 10) */
   int32_t heartbeat_misses;      /* intervals without one before a peer is lost (default 3) */
-  uint32_t spare_priority; /* an idle spare's: lower goes first; UINT32_MAX (default): unset */
+  uint32_t spare_priority;    /* an idle spare's: lower goes first; UINT32_MAX (default): unset */
+  int64_t startup_timeout_ms; /* the job's start: every rank connected within it (default 30000) */
 } ft_options;
 
 typedef struct ft_metrics {
