@@ -821,6 +821,14 @@ void CheckpointRound::FinishRound(Status status) {
     shared_.in_flight = false;
   }
   bounced_ = 0;
+  if (!status.ok() && peers_.ConnectingPartners(generation_)) {
+    // Our partner Connect must not outlive the round. A round whose link to a partner broke as
+    // the partner died reconnects to it; the helper may run that Connect only after a new
+    // process took the rank, and it would then meet the new process's recovery Connect with
+    // this epoch's data: refused there, failing the recovery (seen under ftbench --kill-at
+    // write, once in tens of runs). It would also hold the helper until its deadline.
+    peers_.CancelConnecting();
+  }
   phase_ = Phase::kIdle;
   go_.reset();
   std::shared_ptr<CheckpointHandle::State> handle = std::move(handle_);

@@ -113,6 +113,13 @@ Result<bool> PeerTable::ConnectPartners(std::span<const NodeId> wanted,
   }
   connect_tag_ = tag;
   connect_role_ = LinkRole::kData;
+  if (internal::LogEnabled(LogLevel::kDebug)) {
+    std::string names;
+    for (const verbs::ConnectRequest& r : requests)
+      names += StrCat(names.empty() ? "" : ",", r.peer);
+    FT_LOG(kDebug) << "node " << node_.rank() << ": partner Connect to " << names << " in epoch "
+                   << node_.epoch() << " (tag " << tag << ")";
+  }
   connect_in_flight_ = connect_helper_->Submit(std::move(requests), timeout);
   return false;
 }

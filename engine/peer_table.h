@@ -94,6 +94,10 @@ class PeerTable {
                            uint64_t tag, std::unique_ptr<verbs::QueuePair>* qp)>;
   void Harvest(const AcceptPartner& accept);
   bool connecting() const { return connect_in_flight_.valid(); }
+  // A partner Connect made with `tag` is in flight.
+  bool ConnectingPartners(uint64_t tag) const {
+    return connect_in_flight_.valid() && connect_role_ == LinkRole::kData && connect_tag_ == tag;
+  }
   // Cancels a background Connect and waits for it (its QPs are dropped); the helper stays for
   // the next one.
   void CancelConnecting();
