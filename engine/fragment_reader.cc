@@ -196,8 +196,9 @@ bool FragmentReader::Plan(Window& window, size_t slot) {
     const erasure::StripeGeometry& g = *committed_.geometry;
     const uint64_t remote = SlotAddr(c) + header_area_bytes_ + window.stripe * g.cell_bytes();
     const uint32_t index = (static_cast<uint32_t>(slot + 1) << 8) | static_cast<uint32_t>(c);
-    std::byte* landing = Landing(window, slot, c);
-    const uint32_t lkey = landing == CellOf(slot, c) ? memory_.pipeline_lkey() : *out_lkey_;
+    std::byte* direct = DirectCell(window.stripe, c);
+    std::byte* landing = direct != nullptr ? direct : CellOf(slot, c);
+    const uint32_t lkey = direct != nullptr ? *out_lkey_ : memory_.pipeline_lkey();
     if (Status posted = PostRead(c, index, landing, lkey, g.cell_bytes(), remote); !posted.ok()) {
       usable_[c] = 0;
       Note(posted);

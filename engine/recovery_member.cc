@@ -316,9 +316,8 @@ void RecoveryMember::BeginRestore() {
   tag_ = (uint64_t{1} << 40) + node_.epoch();
   // A replacement's store is only written by the re-protection, after RESTORED: registering it
   // (zeroing hundreds of MiB, the longest step of a recovery on a fresh process) runs beside the
-  // connects and the read instead of before them. A spare that registered one while it waited
-  // (StoreHint) uses that.
-  storing_ = false;
+  // connects and the read instead of before them. A spare registers the memory it zeroed while
+  // it waited (STORE_HINT, SharedState::spare_store).
   store_failure_ = Status();
   storing_ =
       replacement_ && restore_->store_bytes > 0 && memory_.store_bytes() < restore_->store_bytes;

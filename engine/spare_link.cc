@@ -24,14 +24,7 @@ Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
   request.peer = coordinator;
   request.private_data =
       recovery::EncodeSpareConnect(spare_id, priority, domain, fabric.endpoint());
-  for (uint32_t i = 0; i < kReceives; ++i) {
-    verbs::RecvRequest receive;
-    receive.wr_id = WorkId{WorkKind::kRecv, 0, i}.Encode();
-    receive.sge = {
-        reinterpret_cast<uint64_t>(link->buffer_.data()) + i * recovery::kMaxControlMessageBytes,
-        static_cast<uint32_t>(recovery::kMaxControlMessageBytes), link->mr_->lkey()};
-    request.receives.push_back(receive);
-  }
+  for (uint32_t i = 0; i < kReceives; ++i) request.receives.push_back(link->ReceiveAt(i));
   auto connected = fabric.Connect({&request, 1}, timeout);
   if (!connected.ok()) {
     return connected.status().WithContext(
@@ -43,12 +36,17 @@ Result<std::unique_ptr<SpareLink>> SpareLink::Connect(verbs::Fabric& fabric,
 
 SpareLink::~SpareLink() { qp_.reset(); }
 
-Status SpareLink::Repost(uint32_t index) {
+verbs::RecvRequest SpareLink::ReceiveAt(uint32_t index) const {
   verbs::RecvRequest receive;
   receive.wr_id = WorkId{WorkKind::kRecv, 0, index}.Encode();
   receive.sge = {
       reinterpret_cast<uint64_t>(buffer_.data()) + index * recovery::kMaxControlMessageBytes,
       static_cast<uint32_t>(recovery::kMaxControlMessageBytes), mr_->lkey()};
+  return receive;
+}
+
+Status SpareLink::Repost(uint32_t index) {
+  const verbs::RecvRequest receive = ReceiveAt(index);
   return qp_->PostRecv({&receive, 1});
 }
 

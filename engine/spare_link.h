@@ -41,6 +41,8 @@ class SpareLink {
   SpareLink(PrivateTag, verbs::Fabric& fabric) : fabric_(fabric) {}
 
  private:
+  // Receive `index` of the kReceives, into its slot of buffer_.
+  verbs::RecvRequest ReceiveAt(uint32_t index) const;
   Status Repost(uint32_t index);
   void TakeHint(uint64_t bytes);
 
