@@ -153,35 +153,27 @@ TEST(EngineFaults, DeadlineWaitingForTheCoordinatorLeavesTheEngineUsable) {
   EXPECT_TRUE(VerifyAll(**world, states, {{}, {2}}).ok());
 }
 
-// Destroying an engine completes every handle: one queued and perhaps not taken yet by the
-// worker, and one in flight (waiting for a GO that cannot come: the others never checkpoint).
-// Before the fix the first could block Wait() forever when Stop won the race.
+// The engine of node world.rank of `network` (its fabric made here).
+Result<std::unique_ptr<Engine>> EngineOnNode(verbs::LoopbackNetwork& network,
+                                             const EngineOptions& options, const WorldInfo& world) {
+  FT_ASSIGN_OR_RETURN(std::unique_ptr<verbs::Fabric> fabric, network.CreateFabric(world.rank));
+  return internal::EngineFactory::Create(options, world, std::move(fabric));
+}
+
 // Rank 3 of 4 is never started (it died before it connected): the start ends on every node
 // within the start-up timeout, not the 20 s engine timeout, and the coordinator names rank 3.
 TEST(EngineFaults, ARankThatNeverConnectsEndsTheStartWithinTheStartupTimeout) {
   auto network = verbs::LoopbackNetwork::Create(4);
   ASSERT_TRUE(network.ok()) << network.status();
-  EngineOptions options;
-  options.k = 2;
-  options.m = 1;
-  options.cell_bytes = 4096;
-  options.timeout = 20s;
+  EngineOptions options = SmallWorld(4, 2, 1).engine;  // a 20 s timeout
   options.startup_timeout = 1s;
-  options.heartbeat_interval = 100ms;
-  options.heartbeat_misses = 20;
   std::vector<Status> outcome(3);
   const auto started = std::chrono::steady_clock::now();
   {
     std::vector<std::jthread> threads;
     for (uint32_t rank = 0; rank < 3; ++rank) {
       threads.emplace_back([&, rank] {
-        auto fabric = (*network)->CreateFabric(rank);
-        if (!fabric.ok()) {
-          outcome[rank] = fabric.status();
-          return;
-        }
-        auto engine =
-            internal::EngineFactory::Create(options, {rank, 4, 0}, std::move(fabric).value());
+        auto engine = EngineOnNode(**network, options, {rank, 4, 0});
         if (!engine.ok()) {
           outcome[rank] = engine.status();
           return;
@@ -204,6 +196,9 @@ TEST(EngineFaults, ARankThatNeverConnectsEndsTheStartWithinTheStartupTimeout) {
   EXPECT_LT(elapsed, 10s) << "the start waited for the engine timeout";
 }
 
+// Destroying an engine completes every handle: one queued and perhaps not taken yet by the
+// worker, and one in flight (waiting for a GO that cannot come: the others never checkpoint).
+// Before the fix the first could block Wait() forever when Stop won the race.
 TEST(EngineFaults, DestroyingAnEngineCompletesEveryHandle) {
   for (int trial = 0; trial < 20; ++trial) {
     auto network = verbs::LoopbackNetwork::Create(3);
@@ -220,13 +215,7 @@ TEST(EngineFaults, DestroyingAnEngineCompletesEveryHandle) {
     std::vector<Status> created(3);
     for (uint32_t rank = 0; rank < 3; ++rank) {
       threads.emplace_back([&, rank] {
-        auto fabric = (*network)->CreateFabric(rank);
-        if (!fabric.ok()) {
-          created[rank] = fabric.status();
-          return;
-        }
-        auto engine = internal::EngineFactory::Create(engine_options, {rank, 3, 0},
-                                                      std::move(fabric).value());
+        auto engine = EngineOnNode(**network, engine_options, {rank, 3, 0});
         if (engine.ok()) {
           engines[rank] = std::move(engine).value();
         } else {

@@ -25,42 +25,55 @@ using namespace std::chrono_literals;
 using test::MakeStates;
 using test::SmallWorld;
 
-// Checkpoints `versions` versions on a world of 6 nodes, RS(2,2), with `rule` installed before
-// the last one, then reads rank 1's image back with every choice of one and of two lost columns:
-// the one bad column is decoded around while it and the lost ones are at most m, and beyond that
-// the read fails DataLoss with a message containing `why` (what the reader found wrong).
-void CheckBadColumnIsCaught(verbs::FaultRule rule, uint64_t versions, std::string_view why) {
-  constexpr uint32_t kNodes = 6;
-  constexpr int kK = 2, kM = 2;
-  constexpr uint64_t kImage = 40'000;
-  auto faults = std::make_shared<verbs::FaultController>(/*seed=*/7);
-  SCOPED_TRACE(faults->seed_description());
+// A world of 6 nodes, RS(2,2), 4 KiB cells, over FaultyFabric; each node one region of 40'000
+// bytes (the last cell partial).
+constexpr uint32_t kNodes = 6;
+constexpr int kK = 2, kM = 2;
+constexpr uint64_t kImage = 40'000;
+struct LyingDeviceWorld {
+  std::shared_ptr<verbs::FaultController> faults =
+      std::make_shared<verbs::FaultController>(/*seed=*/7);
+  std::unique_ptr<LoopbackWorld> world;
+  std::vector<test::NodeState> states = MakeStates(kNodes, {kImage});
+};
+
+// Creates `w`'s world and commits versions 1..last, `rule` installed just before the last one: a
+// device that lies reports every WRITE done, so each version commits.
+Status CommitWithRuleBeforeTheLast(LyingDeviceWorld& w, const verbs::FaultRule& rule,
+                                   uint64_t last) {
   auto options = SmallWorld(kNodes, kK, kM, 4096);
-  options.wrap_fabric = [&](uint32_t, std::unique_ptr<verbs::Fabric> fabric) {
-    return std::unique_ptr<verbs::Fabric>(
-        std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
-  };
-  auto world = internal::LoopbackWorldTesting::Create(options);
-  ASSERT_TRUE(world.ok()) << world.status();
-  auto states = MakeStates(kNodes, {kImage});
-  for (uint64_t version = 1; version <= versions; ++version) {
-    if (version == versions) faults->Add(rule);
-    const Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-      if (version == 1) FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-      states[rank].Fill(rank, version);
+  test::OverFaultyFabric(options, w.faults);
+  FT_ASSIGN_OR_RETURN(w.world, internal::LoopbackWorldTesting::Create(options));
+  for (uint64_t version = 1; version <= last; ++version) {
+    if (version == last) w.faults->Add(rule);
+    const Status status = w.world->Run([&](uint32_t rank, Engine& engine) -> Status {
+      if (version == 1) FT_RETURN_IF_ERROR(w.states[rank].ProtectAll(engine));
+      w.states[rank].Fill(rank, version);
       return engine.Checkpoint().status();
     });
-    ASSERT_TRUE(status.ok()) << "version " << version << ": " << status;  // the device lied
+    if (!status.ok()) return status.WithContext(StrCat("version ", version));
   }
-  const verbs::FaultCounters counters = faults->counters();
+  return Status();
+}
+
+// Checkpoints `versions` versions with `rule` installed before the last one, then reads rank 1's
+// image back with every choice of one and of two lost columns: the one bad column is decoded
+// around while it and the lost ones are at most m, and beyond that the read fails DataLoss with
+// a message containing `why` (what the reader found wrong).
+void CheckBadColumnIsCaught(verbs::FaultRule rule, uint64_t versions, std::string_view why) {
+  LyingDeviceWorld w;
+  SCOPED_TRACE(w.faults->seed_description());
+  const Status committed = CommitWithRuleBeforeTheLast(w, rule, versions);
+  ASSERT_TRUE(committed.ok()) << committed;
+  const verbs::FaultCounters counters = w.faults->counters();
   ASSERT_GE(counters.corrupted + counters.dropped, 1u);
 
-  const std::vector<std::byte> expected = states[1].Image();
+  const std::vector<std::byte> expected = w.states[1].Image();
   // One lost column besides the bad one is within m: exact.
   for (int lost = 0; lost < kK + kM; ++lost) {
     std::vector<std::byte> back(expected.size());
     const std::vector<int> columns{lost};
-    const Status read = (*world)->engine(1).ReadCommitted(back, columns);
+    const Status read = w.world->engine(1).ReadCommitted(back, columns);
     ASSERT_TRUE(read.ok()) << "column " << lost << " lost: " << read;
     EXPECT_EQ(back, expected) << "column " << lost << " lost";
   }
@@ -71,7 +84,7 @@ void CheckBadColumnIsCaught(verbs::FaultRule rule, uint64_t versions, std::strin
     for (int b = a + 1; b < kK + kM; ++b) {
       std::vector<std::byte> back(expected.size());
       const std::vector<int> columns{a, b};
-      const Status read = (*world)->engine(1).ReadCommitted(back, columns);
+      const Status read = w.world->engine(1).ReadCommitted(back, columns);
       if (read.ok()) {
         EXPECT_EQ(back, expected) << "columns " << a << ", " << b << " lost";
         continue;
@@ -109,50 +122,32 @@ TEST(EngineWithFaultyFabric, DroppedCellIsCaughtByItsCrcAndDecodedAround) {
 // fragments: that cell fails its CRC in place and is decoded around into the region, and the
 // last, partial cell (40'000 is not a multiple of 4096) goes through the reader's buffer.
 TEST(EngineWithFaultyFabric, ARollbackReadsInPlaceAndDecodesAroundACorruptedCell) {
-  constexpr uint32_t kNodes = 6;
-  constexpr int kK = 2, kM = 2;
-  constexpr uint64_t kImage = 40'000;
-  auto faults = std::make_shared<verbs::FaultController>(/*seed=*/7);
-  SCOPED_TRACE(faults->seed_description());
-  auto options = SmallWorld(kNodes, kK, kM, 4096);
-  options.wrap_fabric = [&](uint32_t, std::unique_ptr<verbs::Fabric> fabric) {
-    return std::unique_ptr<verbs::Fabric>(
-        std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
-  };
-  auto world = internal::LoopbackWorldTesting::Create(options);
-  ASSERT_TRUE(world.ok()) << world.status();
-  auto states = MakeStates(kNodes, {kImage});
-  for (uint64_t version = 1; version <= 2; ++version) {
-    if (version == 2) {
-      faults->Add(verbs::FaultRule::Corrupt({0, 17}, 0x40)
-                      .For(verbs::Opcode::kWrite)
-                      .ForWrIds(test::IsDataWrite)
-                      .OnNode(1)
-                      .Nth(1));
-    }
-    const Status status = (*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
-      if (version == 1) FT_RETURN_IF_ERROR(states[rank].ProtectAll(engine));
-      states[rank].Fill(rank, version);
-      return engine.Checkpoint().status();
-    });
-    ASSERT_TRUE(status.ok()) << "version " << version << ": " << status;
-  }
-  ASSERT_EQ(faults->counters().corrupted, 1u);
-  for (uint32_t rank = 0; rank < kNodes; ++rank) states[rank].Fill(rank, 3);  // not saved
-  ASSERT_TRUE((*world)->Kill(4).ok());
-  ASSERT_TRUE(test::PollUntil([&] { return (*world)->engine(1).FailureDetected(); }, 20s,
+  LyingDeviceWorld w;
+  SCOPED_TRACE(w.faults->seed_description());
+  const Status committed = CommitWithRuleBeforeTheLast(w,
+                                                       verbs::FaultRule::Corrupt({0, 17}, 0x40)
+                                                           .For(verbs::Opcode::kWrite)
+                                                           .ForWrIds(test::IsDataWrite)
+                                                           .OnNode(1)
+                                                           .Nth(1),
+                                                       2);
+  ASSERT_TRUE(committed.ok()) << committed;
+  ASSERT_EQ(w.faults->counters().corrupted, 1u);
+  for (uint32_t rank = 0; rank < kNodes; ++rank) w.states[rank].Fill(rank, 3);  // not saved
+  ASSERT_TRUE(w.world->Kill(4).ok());
+  ASSERT_TRUE(test::PollUntil([&] { return w.world->engine(1).FailureDetected(); }, 20s,
                               std::chrono::milliseconds(5)));
   std::vector<Result<RecoveryReport>> reports(kNodes, Status::Internal("not run"));
-  (void)(*world)->Run([&](uint32_t rank, Engine& engine) -> Status {
+  (void)w.world->Run([&](uint32_t rank, Engine& engine) -> Status {
     Engine* member = &engine;
     if (rank == 4) {
-      Result<Engine*> replaced = (*world)->Replace(4);
+      Result<Engine*> replaced = w.world->Replace(4);
       if (!replaced.ok()) {
         reports[rank] = replaced.status();
         return Status();
       }
       member = *replaced;
-      if (Status protect = states[4].ProtectAll(*member); !protect.ok()) {
+      if (Status protect = w.states[4].ProtectAll(*member); !protect.ok()) {
         reports[rank] = protect;
         return Status();
       }
@@ -163,9 +158,9 @@ TEST(EngineWithFaultyFabric, ARollbackReadsInPlaceAndDecodesAroundACorruptedCell
   for (uint32_t rank = 0; rank < kNodes; ++rank) {
     ASSERT_TRUE(reports[rank].ok()) << "rank " << rank << ": " << reports[rank].status();
     EXPECT_EQ(reports[rank]->version, 2u) << "rank " << rank;
-    auto expected = states[rank];
+    auto expected = w.states[rank];
     expected.Fill(rank, 2);
-    EXPECT_TRUE(states[rank].Image() == expected.Image()) << "rank " << rank;
+    EXPECT_TRUE(w.states[rank].Image() == expected.Image()) << "rank " << rank;
   }
 }
 
@@ -190,10 +185,7 @@ TEST(EngineFaulty, ACommitOfAnotherEpochIsIgnored) {
   options.engine.timeout = 5s;
   options.clock = &clock;
   test::WithoutHeartbeatLosses(options);
-  options.wrap_fabric = [&](uint32_t, std::unique_ptr<verbs::Fabric> fabric) {
-    return std::unique_ptr<verbs::Fabric>(
-        std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
-  };
+  test::OverFaultyFabric(options, faults);
   // The coordinator's SENDs to rank 2: BEAT_TARGET (at start), LAYOUT_REQUEST (its region layout
   // is new), GROW (the coordinator sizes its store), GO, then COMMIT. Byte 8 is the low byte of
   // the epoch.

@@ -65,10 +65,7 @@ TEST_P(HeartbeatLoss, SilentNodeIsLostOnEveryMemberAndItsDataDecodedAround) {
   auto options = SmallWorld(kNodes, 3, 2, 4096);
   options.engine.heartbeat_interval = 20ms;
   options.engine.heartbeat_misses = 5;  // a 100 ms bound
-  options.wrap_fabric = [&](uint32_t, std::unique_ptr<verbs::Fabric> fabric) {
-    return std::unique_ptr<verbs::Fabric>(
-        std::make_unique<verbs::FaultyFabric>(std::move(fabric), faults));
-  };
+  test::OverFaultyFabric(options, faults);
   auto world = internal::LoopbackWorldTesting::Create(options);
   ASSERT_TRUE(world.ok()) << world.status();
   auto states = MakeStates(kNodes, {50'000});

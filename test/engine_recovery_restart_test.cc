@@ -39,10 +39,7 @@ class RecoveryRestart : public ::testing::Test {
     faults_ = std::make_shared<verbs::FaultController>();
     internal::LoopbackTestWorldOptions options = test::SmallWorld(kNodes, 4, 2, 16 << 10);
     options.engine.heartbeat_misses = 10;  // a loss is seen within 1 s (100 ms intervals)
-    options.wrap_fabric = [faults = faults_](uint32_t, std::unique_ptr<verbs::Fabric> inner) {
-      return std::unique_ptr<verbs::Fabric>(
-          std::make_unique<verbs::FaultyFabric>(std::move(inner), faults));
-    };
+    test::OverFaultyFabric(options, faults_);
     auto world = internal::LoopbackWorldTesting::Create(options);
     ASSERT_TRUE(world.ok()) << world.status();
     world_ = std::move(world).value();

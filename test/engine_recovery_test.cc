@@ -205,6 +205,17 @@ class EngineRecovery : public ::testing::Test {
     return reports;
   }
 
+  // Of two spares the coordinator must give lost rank `victim` to spare 1, not to the first
+  // launched: the recovery restores `version` and spare 0 still waits.
+  void ExpectLossGoesToSpareOne(uint32_t victim, uint64_t version) {
+    KillAndWait({victim});
+    std::vector<ProtectedRegion> layout;
+    const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(victim, &layout, 1);
+    ExpectRecovered(reports, version);
+    EXPECT_EQ(&world_->engine(victim), &world_->spare(1));
+    EXPECT_TRUE(world_->spare(0).IsSpare()) << "the spare passed over still waits";
+  }
+
   void ExpectImages(uint64_t version) {
     for (uint32_t rank = 0; rank < kNodes; ++rank) {
       NodeState expected = states_[rank];
@@ -309,12 +320,7 @@ TEST_F(EngineRecovery, TheSpareWhoseDomainKeepsThePlacementRuleIsChosen) {
   options.domain_of = [](uint32_t node) { return node == kNodes ? 2u : node; };
   Start(options);
   ASSERT_OK(Commit(1, 2));
-  KillAndWait({5});
-  std::vector<ProtectedRegion> layout;
-  const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(5, &layout, 1);
-  ExpectRecovered(reports, 2);
-  EXPECT_EQ(&world_->engine(5), &world_->spare(1));
-  EXPECT_TRUE(world_->spare(0).IsSpare()) << "the spare in a clashing domain still waits";
+  ExpectLossGoesToSpareOne(5, 2);
 }
 
 // Spares in domains of their own: FT_SPARE_PRIORITY (here 0 for spare 1, unset for spare 0)
@@ -327,12 +333,7 @@ TEST_F(EngineRecovery, ASparesPriorityGoesBeforeLaunchOrder) {
   };
   Start(options);
   ASSERT_OK(Commit(1, 1));
-  KillAndWait({4});
-  std::vector<ProtectedRegion> layout;
-  const std::vector<Result<RecoveryReport>> reports = RecoverOntoSpare(4, &layout, 1);
-  ExpectRecovered(reports, 1);
-  EXPECT_EQ(&world_->engine(4), &world_->spare(1));
-  EXPECT_TRUE(world_->spare(0).IsSpare());
+  ExpectLossGoesToSpareOne(4, 1);
 }
 
 TEST_F(EngineRecovery, TheCoordinatorsPartnersAndTwoLossesAtOnce) {

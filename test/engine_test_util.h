@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <thread>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "engine/engine_factory.h"
 #include "engine/work_ids.h"
 #include "ftengine/engine.h"
+#include "verbs/faulty/faulty.h"
 #include "world/loopback_world_internal.h"
 
 namespace ft::test {
@@ -52,6 +54,16 @@ inline internal::LoopbackTestWorldOptions SmallWorld(uint32_t nodes, int k, int 
 inline bool IsDataWrite(uint64_t wr_id) {
   const internal::WorkKind kind = internal::WorkId::Decode(wr_id).kind;
   return kind == internal::WorkKind::kCell || kind == internal::WorkKind::kHeader;
+}
+
+// Every fabric of the world (the replacements' too) goes through a FaultyFabric of `faults`.
+inline void OverFaultyFabric(internal::LoopbackTestWorldOptions& options,
+                             std::shared_ptr<verbs::FaultController> faults) {
+  options.wrap_fabric = [faults = std::move(faults)](uint32_t,
+                                                     std::unique_ptr<verbs::Fabric> inner) {
+    return std::unique_ptr<verbs::Fabric>(
+        std::make_unique<verbs::FaultyFabric>(std::move(inner), faults));
+  };
 }
 
 // For tests that drive a manual clock in large steps (deadlines) while the workers run at their

@@ -7,6 +7,7 @@
 //   it (and committed_placement()) as they were; it round trips and every truncation is refused.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -56,6 +57,19 @@ Coordinator::Outbox DoneAll(Coordinator& c, uint64_t epoch, uint64_t version) {
   Coordinator::Outbox outbox;
   for (NodeId node = 0; node < kNodes; ++node) c.OnDone(DoneMessage{epoch, version, node}, &outbox);
   return outbox;
+}
+
+// A coordinator in epoch 1 that committed version 1 (every node prepared and was done); null,
+// with a test failure, if it did not.
+std::unique_ptr<Coordinator> CommittedVersionOne() {
+  Result<std::unique_ptr<Coordinator>> made = Coordinator::Create({kNodes, kK, kM, 1});
+  EXPECT_TRUE(made.ok()) << made.status();
+  if (!made.ok()) return nullptr;
+  PrepareAll(**made, 1);
+  DoneAll(**made, 1, 1);
+  EXPECT_EQ((*made)->committed_version(), 1u);
+  if ((*made)->committed_version() != 1) return nullptr;
+  return std::move(made).value();
 }
 
 TEST(ViewTest, InitialViewAndDescribe) {
@@ -147,11 +161,9 @@ TEST(CoordinatorViewTest, OnlyNewerValidViewsOfTheSameSizeAreInstalled) {
 // its own, so the next round sends the same placement (same id, same slots) with the new store's
 // keys, and grows no store. Recomputing would place every fragment beside the committed extents.
 TEST(CoordinatorViewTest, ANewViewKeepsTheCommittedPlacementWithTheReplacementsKeys) {
-  auto made = Coordinator::Create({kNodes, kK, kM, 1});
-  ASSERT_TRUE(made.ok());
-  Coordinator& c = **made;
-  PrepareAll(c, 1);
-  DoneAll(c, 1, 1);
+  const std::unique_ptr<Coordinator> made = CommittedVersionOne();
+  ASSERT_NE(made, nullptr);
+  Coordinator& c = *made;
   const Placement committed = *c.committed_placement();
   const uint64_t committed_id = c.placement_id();
   // A round under a new placement (every image grew) is in flight when node 4 is lost.
@@ -244,11 +256,9 @@ TEST(CoordinatorStateTest, AnAbortedRoundUnderANewPlacementLeavesTheCommittedSta
 // stores have the room (PrepareOf offers 9 MiB of fixed store: 8 extents of a 1 MiB footprint),
 // and over them, counted, when not.
 TEST(CoordinatorStateTest, AChangedPlacementAvoidsTheCommittedExtents) {
-  auto made = Coordinator::Create({kNodes, kK, kM, 1});
-  ASSERT_TRUE(made.ok());
-  Coordinator& c = **made;
-  PrepareAll(c, 1);
-  DoneAll(c, 1, 1);
+  const std::unique_ptr<Coordinator> made = CommittedVersionOne();
+  ASSERT_NE(made, nullptr);
+  Coordinator& c = *made;
   const Placement committed = *c.committed_placement();
   const auto gos = Only<GoMessage>(PrepareAll(c, 1, 3 << 19));  // every image 1.5x
   ASSERT_EQ(gos.size(), kNodes);
